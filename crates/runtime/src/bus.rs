@@ -1,0 +1,182 @@
+//! RabbitMQ: the connection, this deployment's names, and the topology —
+//! one topic exchange for domain events, durable quorum work queues with a
+//! delivery limit, a dead-letter queue each and an optional delay queue for
+//! retries (TTL + dead-letter back; no broker plugin).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::options::{
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::config::AmqpSettings;
+
+/// The topic exchange every domain event is published to.
+pub const EVENTS_EXCHANGE: &str = "muster.events";
+const DEAD_EXCHANGE: &str = "muster.dead";
+
+/// A work or event queue and what it receives.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    /// Logical name, e.g. `messaging.email.send`.
+    pub name: &'static str,
+    /// Event routing keys (patterns) bound from the events exchange.
+    pub bindings: &'static [&'static str],
+    /// When set, a `<name>.retry` queue holds messages this long, then returns them.
+    pub retry_delay: Option<Duration>,
+}
+
+/// One AMQP connection and the names under this deployment's prefix.
+pub struct Bus {
+    connection: Connection,
+    settings: AmqpSettings,
+}
+
+impl Bus {
+    /// Connects; `name` shows in the broker's connection list.
+    pub async fn connect(settings: &AmqpSettings, name: &str) -> anyhow::Result<Self> {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        let connection = Connection::connect(&settings.url, properties).await.with_context(|| {
+            "connecting to RabbitMQ (amqp.url); is it running? `deploy/local/services.sh` starts it"
+        })?;
+        Ok(Self { connection, settings: settings.clone() })
+    }
+
+    /// The settings this bus was opened with.
+    pub fn settings(&self) -> &AmqpSettings {
+        &self.settings
+    }
+
+    /// A broker-side name for `logical` under this deployment's prefix.
+    pub fn name(&self, logical: &str) -> String {
+        format!("{}{logical}", self.settings.prefix)
+    }
+
+    /// A new channel.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        self.connection.create_channel().await.context("opening an AMQP channel")
+    }
+
+    /// A new channel in publisher-confirm mode.
+    pub async fn confirm_channel(&self) -> anyhow::Result<Channel> {
+        let channel = self.channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+        Ok(channel)
+    }
+
+    /// Declares the events exchange, the dead-letter exchange and `queues`.
+    /// Declaring is idempotent; every process does it at start-up.
+    pub async fn declare(&self, queues: &[QueueSpec]) -> anyhow::Result<()> {
+        let channel = self.channel().await?;
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel
+            .exchange_declare(
+                self.name(EVENTS_EXCHANGE).into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .context("declaring the events exchange")?;
+        channel
+            .exchange_declare(
+                self.name(DEAD_EXCHANGE).into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .context("declaring the dead-letter exchange")?;
+        for spec in queues {
+            self.declare_queue(&channel, spec)
+                .await
+                .with_context(|| format!("declaring queue {}", spec.name))?;
+        }
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> anyhow::Result<()> {
+        let queue = self.name(spec.name);
+        let dead = format!("{queue}.dead");
+        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+
+        channel.queue_declare(dead.as_str().into(), options, quorum()).await?;
+        channel
+            .queue_bind(
+                dead.as_str().into(),
+                self.name(DEAD_EXCHANGE).into(),
+                queue.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        let mut arguments = quorum();
+        arguments.insert("x-delivery-limit".into(), long(self.settings.delivery_limit as i64));
+        arguments.insert("x-dead-letter-exchange".into(), text(&self.name(DEAD_EXCHANGE)));
+        arguments.insert("x-dead-letter-routing-key".into(), text(&queue));
+        channel.queue_declare(queue.as_str().into(), options, arguments).await?;
+        for key in spec.bindings {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    self.name(EVENTS_EXCHANGE).into(),
+                    (*key).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+
+        if let Some(delay) = spec.retry_delay {
+            let mut arguments = quorum();
+            arguments.insert("x-message-ttl".into(), long(delay.as_millis() as i64));
+            arguments.insert("x-dead-letter-exchange".into(), text(""));
+            arguments.insert("x-dead-letter-routing-key".into(), text(&queue));
+            let retry = format!("{queue}.retry");
+            channel.queue_declare(retry.as_str().into(), options, arguments).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the connection, letting in-flight acks go out first.
+    pub async fn close(&self) {
+        let _ = self.connection.close(200, "shutting down".into()).await;
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), text("quorum"));
+    arguments
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+fn long(value: i64) -> AMQPValue {
+    AMQPValue::LongLongInt(value)
+}
+
+/// A header of an incoming message as text.
+pub fn header(properties: &lapin::BasicProperties, key: &str) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(key))? {
+        AMQPValue::LongString(value) => Some(String::from_utf8_lossy(value.as_bytes()).into()),
+        AMQPValue::ShortString(value) => Some(value.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// A header value for an outgoing message.
+pub fn header_value(value: &str) -> AMQPValue {
+    text(value)
+}

@@ -1,0 +1,93 @@
+//! Layered configuration: compiled-in defaults, then an optional file, then
+//! environment variables `MUSTER_<SECTION>__<KEY>`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Loads `T` from `defaults` (TOML), the file named by `MUSTER_CONFIG` if set,
+/// and the environment.
+pub fn load<T: DeserializeOwned>(defaults: &str) -> anyhow::Result<T> {
+    let mut builder = Config::builder().add_source(File::from_str(defaults, FileFormat::Toml));
+    if let Some(path) = std::env::var_os("MUSTER_CONFIG").map(PathBuf::from) {
+        builder = builder.add_source(File::from(path.clone()).required(true));
+    }
+    builder
+        .add_source(Environment::with_prefix("MUSTER").separator("__").try_parsing(true))
+        .build()
+        .context("reading configuration")?
+        .try_deserialize()
+        .context("configuration is invalid: check MUSTER_CONFIG and MUSTER_* variables")
+}
+
+/// The PostgreSQL database of one service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    /// Apply pending migrations when the service starts.
+    pub migrate_on_start: bool,
+}
+
+/// The RabbitMQ broker and this deployment's names on it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    pub url: String,
+    /// Prepended to every exchange and queue name; tests use a random one.
+    pub prefix: String,
+    pub prefetch: u16,
+    /// Deliveries of one message before it is dead-lettered.
+    pub delivery_limit: u32,
+}
+
+/// Where a service listens.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenSettings {
+    /// gRPC (or HTTP for the gateway); port 0 picks a free port.
+    pub addr: String,
+    /// `/healthz` and `/readyz`.
+    pub admin_addr: String,
+}
+
+/// Log and trace output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: String,
+    /// An `EnvFilter` directive such as `info,muster=debug`.
+    pub filter: String,
+    /// OTLP/gRPC collector; traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Secrets that sign credentials between the gateway and the services.
+#[derive(Clone, Deserialize)]
+pub struct AuthSettings {
+    /// Shared HMAC key for internal credentials; set it from the environment.
+    pub token_secret: String,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings").field("token_secret", &"<redacted>").finish()
+    }
+}
+
+/// Defaults shared by every service, merged under each service's own.
+pub const COMMON_DEFAULTS: &str = r#"
+[amqp]
+url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+prefix = ""
+prefetch = 64
+delivery_limit = 5
+
+[telemetry]
+format = "pretty"
+filter = "info"
+
+[auth]
+token_secret = "muster-local-development-secret-change-me"
+"#;

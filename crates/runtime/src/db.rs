@@ -1,0 +1,90 @@
+//! PostgreSQL: the pool and embedded migrations, applied in order under an
+//! advisory lock so that several processes can start at once.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::DatabaseSettings;
+
+/// One migration embedded in a service binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Embeds `migrations/<file>` of the calling crate, numbered in order.
+#[macro_export]
+macro_rules! migrations {
+    ($($version:literal => $file:literal),* $(,)?) => {
+        &[$($crate::db::Migration {
+            version: $version,
+            name: $file,
+            sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $file)),
+        }),*]
+    };
+}
+
+/// The outbox and inbox tables every service carries (version 0).
+const BUS_TABLES: Migration = Migration {
+    version: 0,
+    name: "bus_tables.sql",
+    sql: include_str!("bus_tables.sql"),
+};
+
+/// Opens a pool on `settings.url`.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&settings.url)
+        .await
+        .context("connecting to PostgreSQL (database.url); is it running and does the database exist? `deploy/local/services.sh` creates it")
+}
+
+/// Applies the migrations not yet applied, each in its own transaction.
+pub async fn migrate(pool: &PgPool, migrations: &[Migration]) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(7243019)").execute(&mut *conn).await?;
+    let result = apply(&mut conn, migrations).await;
+    sqlx::query("SELECT pg_advisory_unlock(7243019)").execute(&mut *conn).await?;
+    result
+}
+
+async fn apply(conn: &mut sqlx::PgConnection, migrations: &[Migration]) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS muster_migrations (
+            version bigint PRIMARY KEY,
+            name text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM muster_migrations")
+        .fetch_all(&mut *conn)
+        .await?;
+
+    for migration in std::iter::once(&BUS_TABLES).chain(migrations) {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("applying migration {}", migration.name))?;
+        sqlx::query("INSERT INTO muster_migrations (version, name) VALUES ($1, $2)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Compiles the `.proto` files with protox (no system protoc) and writes the
+//! descriptor set that gRPC reflection serves.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "muster/contacts/v1/contacts.proto",
+    "muster/messaging/v1/messaging.proto",
+    "muster/events/v1/events.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=muster");
+
+    let descriptors = protox::compile(PROTOS, ["."])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out_dir.join("muster_descriptor.bin"), descriptors.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
