@@ -1,0 +1,60 @@
+//! Test support: every test gets its own PostgreSQL database, its own
+//! RabbitMQ name prefix and, when it sends mail, its own real SMTP sink
+//! (Postfix's `smtp-sink`), so tests run in parallel against real servers.
+
+mod smtp;
+
+pub use smtp::SmtpSink;
+
+use anyhow::Context;
+use muster_runtime::config::{AmqpSettings, DatabaseSettings};
+use sqlx::{Connection, PgConnection};
+
+/// Where the test PostgreSQL server is; `MUSTER_TEST_PG` overrides.
+pub fn postgres_server() -> String {
+    std::env::var("MUSTER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Where the test RabbitMQ broker is; `MUSTER_TEST_AMQP` overrides.
+pub fn amqp_url() -> String {
+    std::env::var("MUSTER_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A short random token for names.
+pub fn unique() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[20..].to_owned()
+}
+
+/// Creates an empty database named `muster_t_<label>_<random>` and returns its settings.
+pub async fn fresh_database(label: &str) -> anyhow::Result<DatabaseSettings> {
+    let server = postgres_server();
+    let name = format!("muster_t_{label}_{}", unique());
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .context("connecting to the test PostgreSQL; run deploy/local/services.sh")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("creating test database {name}"))?;
+    Ok(DatabaseSettings {
+        url: format!("{server}/{name}"),
+        max_connections: 10,
+        migrate_on_start: true,
+    })
+}
+
+/// Broker settings with a private prefix, so this test's queues are its own.
+pub fn fresh_amqp() -> AmqpSettings {
+    AmqpSettings {
+        url: amqp_url(),
+        prefix: format!("t{}.", unique()),
+        prefetch: 32,
+        delivery_limit: 3,
+    }
+}
+
+/// The root of the repository (for the shared data files).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
