@@ -180,3 +180,24 @@ pub fn header(properties: &lapin::BasicProperties, key: &str) -> Option<String> 
 pub fn header_value(value: &str) -> AMQPValue {
     text(value)
 }
+
+/// Every queue of the system and what feeds it. Each process declares all of
+/// them at start-up, so that no event is lost to a queue not yet declared
+/// because its consumer started later.
+pub const TOPOLOGY: &[QueueSpec] = &[
+    QueueSpec {
+        name: "contacts.unsubscribes",
+        bindings: &["messaging.delivery.unsubscribed"],
+        retry_delay: None,
+    },
+    QueueSpec {
+        name: "messaging.consent",
+        bindings: &["contacts.consent.changed"],
+        retry_delay: None,
+    },
+    QueueSpec {
+        name: "messaging.email.send",
+        bindings: &[],
+        retry_delay: Some(Duration::from_secs(5)),
+    },
+];

@@ -1,0 +1,297 @@
+//! The gRPC API of contacts (`muster.contacts.v1.ContactsService`).
+
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use futures::Stream;
+use muster_proto::contacts::v1 as pb;
+use muster_proto::contacts::v1::contacts_service_server::ContactsService;
+use muster_proto::contacts::v1::upload_import_request::Part;
+use muster_runtime::{ApiError, TenantId, auth};
+use sqlx::{PgPool, QueryBuilder};
+use tokio::io::AsyncWriteExt;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::import::job::{self, ImportTask};
+use crate::import::{ColumnMapping, Preset};
+use crate::segment::Filter;
+use crate::store::{imports, people};
+
+/// Members sent per streamed message.
+const STREAM_BATCH: i64 = 1_000;
+
+/// The service's handlers.
+#[derive(Clone)]
+pub struct Api {
+    pub pool: PgPool,
+    pub spool_dir: PathBuf,
+}
+
+fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim())
+        .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a valid id")))
+}
+
+fn page_size(requested: i32) -> i64 {
+    match requested {
+        n if n <= 0 => 100,
+        n => n.min(1_000) as i64,
+    }
+}
+
+type MemberStream = Pin<Box<dyn Stream<Item = Result<pb::SegmentMemberBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContactsService for Api {
+    async fn get_person(
+        &self,
+        request: Request<pb::GetPersonRequest>,
+    ) -> Result<Response<pb::Person>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let id = parse_id(&request.get_ref().id, "id")?;
+        Ok(Response::new(people::get(&self.pool, tenant, id).await?))
+    }
+
+    async fn list_people(
+        &self,
+        request: Request<pb::ListPeopleRequest>,
+    ) -> Result<Response<pb::ListPeopleResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let filter = Filter::parse(&request.filter.unwrap_or_default())?;
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_id(token, "page_token")?),
+        };
+        let limit = page_size(request.page_size);
+        let found = people::list(&self.pool, tenant, &filter, after, limit).await?;
+        let next_page_token = match found.last() {
+            Some(last) if found.len() as i64 == limit => last.id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListPeopleResponse { people: found, next_page_token }))
+    }
+
+    async fn upload_import(
+        &self,
+        request: Request<Streaming<pb::UploadImportRequest>>,
+    ) -> Result<Response<pb::ImportJob>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let mut stream = request.into_inner();
+        let header = match stream.message().await?.and_then(|m| m.part) {
+            Some(Part::Header(header)) => header,
+            _ => return Err(ApiError::invalid("header", "the first message must be the header").into()),
+        };
+        let preset = preset(&header)?;
+        let id = Uuid::now_v7();
+        let source_label = match header.source_label.trim() {
+            "" => header.file_name.clone(),
+            label => label.to_owned(),
+        };
+        sqlx::query(
+            "INSERT INTO imports (id, tenant_id, file_name, preset, source_label, state, size_bytes)
+             VALUES ($1, $2, $3, $4, $5, 'receiving', $6)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(&header.file_name)
+        .bind(pb::ImportPreset::try_from(header.preset).unwrap_or_default().as_str_name())
+        .bind(&source_label)
+        .bind(header.size_bytes as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(ApiError::from)?;
+
+        let path = self.spool_dir.join(format!("{id}.upload"));
+        let received = match spool(&mut stream, &path).await {
+            Ok(size) => size,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                fail(&self.pool, id, &error.to_string()).await;
+                return Err(error.into());
+            }
+        };
+        sqlx::query(
+            "UPDATE imports SET state = 'queued', size_bytes = $2, progressed_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(received as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(ApiError::from)?;
+
+        tracing::info!(import_id = %id, tenant_id = %tenant, bytes = received, "import queued");
+        let task = ImportTask { id, tenant_id: tenant, preset, source_label, path };
+        tokio::spawn(job::run(self.pool.clone(), task));
+        Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
+    }
+
+    async fn get_import(
+        &self,
+        request: Request<pb::GetImportRequest>,
+    ) -> Result<Response<pb::ImportJob>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let id = parse_id(&request.get_ref().id, "id")?;
+        Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
+    }
+
+    async fn list_import_issues(
+        &self,
+        request: Request<pb::ListImportIssuesRequest>,
+    ) -> Result<Response<pb::ListImportIssuesResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let id = parse_id(&request.import_id, "import_id")?;
+        let after = match request.page_token.as_str() {
+            "" => 0,
+            token => token
+                .parse()
+                .map_err(|_| ApiError::invalid("page_token", "not a token from a previous page"))?,
+        };
+        let limit = page_size(request.page_size);
+        let (issues, next) = imports::issues(&self.pool, tenant, id, after, limit).await?;
+        Ok(Response::new(pb::ListImportIssuesResponse {
+            issues,
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn count_segment(
+        &self,
+        request: Request<pb::CountSegmentRequest>,
+    ) -> Result<Response<pb::CountSegmentResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let filter = Filter::parse(&request.into_inner().filter.unwrap_or_default())?;
+        let mut query = QueryBuilder::new("SELECT count(*) FROM people");
+        filter.push_where(&mut query, tenant);
+        let count: i64 =
+            query.build_query_scalar().fetch_one(&self.pool).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::CountSegmentResponse { count: count as u64 }))
+    }
+
+    type StreamSegmentStream = MemberStream;
+
+    async fn stream_segment(
+        &self,
+        request: Request<pb::StreamSegmentRequest>,
+    ) -> Result<Response<Self::StreamSegmentStream>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let filter = Filter::parse(&request.into_inner().filter.unwrap_or_default())?;
+        Ok(Response::new(Box::pin(stream_members(self.pool.clone(), tenant, filter))))
+    }
+}
+
+fn stream_members(
+    pool: PgPool,
+    tenant: TenantId,
+    filter: Filter,
+) -> impl Stream<Item = Result<pb::SegmentMemberBatch, Status>> + Send {
+    async_stream::try_stream! {
+        let mut after = Uuid::nil();
+        loop {
+            let mut query = QueryBuilder::new(
+                "SELECT id, COALESCE(email, ''), COALESCE(first_name, ''), \
+                 COALESCE(last_name, ''), COALESCE(city, '') FROM people",
+            );
+            filter.push_where(&mut query, tenant);
+            query.push(" AND id > ").push_bind(after);
+            query.push(" ORDER BY id LIMIT ").push_bind(STREAM_BATCH);
+            let rows: Vec<(Uuid, String, String, String, String)> =
+                query.build_query_as().fetch_all(&pool).await.map_err(ApiError::from)?;
+            let Some(last) = rows.last() else { break };
+            after = last.0;
+            let full = rows.len() as i64 == STREAM_BATCH;
+            let members = rows
+                .into_iter()
+                .map(|(id, email, first_name, last_name, city)| pb::SegmentMember {
+                    person_id: id.to_string(),
+                    email,
+                    first_name,
+                    last_name,
+                    city,
+                })
+                .collect();
+            yield pb::SegmentMemberBatch { members };
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+fn preset(header: &pb::ImportHeader) -> Result<Preset, ApiError> {
+    let preset = pb::ImportPreset::try_from(header.preset)
+        .map_err(|_| ApiError::invalid("header.preset", "unknown preset"))?;
+    Ok(match preset {
+        pb::ImportPreset::FrExcel => Preset::FrExcel,
+        pb::ImportPreset::Nationbuilder => Preset::NationBuilder,
+        pb::ImportPreset::MailchimpSubscribed => Preset::MailchimpSubscribed,
+        pb::ImportPreset::MailchimpUnsubscribed => Preset::MailchimpUnsubscribed,
+        pb::ImportPreset::Custom => Preset::Custom(mapping(header.mapping.clone().unwrap_or_default())?),
+        pb::ImportPreset::Unspecified => {
+            return Err(ApiError::invalid(
+                "header.preset",
+                "choose a preset: fr_excel, nationbuilder, mailchimp_subscribed, \
+                 mailchimp_unsubscribed, or custom with a column mapping",
+            ));
+        }
+    })
+}
+
+fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {
+    let some = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+    let mapping = ColumnMapping {
+        first_name: some(m.first_name),
+        last_name: some(m.last_name),
+        email: some(m.email),
+        phone: some(m.phone),
+        address_line1: some(m.address_line1),
+        postal_code: some(m.postal_code),
+        city: some(m.city),
+        country: some(m.country),
+        birth_date: some(m.birth_date),
+        tags: some(m.tags),
+        email_consent: some(m.email_consent),
+        email_consent_time: some(m.email_consent_time),
+        external_id: some(m.external_id),
+    };
+    if mapping.email.is_none() && mapping.phone.is_none() {
+        return Err(ApiError::invalid(
+            "header.mapping",
+            "map at least the e-mail or the phone column",
+        ));
+    }
+    Ok(mapping)
+}
+
+async fn spool(stream: &mut Streaming<pb::UploadImportRequest>, path: &PathBuf) -> Result<u64, ApiError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
+    let mut size = 0u64;
+    while let Some(message) = stream.message().await.map_err(|status| {
+        ApiError::invalid("chunk", format!("the upload was interrupted: {}", status.message()))
+    })? {
+        match message.part {
+            Some(Part::Chunk(bytes)) => {
+                size += bytes.len() as u64;
+                file.write_all(&bytes).await.map_err(|e| ApiError::Internal(e.into()))?;
+            }
+            _ => return Err(ApiError::invalid("header", "only the first message is a header")),
+        }
+    }
+    file.flush().await.map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(size)
+}
+
+async fn fail(pool: &PgPool, id: Uuid, error: &str) {
+    let _ = sqlx::query(
+        "UPDATE imports SET state = 'failed', error = $2, finished_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(pool)
+    .await;
+}

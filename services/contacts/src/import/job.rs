@@ -1,0 +1,463 @@
+//! An import as a job: the uploaded file is spooled to disk, read on a
+//! blocking thread by [`ImportReader`], and written in batches — one
+//! set-based upsert per batch, consent applied by the rules of the ledger,
+//! progress and issues recorded as it goes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use muster_runtime::TenantId;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
+use crate::domain::territory::departement_of;
+use crate::events;
+
+/// Rows written per transaction.
+pub const BATCH_ROWS: usize = 2_000;
+
+/// What the worker needs to run one uploaded import.
+pub struct ImportTask {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub preset: Preset,
+    pub source_label: String,
+    pub path: PathBuf,
+}
+
+/// Rows read from the file, waiting to be written.
+struct Batch {
+    rows: Vec<ImportRow>,
+    empty: u64,
+    rejected: Vec<(u64, Vec<RowIssue>)>,
+    bytes_read: u64,
+}
+
+/// Counters added by one batch.
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
+    rows_read: i64,
+    rows_empty: i64,
+    created: i64,
+    merged: i64,
+    rejected: i64,
+    warnings: i64,
+    consent_granted: i64,
+    suppressed: i64,
+}
+
+/// Runs the import to its end, recording success or the reason of failure.
+#[tracing::instrument(name = "contacts.import.run", skip_all, fields(import_id = %task.id))]
+pub async fn run(pool: PgPool, task: ImportTask) {
+    let outcome = execute(&pool, &task).await;
+    let _ = tokio::fs::remove_file(&task.path).await;
+    let (state, error) = match &outcome {
+        Ok(()) => ("succeeded", None),
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "import failed");
+            ("failed", Some(format!("{error:#}")))
+        }
+    };
+    let finished = sqlx::query(
+        "UPDATE imports SET state = $2, error = $3, finished_at = now() WHERE id = $1",
+    )
+    .bind(task.id)
+    .bind(state)
+    .bind(error)
+    .execute(&pool)
+    .await;
+    if let Err(error) = finished {
+        tracing::error!(%error, "could not record the end of an import");
+    }
+}
+
+async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
+    let (header_tx, header_rx) = tokio::sync::oneshot::channel();
+    let (batches_tx, mut batches) = mpsc::channel::<Batch>(2);
+    let path = task.path.clone();
+    let preset = task.preset.clone();
+    let label = task.source_label.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        read_file(path, preset, &label, header_tx, batches_tx)
+    });
+
+    if let Ok((encoding, delimiter)) = header_rx.await {
+        sqlx::query(
+            "UPDATE imports SET state = 'running', encoding = $2, delimiter = $3 WHERE id = $1",
+        )
+        .bind(task.id)
+        .bind(encoding)
+        .bind(delimiter)
+        .execute(pool)
+        .await?;
+    }
+
+    let source = format!("import:{}", task.id);
+    while let Some(batch) = batches.recv().await {
+        let mut tx = pool.begin().await?;
+        let counts = write_batch(&mut tx, task, &source, &batch).await?;
+        record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
+        record_issues(&mut tx, task.id, &batch).await?;
+        tx.commit().await?;
+    }
+    reader.await.context("the file reader panicked")?
+}
+
+fn read_file(
+    path: PathBuf,
+    preset: Preset,
+    label: &str,
+    header: tokio::sync::oneshot::Sender<(String, String)>,
+    batches: mpsc::Sender<Batch>,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&path).context("opening the spooled upload")?;
+    let mut reader = ImportReader::open(std::io::BufReader::with_capacity(1 << 16, file), preset, label)?;
+    let delimiter = match reader.delimiter() {
+        b'\t' => "TAB".to_owned(),
+        other => (other as char).to_string(),
+    };
+    let _ = header.send((reader.encoding().to_owned(), delimiter));
+
+    let mut batch = new_batch();
+    while let Some(outcome) = reader.next_row() {
+        match outcome {
+            RowOutcome::Empty { .. } => batch.empty += 1,
+            RowOutcome::Rejected { line, issues } => batch.rejected.push((line, issues)),
+            RowOutcome::Row(row) => batch.rows.push(row),
+        }
+        if batch.rows.len() + batch.rejected.len() >= BATCH_ROWS {
+            batch.bytes_read = reader.bytes_read();
+            if batches.blocking_send(std::mem::replace(&mut batch, new_batch())).is_err() {
+                anyhow::bail!("the import writer stopped");
+            }
+        }
+    }
+    batch.bytes_read = reader.bytes_read();
+    let _ = batches.blocking_send(batch);
+    Ok(())
+}
+
+fn new_batch() -> Batch {
+    Batch { rows: Vec::with_capacity(BATCH_ROWS), empty: 0, rejected: Vec::new(), bytes_read: 0 }
+}
+
+/// How a row is matched to a person.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Email(String),
+    Phone(String),
+}
+
+/// One person's worth of rows of a batch, merged.
+struct Candidate<'a> {
+    id: Uuid,
+    row: &'a ImportRow,
+    tags: Vec<&'a str>,
+    external_ids: serde_json::Map<String, serde_json::Value>,
+    consent: Option<(bool, DateTime<Utc>, &'a [(String, String)])>,
+}
+
+async fn write_batch(
+    tx: &mut PgConnection,
+    task: &ImportTask,
+    source: &str,
+    batch: &Batch,
+) -> anyhow::Result<Counts> {
+    let mut counts = Counts {
+        rows_read: (batch.rows.len() + batch.rejected.len()) as i64,
+        rows_empty: batch.empty as i64,
+        rejected: batch.rejected.len() as i64,
+        warnings: batch.rows.iter().filter(|row| !row.issues.is_empty()).count() as i64,
+        ..Counts::default()
+    };
+
+    let candidates = merge_rows(&batch.rows);
+    let mut ids: HashMap<Key, Uuid> = HashMap::with_capacity(candidates.len());
+    let mut created = Vec::new();
+    for by_email in [true, false] {
+        let group: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|(key, _)| matches!(key, Key::Email(_)) == by_email)
+            .map(|(_, candidate)| candidate)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        for (key, id, inserted) in upsert(tx, task.tenant_id, by_email, &group).await? {
+            if inserted {
+                created.push(id);
+            }
+            ids.insert(key, id);
+        }
+    }
+    counts.created = created.len() as i64;
+    counts.merged = batch.rows.len() as i64 - counts.created;
+    events::person_created(task.tenant_id).enqueue(tx, events::person_bodies(&created)).await?;
+
+    let (granted, suppressed) = apply_consent(tx, task.tenant_id, source, &candidates, &ids).await?;
+    counts.consent_granted = granted;
+    counts.suppressed = suppressed;
+    Ok(counts)
+}
+
+/// Groups the rows of a batch by person, in order of first appearance.
+fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
+    let mut order: Vec<(Key, Candidate)> = Vec::with_capacity(rows.len());
+    let mut index: HashMap<Key, usize> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = match (&row.email, &row.phone) {
+            (Some(email), _) => Key::Email(email.key().to_owned()),
+            (None, Some(phone)) => Key::Phone(phone.as_str().to_owned()),
+            (None, None) => continue,
+        };
+        let consent = match &row.consent {
+            ConsentStatement::None => None,
+            ConsentStatement::Granted { time, evidence } => Some((true, *time, evidence.as_slice())),
+            ConsentStatement::Withdrawn { time, evidence } => {
+                Some((false, *time, evidence.as_slice()))
+            }
+        };
+        match index.get(&key) {
+            Some(&at) => {
+                let candidate = &mut order[at].1;
+                for tag in &row.tags {
+                    if !candidate.tags.contains(&tag.as_str()) {
+                        candidate.tags.push(tag);
+                    }
+                }
+                if let Some((system, id)) = &row.external_id {
+                    candidate.external_ids.entry(system.clone()).or_insert(id.clone().into());
+                }
+                candidate.consent = stronger(candidate.consent, consent);
+            }
+            None => {
+                let mut external_ids = serde_json::Map::new();
+                if let Some((system, id)) = &row.external_id {
+                    external_ids.insert(system.clone(), id.clone().into());
+                }
+                let tags = row.tags.iter().map(String::as_str).collect();
+                index.insert(key.clone(), order.len());
+                order.push((key, Candidate { id: Uuid::now_v7(), row, tags, external_ids, consent }));
+            }
+        }
+    }
+    order
+}
+
+type Statement<'a> = Option<(bool, DateTime<Utc>, &'a [(String, String)])>;
+
+/// A withdrawal wins over any grant; of two grants, the later one.
+fn stronger<'a>(a: Statement<'a>, b: Statement<'a>) -> Statement<'a> {
+    match (a, b) {
+        (None, other) | (other, None) => other,
+        (Some(x), Some(y)) => match (x.0, y.0) {
+            (false, true) => Some(x),
+            (true, false) => Some(y),
+            _ if y.1 > x.1 => Some(y),
+            _ => Some(x),
+        },
+    }
+}
+
+const UPSERT_BY_EMAIL: &str = "
+    INSERT INTO people AS p (id, tenant_id, first_name, last_name, email, email_key, phone,
+        address_line1, postal_code, city, country, departement, birth_date, tags, external_ids)
+    SELECT u.id, $1, u.first_name, u.last_name, u.email, u.email_key, u.phone,
+        u.address_line1, u.postal_code, u.city, u.country, u.departement, u.birth_date,
+        CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, E'\\x1f') END,
+        u.external_ids::jsonb
+    FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::date[],
+        $14::text[], $15::text[])
+        AS u(id, first_name, last_name, email, email_key, phone, address_line1, postal_code,
+             city, country, departement, birth_date, tags, external_ids)
+    ON CONFLICT {target} DO UPDATE SET
+        first_name = COALESCE(p.first_name, EXCLUDED.first_name),
+        last_name = COALESCE(p.last_name, EXCLUDED.last_name),
+        phone = COALESCE(p.phone, EXCLUDED.phone),
+        address_line1 = CASE WHEN {no_address} THEN EXCLUDED.address_line1 ELSE p.address_line1 END,
+        postal_code = CASE WHEN {no_address} THEN EXCLUDED.postal_code ELSE p.postal_code END,
+        city = CASE WHEN {no_address} THEN EXCLUDED.city ELSE p.city END,
+        country = CASE WHEN {no_address} THEN EXCLUDED.country ELSE p.country END,
+        departement = CASE WHEN {no_address} THEN EXCLUDED.departement ELSE p.departement END,
+        birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
+        tags = p.tags || ARRAY(SELECT t FROM unnest(EXCLUDED.tags) AS t WHERE t <> ALL(p.tags)),
+        external_ids = EXCLUDED.external_ids || p.external_ids,
+        updated_at = now()
+    RETURNING p.id, p.email_key, p.phone, (p.xmax = 0) AS inserted";
+
+fn upsert_sql(by_email: bool) -> String {
+    let target = if by_email {
+        "(tenant_id, email_key)"
+    } else {
+        "(tenant_id, phone) WHERE email_key IS NULL"
+    };
+    let no_address = "p.address_line1 IS NULL AND p.postal_code IS NULL AND p.city IS NULL";
+    UPSERT_BY_EMAIL.replace("{target}", target).replace("{no_address}", no_address)
+}
+
+async fn upsert(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    by_email: bool,
+    group: &[&Candidate<'_>],
+) -> anyhow::Result<Vec<(Key, Uuid, bool)>> {
+    let column = |f: fn(&ImportRow) -> Option<&str>| -> Vec<Option<&str>> {
+        group.iter().map(|c| f(c.row)).collect()
+    };
+    let ids: Vec<Uuid> = group.iter().map(|c| c.id).collect();
+    let departements: Vec<Option<String>> = group
+        .iter()
+        .map(|c| c.row.postal_code.as_deref().and_then(departement_of))
+        .collect();
+    let tags: Vec<String> = group.iter().map(|c| c.tags.join("\u{1f}")).collect();
+    let external_ids: Vec<String> = group
+        .iter()
+        .map(|c| serde_json::Value::Object(c.external_ids.clone()).to_string())
+        .collect();
+    let birth_dates: Vec<Option<chrono::NaiveDate>> =
+        group.iter().map(|c| c.row.birth_date).collect();
+
+    let rows: Vec<(Uuid, Option<String>, Option<String>, bool)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(upsert_sql(by_email)))
+            .bind(tenant)
+            .bind(&ids)
+            .bind(column(|r| r.first_name.as_deref()))
+            .bind(column(|r| r.last_name.as_deref()))
+            .bind(column(|r| r.email.as_ref().map(|e| e.as_str())))
+            .bind(column(|r| r.email.as_ref().map(|e| e.key())))
+            .bind(column(|r| r.phone.as_ref().map(|p| p.as_str())))
+            .bind(column(|r| r.address_line1.as_deref()))
+            .bind(column(|r| r.postal_code.as_deref()))
+            .bind(column(|r| r.city.as_deref()))
+            .bind(column(|r| r.country.as_deref()))
+            .bind(&departements)
+            .bind(&birth_dates)
+            .bind(&tags)
+            .bind(&external_ids)
+            .fetch_all(&mut *tx)
+            .await
+            .context("writing people")?;
+
+    Ok(rows
+        .into_iter()
+        .map(|(id, email_key, phone, inserted)| {
+            let key = match (by_email, email_key, phone) {
+                (true, Some(email), _) => Key::Email(email),
+                (_, _, phone) => Key::Phone(phone.unwrap_or_default()),
+            };
+            (key, id, inserted)
+        })
+        .collect())
+}
+
+/// Applies the batch's consent statements. A grant applies only to a person
+/// with no consent state yet — an import never re-subscribes anyone who
+/// withdrew; a withdrawal always applies. Returns (granted, withdrawn).
+async fn apply_consent(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    source: &str,
+    candidates: &[(Key, Candidate<'_>)],
+    ids: &HashMap<Key, Uuid>,
+) -> anyhow::Result<(i64, i64)> {
+    let mut granted = 0;
+    let mut withdrawn = 0;
+    for grant in [true, false] {
+        let (mut people, mut times, mut evidence) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, candidate) in candidates {
+            let Some((is_grant, time, proof)) = candidate.consent else { continue };
+            let Some(&id) = ids.get(key) else { continue };
+            if is_grant != grant {
+                continue;
+            }
+            people.push(id);
+            times.push(time);
+            let proof: serde_json::Map<String, serde_json::Value> =
+                proof.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            evidence.push(serde_json::Value::Object(proof).to_string());
+        }
+        if people.is_empty() {
+            continue;
+        }
+        let changed = events::set_email_consent(
+            tx,
+            tenant,
+            &people,
+            &times,
+            &evidence,
+            if grant { events::Change::Grant } else { events::Change::Withdraw },
+            source,
+        )
+        .await?;
+        if grant {
+            granted = changed as i64;
+        } else {
+            withdrawn = changed as i64;
+        }
+    }
+    Ok((granted, withdrawn))
+}
+
+async fn record_progress(
+    tx: &mut PgConnection,
+    id: Uuid,
+    bytes_read: u64,
+    c: Counts,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE imports SET bytes_read = $2, rows_read = rows_read + $3,
+            rows_empty = rows_empty + $4, created = created + $5, merged = merged + $6,
+            rejected = rejected + $7, warnings = warnings + $8,
+            consent_granted = consent_granted + $9, suppressed = suppressed + $10,
+            progressed_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(bytes_read as i64)
+    .bind(c.rows_read)
+    .bind(c.rows_empty)
+    .bind(c.created)
+    .bind(c.merged)
+    .bind(c.rejected)
+    .bind(c.warnings)
+    .bind(c.consent_granted)
+    .bind(c.suppressed)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn record_issues(tx: &mut PgConnection, id: Uuid, batch: &Batch) -> sqlx::Result<()> {
+    let warnings = batch.rows.iter().flat_map(|row| row.issues.iter().map(|i| (i, "warning")));
+    let rejections = batch.rejected.iter().flat_map(|(_, issues)| issues.iter().map(|i| (i, "rejected")));
+    let (mut lines, mut fields, mut values, mut reasons, mut severities) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (issue, severity) in warnings.chain(rejections) {
+        lines.push(issue.line as i64);
+        fields.push(issue.field);
+        values.push(issue.value.as_str());
+        reasons.push(issue.reason.as_str());
+        severities.push(severity);
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO import_issues (import_id, line, field, value, reason, severity)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+    )
+    .bind(id)
+    .bind(&lines)
+    .bind(&fields)
+    .bind(&values)
+    .bind(&reasons)
+    .bind(&severities)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Reading people and imports.
+
+pub mod imports;
+pub mod people;

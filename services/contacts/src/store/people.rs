@@ -1,0 +1,110 @@
+//! People as the API shows them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use muster_proto::contacts::v1 as pb;
+use muster_runtime::time::{opt_to_proto, to_proto};
+use muster_runtime::{ApiError, TenantId};
+use sqlx::{PgPool, QueryBuilder};
+use uuid::Uuid;
+
+use crate::segment::Filter;
+
+const COLUMNS: &str = "id, first_name, last_name, email, phone, address_line1, postal_code, city, \
+    country, departement, birth_date, tags, external_ids, email_consent, email_consent_at, \
+    email_consent_source, email_consent_evidence, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    id: Uuid,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    address_line1: Option<String>,
+    postal_code: Option<String>,
+    city: Option<String>,
+    country: Option<String>,
+    departement: Option<String>,
+    birth_date: Option<NaiveDate>,
+    tags: Vec<String>,
+    external_ids: serde_json::Value,
+    email_consent: String,
+    email_consent_at: Option<DateTime<Utc>>,
+    email_consent_source: Option<String>,
+    email_consent_evidence: Option<serde_json::Value>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// One person of `tenant`.
+pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Person, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM people WHERE tenant_id = $1 AND id = $2");
+    let row: Option<PersonRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(into_proto).ok_or_else(|| ApiError::not_found(format!("person {id}")))
+}
+
+/// A page of people matching `filter`, in id order after `after`.
+pub async fn list(
+    pool: &PgPool,
+    tenant: TenantId,
+    filter: &Filter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<pb::Person>, ApiError> {
+    let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM people"));
+    filter.push_where(&mut query, tenant);
+    if let Some(after) = after {
+        query.push(" AND id > ").push_bind(after);
+    }
+    query.push(" ORDER BY id LIMIT ").push_bind(limit);
+    let rows: Vec<PersonRow> = query.build_query_as().fetch_all(pool).await?;
+    Ok(rows.into_iter().map(into_proto).collect())
+}
+
+fn into_proto(row: PersonRow) -> pb::Person {
+    let strings = |value: Option<serde_json::Value>| -> HashMap<String, String> {
+        match value {
+            Some(serde_json::Value::Object(map)) => map
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .collect(),
+            _ => HashMap::new(),
+        }
+    };
+    let state = match row.email_consent.as_str() {
+        "granted" => pb::ConsentState::Granted,
+        "withdrawn" => pb::ConsentState::Withdrawn,
+        _ => pb::ConsentState::None,
+    };
+    pb::Person {
+        id: row.id.to_string(),
+        first_name: row.first_name.unwrap_or_default(),
+        last_name: row.last_name.unwrap_or_default(),
+        email: row.email.unwrap_or_default(),
+        phone: row.phone.unwrap_or_default(),
+        address: Some(pb::PostalAddress {
+            line1: row.address_line1.unwrap_or_default(),
+            postal_code: row.postal_code.unwrap_or_default(),
+            city: row.city.unwrap_or_default(),
+            country: row.country.unwrap_or_default(),
+            departement: row.departement.unwrap_or_default(),
+        }),
+        birth_date: row.birth_date.map(|d| d.to_string()).unwrap_or_default(),
+        tags: row.tags,
+        email_consent: Some(pb::Consent {
+            state: state as i32,
+            time: opt_to_proto(row.email_consent_at),
+            source: row.email_consent_source.unwrap_or_default(),
+            evidence: strings(row.email_consent_evidence),
+        }),
+        external_ids: strings(Some(row.external_ids)),
+        create_time: Some(to_proto(row.created_at)),
+        update_time: Some(to_proto(row.updated_at)),
+    }
+}
