@@ -4,7 +4,7 @@
 
 mod smtp;
 
-pub use smtp::SmtpSink;
+pub use smtp::{ReceivedMessage, SmtpSink};
 
 use anyhow::Context;
 use muster_runtime::config::{AmqpSettings, DatabaseSettings};

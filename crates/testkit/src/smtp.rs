@@ -54,7 +54,10 @@ impl SmtpSink {
         )?;
 
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(Self { port, dir, child });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -96,8 +99,16 @@ fn collect(dir: &Path, out: &mut Vec<ReceivedMessage>) -> anyhow::Result<()> {
         let recipients = raw
             .lines()
             .take_while(|line| line.starts_with("X-") || line.starts_with("Received:"))
-            .filter_map(|line| line.strip_prefix("X-Rcpt-Args: TO:"))
-            .map(|to| to.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_owned())
+            .filter_map(|line| line.strip_prefix("X-Rcpt-Args:"))
+            .map(|args| {
+                let args = args.trim();
+                let args = args.strip_prefix("TO:").unwrap_or(args);
+                args.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .collect();
         out.push(ReceivedMessage { recipients, raw });
     }
@@ -112,7 +123,9 @@ pub fn smtp_sink_path() -> PathBuf {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn running_as_root() -> bool {

@@ -21,7 +21,11 @@ impl Filter {
     /// Checks a filter from the API; errors name the field.
     pub fn parse(filter: &SegmentFilter) -> Result<Self, ApiError> {
         let clean = |values: &[String]| -> Vec<String> {
-            values.iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect()
+            values
+                .iter()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect()
         };
         let email_consent = match ConsentState::try_from(filter.email_consent) {
             Ok(ConsentState::Unspecified) => None,
@@ -51,7 +55,10 @@ impl Filter {
             tags_none: clean(&filter.tags_none),
             email_consent,
             postal_patterns,
-            departements: clean(&filter.departements).iter().map(|d| d.to_uppercase()).collect(),
+            departements: clean(&filter.departements)
+                .iter()
+                .map(|d| d.to_uppercase())
+                .collect(),
             require_email: filter.require_email,
         })
     }
@@ -73,16 +80,25 @@ impl Filter {
             query.push(" AND tags @> ").push_bind(&self.tags_all);
         }
         if !self.tags_none.is_empty() {
-            query.push(" AND NOT (tags && ").push_bind(&self.tags_none).push(")");
+            query
+                .push(" AND NOT (tags && ")
+                .push_bind(&self.tags_none)
+                .push(")");
         }
         if let Some(state) = self.email_consent {
             query.push(" AND email_consent = ").push_bind(state);
         }
         if !self.postal_patterns.is_empty() {
-            query.push(" AND postal_code LIKE ANY(").push_bind(&self.postal_patterns).push(")");
+            query
+                .push(" AND postal_code LIKE ANY(")
+                .push_bind(&self.postal_patterns)
+                .push(")");
         }
         if !self.departements.is_empty() {
-            query.push(" AND departement = ANY(").push_bind(&self.departements).push(")");
+            query
+                .push(" AND departement = ANY(")
+                .push_bind(&self.departements)
+                .push(")");
         }
         if self.require_email {
             query.push(" AND email_key IS NOT NULL");
@@ -98,12 +114,15 @@ mod tests {
         let filter = Filter::parse(filter).unwrap();
         let mut query = QueryBuilder::new("SELECT count(*) FROM people");
         filter.push_where(&mut query, TenantId::new());
-        query.sql().to_string()
+        query.sql().as_str().to_owned()
     }
 
     #[test]
     fn an_empty_filter_still_scopes_to_the_tenant() {
-        assert_eq!(sql(&SegmentFilter::default()), "SELECT count(*) FROM people WHERE tenant_id = $1");
+        assert_eq!(
+            sql(&SegmentFilter::default()),
+            "SELECT count(*) FROM people WHERE tenant_id = $1"
+        );
     }
 
     #[test]
@@ -128,8 +147,14 @@ mod tests {
 
     #[test]
     fn a_postal_prefix_with_wildcards_is_refused() {
-        let filter = SegmentFilter { postal_code_prefixes: vec!["75%".into()], ..Default::default() };
+        let filter = SegmentFilter {
+            postal_code_prefixes: vec!["75%".into()],
+            ..Default::default()
+        };
         let error = Filter::parse(&filter).unwrap_err();
-        assert!(error.to_string().contains("postal_code_prefixes"), "{error}");
+        assert!(
+            error.to_string().contains("postal_code_prefixes"),
+            "{error}"
+        );
     }
 }

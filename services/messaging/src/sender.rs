@@ -1,0 +1,349 @@
+//! The e-mail sender: consumes send jobs, claims each delivery before
+//! sending (so no one gets a campaign twice, whatever the redeliveries, the
+//! pauses or the number of senders), re-checks suppression at send time,
+//! renders, sends over pooled SMTP connections and records the answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executor};
+use muster_proto::events::v1::SendJob;
+use muster_runtime::TenantId;
+use muster_runtime::consumer::{HandleError, Handler, Incoming};
+use prost::Message;
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+use crate::jobs;
+use crate::render::{MergeFields, Rendered, Templates};
+use crate::store;
+use crate::unsubscribe::Tokens;
+
+/// Attempts of one delivery before it is failed.
+const MAX_ATTEMPTS: i32 = 5;
+
+/// The SMTP relay deliveries go to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// Connections kept open to the relay.
+    pub pool_size: u32,
+    pub timeout_secs: u64,
+}
+
+/// A pooled SMTP transport for `settings`.
+pub fn transport(settings: &SmtpSettings) -> AsyncSmtpTransport<Tokio1Executor> {
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+        .port(settings.port)
+        .timeout(Some(Duration::from_secs(settings.timeout_secs)))
+        .pool_config(PoolConfig::new().max_size(settings.pool_size))
+        .build()
+}
+
+/// What every message of one campaign shares.
+struct CampaignContext {
+    templates: Templates,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    domain: String,
+}
+
+/// Handles `messaging.email.send`.
+pub struct Sender {
+    pub pool: PgPool,
+    pub smtp: AsyncSmtpTransport<Tokio1Executor>,
+    pub tokens: Tokens,
+    /// Base of the public unsubscribe links, e.g. `https://act.example.org`.
+    pub public_url: String,
+    campaigns: RwLock<HashMap<Uuid, Arc<CampaignContext>>>,
+}
+
+/// A delivery claimed for sending.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    state: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+    city: String,
+    attempts: i32,
+}
+
+impl Sender {
+    /// A sender over `pool` and `smtp`.
+    pub fn new(
+        pool: PgPool,
+        smtp: AsyncSmtpTransport<Tokio1Executor>,
+        tokens: Tokens,
+        public_url: String,
+    ) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        Self {
+            pool,
+            smtp,
+            tokens,
+            public_url,
+            campaigns: RwLock::default(),
+        }
+    }
+
+    async fn context(
+        &self,
+        tenant: TenantId,
+        campaign: Uuid,
+    ) -> Result<Arc<CampaignContext>, HandleError> {
+        if let Some(context) = self.campaigns.read().await.get(&campaign) {
+            return Ok(context.clone());
+        }
+        let row = match store::campaign(&self.pool, tenant, campaign).await {
+            Ok(row) => row,
+            Err(muster_runtime::ApiError::NotFound(what)) => {
+                return Err(HandleError::Permanent(anyhow::anyhow!(
+                    "{what} does not exist"
+                )));
+            }
+            Err(error) => return Err(HandleError::Transient(anyhow::anyhow!("{error}"))),
+        };
+        let template = store::template(&self.pool, tenant, row.template_id)
+            .await
+            .map_err(|e| HandleError::Transient(anyhow::anyhow!("{e}")))?;
+        let templates =
+            Templates::compile(&template.subject, &template.text_body, &template.html_body)
+                .map_err(|e| HandleError::Permanent(anyhow::anyhow!("{e}")))?;
+        let from = mailbox(&row.from_name, &row.from_email)
+            .map_err(|e| HandleError::Permanent(e.context("campaign sender address")))?;
+        let reply_to = match row.reply_to.trim() {
+            "" => None,
+            reply_to => Some(mailbox("", reply_to).map_err(HandleError::Permanent)?),
+        };
+        let domain = row
+            .from_email
+            .rsplit('@')
+            .next()
+            .unwrap_or("muster.invalid")
+            .to_owned();
+        let context = Arc::new(CampaignContext {
+            templates,
+            from,
+            reply_to,
+            domain,
+        });
+        self.campaigns
+            .write()
+            .await
+            .insert(campaign, context.clone());
+        Ok(context)
+    }
+
+    /// Claims, sends and records one delivery.
+    async fn deliver(
+        &self,
+        tenant: TenantId,
+        campaign: Uuid,
+        context: &CampaignContext,
+        delivery: Uuid,
+    ) -> Result<(), HandleError> {
+        let claimed: Option<Claimed> = sqlx::query_as(
+            "UPDATE deliveries d SET
+                state = CASE WHEN EXISTS (SELECT 1 FROM suppressions s
+                                          WHERE s.tenant_id = d.tenant_id
+                                            AND s.email_key = lower(d.email))
+                        THEN 'suppressed' ELSE 'sending' END,
+                error = CASE WHEN EXISTS (SELECT 1 FROM suppressions s
+                                          WHERE s.tenant_id = d.tenant_id
+                                            AND s.email_key = lower(d.email))
+                        THEN 'suppressed at send time' ELSE d.error END,
+                attempts = d.attempts + 1,
+                claimed_at = now()
+             FROM campaigns c
+             WHERE d.id = $1 AND d.tenant_id = $2 AND d.campaign_id = $3 AND d.state = 'queued'
+               AND c.id = d.campaign_id AND c.state = 'sending'
+             RETURNING d.state, d.email, d.first_name, d.last_name, d.city, d.attempts",
+        )
+        .bind(delivery)
+        .bind(tenant)
+        .bind(campaign)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(claimed) = claimed else {
+            return Ok(());
+        };
+        if claimed.state == "suppressed" {
+            return Ok(());
+        }
+
+        let email = match self.build(tenant, context, delivery, &claimed) {
+            Ok(email) => email,
+            Err(error) => return self.fail(delivery, &format!("{error:#}")).await,
+        };
+        match self.smtp.send(email).await {
+            Ok(response) => {
+                let answer = response.message().collect::<Vec<_>>().join(" ");
+                sqlx::query(
+                    "UPDATE deliveries SET state = 'sent', sent_at = now(), provider_message_id = $2
+                     WHERE id = $1",
+                )
+                .bind(delivery)
+                .bind(format!("<{delivery}@{}> {answer}", context.domain))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+            Err(error) if error.is_permanent() => {
+                self.fail(delivery, &format!("refused by the SMTP server: {error}"))
+                    .await
+            }
+            // TODO(#3): a connection lost after DATA may have delivered the
+            // message; classify it as unknown instead of retrying.
+            Err(error) if claimed.attempts >= MAX_ATTEMPTS => {
+                self.fail(
+                    delivery,
+                    &format!("gave up after {MAX_ATTEMPTS} attempts: {error}"),
+                )
+                .await
+            }
+            Err(error) => {
+                self.retry(tenant, campaign, delivery, &error.to_string())
+                    .await
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        tenant: TenantId,
+        context: &CampaignContext,
+        delivery: Uuid,
+        claimed: &Claimed,
+    ) -> anyhow::Result<Email> {
+        let to = mailbox(
+            &format!("{} {}", claimed.first_name, claimed.last_name),
+            &claimed.email,
+        )?;
+        let token = self.tokens.issue(tenant, delivery);
+        let url = format!("{}/u/{token}", self.public_url);
+        let fields = MergeFields {
+            first_name: &claimed.first_name,
+            last_name: &claimed.last_name,
+            email: &claimed.email,
+            city: &claimed.city,
+            unsubscribe_url: &url,
+        };
+        let Rendered {
+            subject,
+            text,
+            html,
+        } = context
+            .templates
+            .render(&fields)
+            .context("rendering the template")?;
+        let text = with_unsubscribe_footer(text, &token, &url);
+        let html = html.map(|html| with_unsubscribe_link(html, &token, &url));
+
+        let mut builder = Email::builder()
+            .from(context.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<{delivery}@{}>", context.domain)))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ));
+        if let Some(reply_to) = &context.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let email = match html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(text, html)),
+            None => builder.singlepart(SinglePart::plain(text)),
+        };
+        email.context("building the message")
+    }
+
+    async fn fail(&self, delivery: Uuid, reason: &str) -> Result<(), HandleError> {
+        sqlx::query("UPDATE deliveries SET state = 'failed', error = $2 WHERE id = $1")
+            .bind(delivery)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Returns the delivery to the queue and schedules it on the retry queue.
+    async fn retry(
+        &self,
+        tenant: TenantId,
+        campaign: Uuid,
+        delivery: Uuid,
+        reason: &str,
+    ) -> Result<(), HandleError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE deliveries SET state = 'queued', error = $2 WHERE id = $1")
+            .bind(delivery)
+            .bind(format!("will retry: {reason}"))
+            .execute(&mut *tx)
+            .await?;
+        let retry_queue = format!("{}.retry", jobs::SEND_QUEUE);
+        jobs::enqueue(&mut tx, tenant, campaign, &[delivery], &retry_queue).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Handler for Sender {
+    async fn handle(&self, message: Incoming) -> Result<(), HandleError> {
+        let job = SendJob::decode(message.body.as_slice())
+            .map_err(|e| HandleError::Permanent(anyhow::anyhow!("undecodable send job: {e}")))?;
+        let campaign = Uuid::parse_str(&job.campaign_id)
+            .map_err(|_| HandleError::Permanent(anyhow::anyhow!("campaign_id is not an id")))?;
+        let context = self.context(message.tenant_id, campaign).await?;
+        for id in &job.delivery_ids {
+            let Ok(delivery) = Uuid::parse_str(id) else {
+                tracing::warn!(campaign_id = %campaign, "send job names a malformed delivery id");
+                continue;
+            };
+            self.deliver(message.tenant_id, campaign, &context, delivery)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn mailbox(name: &str, address: &str) -> anyhow::Result<Mailbox> {
+    let address = address
+        .trim()
+        .parse()
+        .with_context(|| "not a deliverable e-mail address")?;
+    let name = name.trim();
+    Ok(Mailbox::new(
+        (!name.is_empty()).then(|| name.to_owned()),
+        address,
+    ))
+}
+
+/// Adds the unsubscribe link to a text body whose template left it out.
+fn with_unsubscribe_footer(text: String, token: &str, url: &str) -> String {
+    if text.contains(token) {
+        return text;
+    }
+    format!("{text}\n\n--\nSe désinscrire / Unsubscribe: {url}\n")
+}
+
+/// Adds the unsubscribe link to an HTML body whose template left it out.
+fn with_unsubscribe_link(html: String, token: &str, url: &str) -> String {
+    if html.contains(token) {
+        return html;
+    }
+    format!("{html}\n<p><a href=\"{url}\">Se désinscrire / Unsubscribe</a></p>\n")
+}

@@ -1,0 +1,282 @@
+//! A campaign never sends anyone the same message twice: not after a pause
+//! and a resume, not with two senders on one queue, not when a sender dies
+//! or the service restarts; and an unsubscribe stops later sends.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use muster_e2e::{Stack, data_file};
+use muster_messaging::Mode;
+use muster_proto::contacts::v1 as contacts;
+use muster_proto::messaging::v1 as messaging;
+use muster_runtime::TenantId;
+
+/// Imports the Mailchimp subscribed export; returns who may be e-mailed.
+async fn audience(stack: &Stack, tenant: TenantId) -> anyhow::Result<HashSet<String>> {
+    let path = data_file("mailchimp-audience-subscribed.csv");
+    stack
+        .import(tenant, &path, contacts::ImportPreset::MailchimpSubscribed)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT email_key FROM people WHERE tenant_id = $1 AND email_consent = 'granted'",
+    )
+    .bind(tenant)
+    .fetch_all(&stack.contacts_pool)
+    .await?
+    .into_iter()
+    .collect())
+}
+
+/// Asserts nobody received two messages and returns who received one.
+fn received_once_each(stack: &Stack) -> anyhow::Result<HashSet<String>> {
+    let received = stack.received_by_recipient()?;
+    let doubled: Vec<_> = received
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(r, _)| r)
+        .collect();
+    assert!(doubled.is_empty(), "received twice: {doubled:?}");
+    Ok(received.into_keys().collect())
+}
+
+async fn deliveries_in(
+    stack: &Stack,
+    campaign: &str,
+    state: &str,
+) -> anyhow::Result<HashSet<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT lower(email) FROM deliveries WHERE campaign_id = $1::uuid AND state = $2",
+    )
+    .bind(campaign)
+    .bind(state)
+    .fetch_all(&stack.messaging_pool)
+    .await?
+    .into_iter()
+    .collect())
+}
+
+fn sent_so_far(campaign: &messaging::Campaign) -> u64 {
+    campaign.counts.map(|c| c.sent).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn pausing_and_resuming_never_sends_anyone_twice() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+    let campaign = stack
+        .launch_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    stack
+        .wait_campaign(tenant, &campaign.id, |c| sent_so_far(c) >= 200)
+        .await?;
+
+    let mut client = stack.messaging(tenant).await?;
+    let action = || messaging::CampaignActionRequest {
+        id: campaign.id.clone(),
+    };
+    client.pause_campaign(action()).await?;
+    let paused = stack
+        .wait_campaign(tenant, &campaign.id, |c| {
+            c.counts.is_some_and(|n| n.sending == 0)
+        })
+        .await?;
+    let received_at_pause = stack.sink.messages()?.len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.sink.messages()?.len(),
+        received_at_pause,
+        "sent while paused"
+    );
+    assert!(
+        (received_at_pause as u64) < paused.counts.unwrap().total,
+        "paused too late to test"
+    );
+
+    client.resume_campaign(action()).await?;
+    let done = stack.wait_completed(tenant, &campaign.id).await?;
+    assert_eq!(done.counts.unwrap().sent as usize, expected.len());
+    assert_eq!(received_once_each(&stack)?, expected);
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn two_senders_on_one_queue_never_send_anyone_twice() -> anyhow::Result<()> {
+    let stack = Stack::start_with(Mode::Serve).await?;
+    let (_relay, _) = stack.spawn_messaging(Mode::Relay).await?;
+    let (_first, _) = stack.spawn_messaging(Mode::Worker).await?;
+    let (_second, _) = stack.spawn_messaging(Mode::Worker).await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+
+    let campaign = stack
+        .launch_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    let done = stack.wait_completed(tenant, &campaign.id).await?;
+    assert_eq!(done.counts.unwrap().sent as usize, expected.len());
+    assert_eq!(received_once_each(&stack)?, expected);
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn a_killed_sender_never_doubles_a_send_and_reports_what_it_left_unknown()
+-> anyhow::Result<()> {
+    let stack = Stack::start_with(Mode::Serve).await?;
+    let (_relay, _) = stack.spawn_messaging(Mode::Relay).await?;
+    let (doomed, _) = stack.spawn_messaging(Mode::Worker).await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+
+    let campaign = stack
+        .launch_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    stack
+        .wait_campaign(tenant, &campaign.id, |c| sent_so_far(c) >= 300)
+        .await?;
+    doomed.abort();
+    let _ = doomed.await;
+    let (_replacement, _) = stack.spawn_messaging(Mode::Worker).await?;
+
+    let done = stack.wait_completed(tenant, &campaign.id).await?;
+    let counts = done.counts.unwrap();
+    assert_eq!(counts.sent + counts.unknown, counts.total, "{counts:?}");
+    assert_eq!(counts.total as usize, expected.len());
+
+    let received = received_once_each(&stack)?;
+    let sent = deliveries_in(&stack, &campaign.id, "sent").await?;
+    let unknown = deliveries_in(&stack, &campaign.id, "unknown").await?;
+    assert!(
+        sent.is_subset(&received),
+        "a delivery recorded sent was not received"
+    );
+    assert!(
+        received.is_subset(&expected),
+        "someone outside the audience received it"
+    );
+    let lost: Vec<_> = expected
+        .difference(&received)
+        .filter(|e| !unknown.contains(*e))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "neither received nor reported unknown: {lost:?}"
+    );
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn a_restarted_service_never_sends_anyone_twice() -> anyhow::Result<()> {
+    let stack = Stack::start_with(Mode::Serve).await?;
+    let (_relay, _) = stack.spawn_messaging(Mode::Relay).await?;
+    let (first, stop_first) = stack.spawn_messaging(Mode::Worker).await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+
+    let campaign = stack
+        .launch_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    stack
+        .wait_campaign(tenant, &campaign.id, |c| sent_so_far(c) >= 300)
+        .await?;
+    stop_first.cancel();
+    first.await??;
+    let midway = stack.sink.messages()?.len();
+    assert!(
+        midway < expected.len(),
+        "the campaign ended before the restart"
+    );
+    let (_second, _) = stack.spawn_messaging(Mode::Worker).await?;
+
+    let done = stack.wait_completed(tenant, &campaign.id).await?;
+    assert_eq!(
+        done.counts.unwrap().sent as usize,
+        expected.len(),
+        "{:?}",
+        done.counts
+    );
+    assert_eq!(received_once_each(&stack)?, expected);
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn an_unsubscribe_link_stops_later_campaigns_and_reaches_contacts() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+    let segment = contacts::SegmentFilter {
+        tags_any: vec!["jeunes".into()],
+        ..Default::default()
+    };
+    let first = stack.launch_campaign(tenant, segment.clone()).await?;
+    stack.wait_completed(tenant, &first.id).await?;
+
+    let received = stack.sink.messages()?;
+    let message = &received[0];
+    let leaver = message.recipients[0].to_lowercase();
+    assert!(expected.contains(&leaver));
+    let token = message
+        .raw
+        .lines()
+        .find_map(|line| line.strip_prefix("List-Unsubscribe: <"))
+        .and_then(|rest| rest.split("/u/").nth(1))
+        .map(|rest| rest.trim_end_matches('>').to_owned())
+        .expect("a List-Unsubscribe header with a link");
+
+    let mut service = stack.messaging_as_service().await?;
+    let request = || messaging::UnsubscribeRequest {
+        token: token.clone(),
+        method: "one-click".into(),
+    };
+    let seen = service.inspect_unsubscribe(request()).await?.into_inner();
+    assert!(!seen.already_unsubscribed);
+    assert!(seen.masked_email.contains("***@"), "{}", seen.masked_email);
+    let done = service.unsubscribe(request()).await?.into_inner();
+    assert!(!done.already_unsubscribed);
+    let again = service.unsubscribe(request()).await?.into_inner();
+    assert!(
+        again.already_unsubscribed,
+        "a second unsubscribe is a no-op"
+    );
+    let forged = service
+        .unsubscribe(messaging::UnsubscribeRequest {
+            token: format!("{token}x"),
+            method: "link".into(),
+        })
+        .await;
+    assert_eq!(forged.unwrap_err().code(), tonic::Code::InvalidArgument);
+
+    let mut withdrawn = false;
+    for _ in 0..100 {
+        let state: String = sqlx::query_scalar(
+            "SELECT email_consent FROM people WHERE tenant_id = $1 AND email_key = $2",
+        )
+        .bind(tenant)
+        .bind(&leaver)
+        .fetch_one(&stack.contacts_pool)
+        .await?;
+        if state == "withdrawn" {
+            withdrawn = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(withdrawn, "contacts never recorded the unsubscribe");
+
+    let second = stack.launch_campaign(tenant, segment).await?;
+    let done = stack.wait_completed(tenant, &second.id).await?;
+    let counts = done.counts.unwrap();
+    assert!(counts.sent > 0);
+    let per_recipient = stack.received_by_recipient()?;
+    assert_eq!(
+        per_recipient[&leaver].len(),
+        1,
+        "the unsubscribed person got the second campaign"
+    );
+    assert!(
+        per_recipient
+            .iter()
+            .filter(|(r, _)| **r != leaver)
+            .all(|(_, m)| m.len() == 2)
+    );
+    stack.stop().await
+}
