@@ -15,7 +15,9 @@ pub async fn serve(listener: TcpListener, pool: PgPool, shutdown: CancellationTo
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(pool);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
     if let Err(error) = served {
         tracing::warn!(%error, "admin server stopped");
     }

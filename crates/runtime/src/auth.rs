@@ -49,7 +49,9 @@ pub struct Signer {
 impl Signer {
     /// A signer over `secret`.
     pub fn new(secret: &str) -> Self {
-        Self { key: secret.as_bytes().into() }
+        Self {
+            key: secret.as_bytes().into(),
+        }
     }
 
     /// The URL-safe signature of `payload` under `context` (keeps uses apart).
@@ -59,7 +61,9 @@ impl Signer {
 
     /// Whether `signature` is `payload`'s under `context`, in constant time.
     pub fn verify(&self, context: &str, payload: &[u8], signature: &str) -> bool {
-        let Ok(raw) = URL_SAFE_NO_PAD.decode(signature) else { return false };
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
         self.mac(context, payload).verify_slice(&raw).is_ok()
     }
 
@@ -74,7 +78,11 @@ impl Signer {
     /// A bearer token for `subject`, acting for `tenant` when given.
     pub fn mint(&self, subject: &str, tenant: Option<TenantId>, ttl: Duration) -> String {
         let exp = chrono::Utc::now().timestamp() + ttl.as_secs() as i64;
-        let claims = Claims { sub: subject.into(), tenant: tenant.map(|t| t.as_uuid()), exp };
+        let claims = Claims {
+            sub: subject.into(),
+            tenant: tenant.map(|t| t.as_uuid()),
+            exp,
+        };
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize"));
         let signature = self.sign(PREFIX, body.as_bytes());
         format!("{PREFIX}.{body}.{signature}")
@@ -100,7 +108,10 @@ impl Signer {
         if claims.exp < chrono::Utc::now().timestamp() {
             return Err(unauthenticated("credential expired; request a new one"));
         }
-        Ok(Caller { subject: claims.sub, tenant: claims.tenant.map(TenantId::from_uuid) })
+        Ok(Caller {
+            subject: claims.sub,
+            tenant: claims.tenant.map(TenantId::from_uuid),
+        })
     }
 }
 
@@ -149,7 +160,9 @@ impl Bearer {
 
 impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -179,17 +192,29 @@ mod tests {
         let signer = Signer::new("secret");
         let token = signer.mint("x", Some(TenantId::new()), Duration::from_secs(60));
         let forged_body = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&Claims { sub: "x".into(), tenant: Some(uuid::Uuid::nil()), exp: i64::MAX })
-                .unwrap(),
+            serde_json::to_vec(&Claims {
+                sub: "x".into(),
+                tenant: Some(uuid::Uuid::nil()),
+                exp: i64::MAX,
+            })
+            .unwrap(),
         );
         let signature = token.rsplit('.').next().unwrap();
-        assert!(signer.check(&format!("{PREFIX}.{forged_body}.{signature}")).is_err());
+        assert!(
+            signer
+                .check(&format!("{PREFIX}.{forged_body}.{signature}"))
+                .is_err()
+        );
     }
 
     #[test]
     fn an_expired_token_is_refused() {
         let signer = Signer::new("secret");
-        let claims = Claims { sub: "x".into(), tenant: None, exp: 1 };
+        let claims = Claims {
+            sub: "x".into(),
+            tenant: None,
+            exp: 1,
+        };
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
         let token = format!("{PREFIX}.{body}.{}", signer.sign(PREFIX, body.as_bytes()));
         assert!(signer.check(&token).is_err());

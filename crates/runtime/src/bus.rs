@@ -42,7 +42,10 @@ impl Bus {
         let connection = Connection::connect(&settings.url, properties).await.with_context(|| {
             "connecting to RabbitMQ (amqp.url); is it running? `deploy/local/services.sh` starts it"
         })?;
-        Ok(Self { connection, settings: settings.clone() })
+        Ok(Self {
+            connection,
+            settings: settings.clone(),
+        })
     }
 
     /// The settings this bus was opened with.
@@ -57,7 +60,10 @@ impl Bus {
 
     /// A new channel.
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        self.connection.create_channel().await.context("opening an AMQP channel")
+        self.connection
+            .create_channel()
+            .await
+            .context("opening an AMQP channel")
     }
 
     /// A new channel in publisher-confirm mode.
@@ -74,7 +80,10 @@ impl Bus {
     /// Declaring is idempotent; every process does it at start-up.
     pub async fn declare(&self, queues: &[QueueSpec]) -> anyhow::Result<()> {
         let channel = self.channel().await?;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
             .exchange_declare(
                 self.name(EVENTS_EXCHANGE).into(),
@@ -105,9 +114,14 @@ impl Bus {
     async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> anyhow::Result<()> {
         let queue = self.name(spec.name);
         let dead = format!("{queue}.dead");
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
 
-        channel.queue_declare(dead.as_str().into(), options, quorum()).await?;
+        channel
+            .queue_declare(dead.as_str().into(), options, quorum())
+            .await?;
         channel
             .queue_bind(
                 dead.as_str().into(),
@@ -119,10 +133,18 @@ impl Bus {
             .await?;
 
         let mut arguments = quorum();
-        arguments.insert("x-delivery-limit".into(), long(self.settings.delivery_limit as i64));
-        arguments.insert("x-dead-letter-exchange".into(), text(&self.name(DEAD_EXCHANGE)));
+        arguments.insert(
+            "x-delivery-limit".into(),
+            long(self.settings.delivery_limit as i64),
+        );
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            text(&self.name(DEAD_EXCHANGE)),
+        );
         arguments.insert("x-dead-letter-routing-key".into(), text(&queue));
-        channel.queue_declare(queue.as_str().into(), options, arguments).await?;
+        channel
+            .queue_declare(queue.as_str().into(), options, arguments)
+            .await?;
         for key in spec.bindings {
             channel
                 .queue_bind(
@@ -141,7 +163,9 @@ impl Bus {
             arguments.insert("x-dead-letter-exchange".into(), text(""));
             arguments.insert("x-dead-letter-routing-key".into(), text(&queue));
             let retry = format!("{queue}.retry");
-            channel.queue_declare(retry.as_str().into(), options, arguments).await?;
+            channel
+                .queue_declare(retry.as_str().into(), options, arguments)
+                .await?;
         }
         Ok(())
     }

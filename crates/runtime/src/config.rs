@@ -16,7 +16,11 @@ pub fn load<T: DeserializeOwned>(defaults: &str) -> anyhow::Result<T> {
         builder = builder.add_source(File::from(path.clone()).required(true));
     }
     builder
-        .add_source(Environment::with_prefix("MUSTER").separator("__").try_parsing(true))
+        .add_source(
+            Environment::with_prefix("MUSTER")
+                .separator("__")
+                .try_parsing(true),
+        )
         .build()
         .context("reading configuration")?
         .try_deserialize()
@@ -72,7 +76,9 @@ pub struct AuthSettings {
 
 impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings").field("token_secret", &"<redacted>").finish()
+        f.debug_struct("AuthSettings")
+            .field("token_secret", &"<redacted>")
+            .finish()
     }
 }
 

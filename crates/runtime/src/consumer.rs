@@ -90,7 +90,9 @@ async fn consume<H: Handler>(
 ) -> anyhow::Result<()> {
     let bus = Bus::connect(amqp, options.queue).await?;
     let channel = bus.channel().await?;
-    channel.basic_qos(options.concurrency, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(options.concurrency, BasicQosOptions::default())
+        .await?;
     let consumer = channel
         .basic_consume(
             bus.name(options.queue).into(),
@@ -137,7 +139,11 @@ async fn process<H: Handler>(queue: &str, handler: &H, delivery: Delivery) {
             outcome
         }
         Err(error) => {
-            tracing::warn!(queue, error = format!("{error:#}"), "message has a bad envelope");
+            tracing::warn!(
+                queue,
+                error = format!("{error:#}"),
+                "message has a bad envelope"
+            );
             Err(HandleError::Permanent(error))
         }
     };
@@ -145,11 +151,23 @@ async fn process<H: Handler>(queue: &str, handler: &H, delivery: Delivery) {
     let acked = match outcome {
         Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
         Err(HandleError::Permanent(_)) => {
-            delivery.acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: false,
+                    ..Default::default()
+                })
+                .await
         }
         Err(HandleError::Transient(_)) => {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
         }
     };
     if let Err(error) = acked {
@@ -171,7 +189,11 @@ fn envelope(delivery: &Delivery) -> anyhow::Result<Incoming> {
     Ok(Incoming {
         message_id,
         tenant_id,
-        message_type: properties.kind().as_ref().map(|t| t.to_string()).unwrap_or_default(),
+        message_type: properties
+            .kind()
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
         routing_key: delivery.routing_key.to_string(),
         body: delivery.data.clone(),
     })

@@ -49,9 +49,13 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 /// Applies the migrations not yet applied, each in its own transaction.
 pub async fn migrate(pool: &PgPool, migrations: &[Migration]) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock(7243019)").execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_lock(7243019)")
+        .execute(&mut *conn)
+        .await?;
     let result = apply(&mut conn, migrations).await;
-    sqlx::query("SELECT pg_advisory_unlock(7243019)").execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_unlock(7243019)")
+        .execute(&mut *conn)
+        .await?;
     result
 }
 
@@ -84,7 +88,11 @@ async fn apply(conn: &mut sqlx::PgConnection, migrations: &[Migration]) -> anyho
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "migration applied"
+        );
     }
     Ok(())
 }

@@ -27,7 +27,10 @@ pub enum ApiError {
 impl ApiError {
     /// A bad value in the request field `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidArgument { field: field.into(), message: message.into() }
+        Self::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Something the caller named does not exist (in the caller's organization).
@@ -61,7 +64,9 @@ impl From<sqlx::Error> for ApiError {
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
-            ApiError::InvalidArgument { .. } => Status::new(Code::InvalidArgument, error.to_string()),
+            ApiError::InvalidArgument { .. } => {
+                Status::new(Code::InvalidArgument, error.to_string())
+            }
             ApiError::NotFound(_) => Status::new(Code::NotFound, error.to_string()),
             ApiError::AlreadyExists(_) => Status::new(Code::AlreadyExists, error.to_string()),
             ApiError::FailedPrecondition(_) => {

@@ -17,9 +17,16 @@ pub fn base_router() -> anyhow::Result<(Router, HealthReporter)> {
             .register_encoded_file_descriptor_set(muster_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let v1 = reflection().build_v1().context("building gRPC reflection v1")?;
-    let v1alpha = reflection().build_v1alpha().context("building gRPC reflection v1alpha")?;
-    let router = Server::builder().add_service(health).add_service(v1).add_service(v1alpha);
+    let v1 = reflection()
+        .build_v1()
+        .context("building gRPC reflection v1")?;
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .context("building gRPC reflection v1alpha")?;
+    let router = Server::builder()
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha);
     Ok((router, reporter))
 }
 

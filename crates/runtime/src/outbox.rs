@@ -67,7 +67,10 @@ impl Outgoing<'_> {
         .bind(&bodies)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, '')").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         Ok(())
     }
 
@@ -100,14 +103,21 @@ pub struct Relay {
 impl Relay {
     /// A relay over `pool`'s outbox to the broker of `amqp`.
     pub fn new(pool: PgPool, amqp: AmqpSettings) -> Self {
-        Self { pool, amqp, batch: 500 }
+        Self {
+            pool,
+            amqp,
+            batch: 500,
+        }
     }
 
     /// Runs until `shutdown`; reconnects after broker or database failures.
     pub async fn run(self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             if let Err(error) = self.run_connected(&shutdown).await {
-                tracing::warn!(error = format!("{error:#}"), "outbox relay failed; retrying in 1s");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "outbox relay failed; retrying in 1s"
+                );
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -181,7 +191,10 @@ impl Relay {
                 }
             }
         }
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&acked).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&acked)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         tracing::debug!(published = acked.len(), "outbox batch published");
         Ok(acked.len())
@@ -190,7 +203,10 @@ impl Relay {
 
 fn properties(row: &Row) -> BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert("tenant_id".into(), bus::header_value(&row.tenant_id.to_string()));
+    headers.insert(
+        "tenant_id".into(),
+        bus::header_value(&row.tenant_id.to_string()),
+    );
     if let Some(traceparent) = &row.traceparent {
         headers.insert("traceparent".into(), bus::header_value(traceparent));
     }

@@ -26,10 +26,17 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber for `service`.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_new(&settings.filter)
-        .with_context(|| format!("telemetry.filter {:?} is not a valid filter", settings.filter))?;
+    let filter = EnvFilter::try_new(&settings.filter).with_context(|| {
+        format!(
+            "telemetry.filter {:?} is not a valid filter",
+            settings.filter
+        )
+    })?;
     let fmt = match settings.format.as_str() {
-        "json" => tracing_subscriber::fmt::layer().json().with_current_span(true).boxed(),
+        "json" => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .boxed(),
         _ => tracing_subscriber::fmt::layer().with_target(false).boxed(),
     };
 
@@ -40,7 +47,9 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Resu
                 .with_endpoint(endpoint)
                 .build()
                 .context("building the OTLP exporter")?;
-            let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
+            let resource = opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build();
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(resource)

@@ -70,7 +70,10 @@ impl ContactsService for Api {
             Some(last) if found.len() as i64 == limit => last.id.clone(),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListPeopleResponse { people: found, next_page_token }))
+        Ok(Response::new(pb::ListPeopleResponse {
+            people: found,
+            next_page_token,
+        }))
     }
 
     async fn upload_import(
@@ -81,7 +84,11 @@ impl ContactsService for Api {
         let mut stream = request.into_inner();
         let header = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::Header(header)) => header,
-            _ => return Err(ApiError::invalid("header", "the first message must be the header").into()),
+            _ => {
+                return Err(
+                    ApiError::invalid("header", "the first message must be the header").into(),
+                );
+            }
         };
         let preset = preset(&header)?;
         let id = Uuid::now_v7();
@@ -123,7 +130,13 @@ impl ContactsService for Api {
         .map_err(ApiError::from)?;
 
         tracing::info!(import_id = %id, tenant_id = %tenant, bytes = received, "import queued");
-        let task = ImportTask { id, tenant_id: tenant, preset, source_label, path };
+        let task = ImportTask {
+            id,
+            tenant_id: tenant,
+            preset,
+            source_label,
+            path,
+        };
         tokio::spawn(job::run(self.pool.clone(), task));
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
     }
@@ -166,9 +179,14 @@ impl ContactsService for Api {
         let filter = Filter::parse(&request.into_inner().filter.unwrap_or_default())?;
         let mut query = QueryBuilder::new("SELECT count(*) FROM people");
         filter.push_where(&mut query, tenant);
-        let count: i64 =
-            query.build_query_scalar().fetch_one(&self.pool).await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::CountSegmentResponse { count: count as u64 }))
+        let count: i64 = query
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::CountSegmentResponse {
+            count: count as u64,
+        }))
     }
 
     type StreamSegmentStream = MemberStream;
@@ -179,7 +197,11 @@ impl ContactsService for Api {
     ) -> Result<Response<Self::StreamSegmentStream>, Status> {
         let tenant = auth::tenant(&request)?;
         let filter = Filter::parse(&request.into_inner().filter.unwrap_or_default())?;
-        Ok(Response::new(Box::pin(stream_members(self.pool.clone(), tenant, filter))))
+        Ok(Response::new(Box::pin(stream_members(
+            self.pool.clone(),
+            tenant,
+            filter,
+        ))))
     }
 }
 
@@ -229,7 +251,9 @@ fn preset(header: &pb::ImportHeader) -> Result<Preset, ApiError> {
         pb::ImportPreset::Nationbuilder => Preset::NationBuilder,
         pb::ImportPreset::MailchimpSubscribed => Preset::MailchimpSubscribed,
         pb::ImportPreset::MailchimpUnsubscribed => Preset::MailchimpUnsubscribed,
-        pb::ImportPreset::Custom => Preset::Custom(mapping(header.mapping.clone().unwrap_or_default())?),
+        pb::ImportPreset::Custom => {
+            Preset::Custom(mapping(header.mapping.clone().unwrap_or_default())?)
+        }
         pb::ImportPreset::Unspecified => {
             return Err(ApiError::invalid(
                 "header.preset",
@@ -266,23 +290,38 @@ fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {
     Ok(mapping)
 }
 
-async fn spool(stream: &mut Streaming<pb::UploadImportRequest>, path: &PathBuf) -> Result<u64, ApiError> {
+async fn spool(
+    stream: &mut Streaming<pb::UploadImportRequest>,
+    path: &PathBuf,
+) -> Result<u64, ApiError> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("creating {}: {e}", path.display())))?;
     let mut size = 0u64;
     while let Some(message) = stream.message().await.map_err(|status| {
-        ApiError::invalid("chunk", format!("the upload was interrupted: {}", status.message()))
+        ApiError::invalid(
+            "chunk",
+            format!("the upload was interrupted: {}", status.message()),
+        )
     })? {
         match message.part {
             Some(Part::Chunk(bytes)) => {
                 size += bytes.len() as u64;
-                file.write_all(&bytes).await.map_err(|e| ApiError::Internal(e.into()))?;
+                file.write_all(&bytes)
+                    .await
+                    .map_err(|e| ApiError::Internal(e.into()))?;
             }
-            _ => return Err(ApiError::invalid("header", "only the first message is a header")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "header",
+                    "only the first message is a header",
+                ));
+            }
         }
     }
-    file.flush().await.map_err(|e| ApiError::Internal(e.into()))?;
+    file.flush()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(size)
 }
 

@@ -22,7 +22,14 @@ pub fn person_created(tenant_id: TenantId) -> Outgoing<'static> {
 
 /// Bodies of person events for `ids`.
 pub fn person_bodies(ids: &[Uuid]) -> Vec<Vec<u8>> {
-    ids.iter().map(|id| PersonChanged { person_id: id.to_string() }.encode_to_vec()).collect()
+    ids.iter()
+        .map(|id| {
+            PersonChanged {
+                person_id: id.to_string(),
+            }
+            .encode_to_vec()
+        })
+        .collect()
 }
 
 fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
@@ -73,18 +80,23 @@ pub async fn set_email_consent(
 ) -> anyhow::Result<u64> {
     let (condition, state, proto_state) = match change {
         Change::Grant => ("p.email_consent = 'none'", "granted", ConsentState::Granted),
-        Change::Withdraw => ("p.email_consent <> 'withdrawn'", "withdrawn", ConsentState::Withdrawn),
+        Change::Withdraw => (
+            "p.email_consent <> 'withdrawn'",
+            "withdrawn",
+            ConsentState::Withdrawn,
+        ),
     };
-    let changed: Vec<(Uuid, Option<String>, DateTime<Utc>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(SET_CONSENT.replace("{condition}", condition)))
-            .bind(tenant)
-            .bind(people)
-            .bind(times)
-            .bind(evidence)
-            .bind(source)
-            .bind(state)
-            .fetch_all(&mut *tx)
-            .await?;
+    let changed: Vec<(Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(
+        SET_CONSENT.replace("{condition}", condition),
+    ))
+    .bind(tenant)
+    .bind(people)
+    .bind(times)
+    .bind(evidence)
+    .bind(source)
+    .bind(state)
+    .fetch_all(&mut *tx)
+    .await?;
 
     let bodies = changed
         .iter()

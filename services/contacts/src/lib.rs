@@ -148,17 +148,29 @@ pub async fn build(settings: Settings, mode: Mode) -> anyhow::Result<Application
         false => None,
     };
     let admin = bind(&settings.listen.admin_addr).await?;
-    Ok(Application { settings, mode, pool, grpc, admin, spool_dir })
+    Ok(Application {
+        settings,
+        mode,
+        pool,
+        grpc,
+        admin,
+        spool_dir,
+    })
 }
 
 async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
 }
 
 impl Application {
     /// The gRPC port, when this process serves the API.
     pub fn grpc_port(&self) -> Option<u16> {
-        self.grpc.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port())
+        self.grpc
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// The database pool (tests inspect through it).
@@ -171,22 +183,37 @@ impl Application {
         let mut tasks = JoinSet::new();
         let interrupted = store::imports::fail_interrupted(&self.pool).await?;
         if interrupted > 0 {
-            tracing::warn!(count = interrupted, "imports interrupted by an earlier stop marked failed");
+            tracing::warn!(
+                count = interrupted,
+                "imports interrupted by an earlier stop marked failed"
+            );
         }
 
         if let Some(listener) = self.grpc {
             let (router, health) = grpc::base_router()?;
-            health.set_serving::<ContactsServiceServer<api::Api>>().await;
-            let api = api::Api { pool: self.pool.clone(), spool_dir: self.spool_dir.clone() };
+            health
+                .set_serving::<ContactsServiceServer<api::Api>>()
+                .await;
+            let api = api::Api {
+                pool: self.pool.clone(),
+                spool_dir: self.spool_dir.clone(),
+            };
             let signer = Signer::new(&self.settings.auth.token_secret);
-            let router = router
-                .add_service(ContactsServiceServer::with_interceptor(api, Authenticate(signer)));
+            let router = router.add_service(ContactsServiceServer::with_interceptor(
+                api,
+                Authenticate(signer),
+            ));
             tracing::info!(addr = %listener.local_addr()?, "contacts gRPC listening");
             tasks.spawn(grpc::serve(router, listener, shutdown.clone()));
         }
         if self.mode.works() {
-            let handler = Arc::new(consumers::Unsubscribes { pool: self.pool.clone() });
-            let options = ConsumerOptions { queue: "contacts.unsubscribes", concurrency: 8 };
+            let handler = Arc::new(consumers::Unsubscribes {
+                pool: self.pool.clone(),
+            });
+            let options = ConsumerOptions {
+                queue: "contacts.unsubscribes",
+                concurrency: 8,
+            };
             let (amqp, stop) = (self.settings.amqp.clone(), shutdown.clone());
             tasks.spawn(async move {
                 consumer::run(amqp, options, handler, stop).await;

@@ -32,5 +32,8 @@ async fn run(mode: Option<Mode>) -> anyhow::Result<()> {
         return muster_contacts::migrate(&settings).await;
     };
     let shutdown = muster_runtime::shutdown::on_signals();
-    muster_contacts::build(settings, mode).await?.run(shutdown).await
+    muster_contacts::build(settings, mode)
+        .await?
+        .run(shutdown)
+        .await
 }

@@ -62,14 +62,13 @@ pub async fn run(pool: PgPool, task: ImportTask) {
             ("failed", Some(format!("{error:#}")))
         }
     };
-    let finished = sqlx::query(
-        "UPDATE imports SET state = $2, error = $3, finished_at = now() WHERE id = $1",
-    )
-    .bind(task.id)
-    .bind(state)
-    .bind(error)
-    .execute(&pool)
-    .await;
+    let finished =
+        sqlx::query("UPDATE imports SET state = $2, error = $3, finished_at = now() WHERE id = $1")
+            .bind(task.id)
+            .bind(state)
+            .bind(error)
+            .execute(&pool)
+            .await;
     if let Err(error) = finished {
         tracing::error!(%error, "could not record the end of an import");
     }
@@ -81,9 +80,8 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     let path = task.path.clone();
     let preset = task.preset.clone();
     let label = task.source_label.clone();
-    let reader = tokio::task::spawn_blocking(move || {
-        read_file(path, preset, &label, header_tx, batches_tx)
-    });
+    let reader =
+        tokio::task::spawn_blocking(move || read_file(path, preset, &label, header_tx, batches_tx));
 
     if let Ok((encoding, delimiter)) = header_rx.await {
         sqlx::query(
@@ -115,7 +113,11 @@ fn read_file(
     batches: mpsc::Sender<Batch>,
 ) -> anyhow::Result<()> {
     let file = std::fs::File::open(&path).context("opening the spooled upload")?;
-    let mut reader = ImportReader::open(std::io::BufReader::with_capacity(1 << 16, file), preset, label)?;
+    let mut reader = ImportReader::open(
+        std::io::BufReader::with_capacity(1 << 16, file),
+        preset,
+        label,
+    )?;
     let delimiter = match reader.delimiter() {
         b'\t' => "TAB".to_owned(),
         other => (other as char).to_string(),
@@ -131,7 +133,10 @@ fn read_file(
         }
         if batch.rows.len() + batch.rejected.len() >= BATCH_ROWS {
             batch.bytes_read = reader.bytes_read();
-            if batches.blocking_send(std::mem::replace(&mut batch, new_batch())).is_err() {
+            if batches
+                .blocking_send(std::mem::replace(&mut batch, new_batch()))
+                .is_err()
+            {
                 anyhow::bail!("the import writer stopped");
             }
         }
@@ -142,7 +147,12 @@ fn read_file(
 }
 
 fn new_batch() -> Batch {
-    Batch { rows: Vec::with_capacity(BATCH_ROWS), empty: 0, rejected: Vec::new(), bytes_read: 0 }
+    Batch {
+        rows: Vec::with_capacity(BATCH_ROWS),
+        empty: 0,
+        rejected: Vec::new(),
+        bytes_read: 0,
+    }
 }
 
 /// How a row is matched to a person.
@@ -171,7 +181,11 @@ async fn write_batch(
         rows_read: (batch.rows.len() + batch.rejected.len()) as i64,
         rows_empty: batch.empty as i64,
         rejected: batch.rejected.len() as i64,
-        warnings: batch.rows.iter().filter(|row| !row.issues.is_empty()).count() as i64,
+        warnings: batch
+            .rows
+            .iter()
+            .filter(|row| !row.issues.is_empty())
+            .count() as i64,
         ..Counts::default()
     };
 
@@ -196,9 +210,12 @@ async fn write_batch(
     }
     counts.created = created.len() as i64;
     counts.merged = batch.rows.len() as i64 - counts.created;
-    events::person_created(task.tenant_id).enqueue(tx, events::person_bodies(&created)).await?;
+    events::person_created(task.tenant_id)
+        .enqueue(tx, events::person_bodies(&created))
+        .await?;
 
-    let (granted, suppressed) = apply_consent(tx, task.tenant_id, source, &candidates, &ids).await?;
+    let (granted, suppressed) =
+        apply_consent(tx, task.tenant_id, source, &candidates, &ids).await?;
     counts.consent_granted = granted;
     counts.suppressed = suppressed;
     Ok(counts)
@@ -216,7 +233,9 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
         };
         let consent = match &row.consent {
             ConsentStatement::None => None,
-            ConsentStatement::Granted { time, evidence } => Some((true, *time, evidence.as_slice())),
+            ConsentStatement::Granted { time, evidence } => {
+                Some((true, *time, evidence.as_slice()))
+            }
             ConsentStatement::Withdrawn { time, evidence } => {
                 Some((false, *time, evidence.as_slice()))
             }
@@ -230,7 +249,10 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                     }
                 }
                 if let Some((system, id)) = &row.external_id {
-                    candidate.external_ids.entry(system.clone()).or_insert(id.clone().into());
+                    candidate
+                        .external_ids
+                        .entry(system.clone())
+                        .or_insert(id.clone().into());
                 }
                 candidate.consent = stronger(candidate.consent, consent);
             }
@@ -241,7 +263,16 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                 }
                 let tags = row.tags.iter().map(String::as_str).collect();
                 index.insert(key.clone(), order.len());
-                order.push((key, Candidate { id: Uuid::now_v7(), row, tags, external_ids, consent }));
+                order.push((
+                    key,
+                    Candidate {
+                        id: Uuid::now_v7(),
+                        row,
+                        tags,
+                        external_ids,
+                        consent,
+                    },
+                ));
             }
         }
     }
@@ -297,7 +328,9 @@ fn upsert_sql(by_email: bool) -> String {
         "(tenant_id, phone) WHERE email_key IS NULL"
     };
     let no_address = "p.address_line1 IS NULL AND p.postal_code IS NULL AND p.city IS NULL";
-    UPSERT_BY_EMAIL.replace("{target}", target).replace("{no_address}", no_address)
+    UPSERT_BY_EMAIL
+        .replace("{target}", target)
+        .replace("{no_address}", no_address)
 }
 
 async fn upsert(
@@ -370,15 +403,19 @@ async fn apply_consent(
     for grant in [true, false] {
         let (mut people, mut times, mut evidence) = (Vec::new(), Vec::new(), Vec::new());
         for (key, candidate) in candidates {
-            let Some((is_grant, time, proof)) = candidate.consent else { continue };
+            let Some((is_grant, time, proof)) = candidate.consent else {
+                continue;
+            };
             let Some(&id) = ids.get(key) else { continue };
             if is_grant != grant {
                 continue;
             }
             people.push(id);
             times.push(time);
-            let proof: serde_json::Map<String, serde_json::Value> =
-                proof.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            let proof: serde_json::Map<String, serde_json::Value> = proof
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
             evidence.push(serde_json::Value::Object(proof).to_string());
         }
         if people.is_empty() {
@@ -390,7 +427,11 @@ async fn apply_consent(
             &people,
             &times,
             &evidence,
-            if grant { events::Change::Grant } else { events::Change::Withdraw },
+            if grant {
+                events::Change::Grant
+            } else {
+                events::Change::Withdraw
+            },
             source,
         )
         .await?;
@@ -433,8 +474,14 @@ async fn record_progress(
 }
 
 async fn record_issues(tx: &mut PgConnection, id: Uuid, batch: &Batch) -> sqlx::Result<()> {
-    let warnings = batch.rows.iter().flat_map(|row| row.issues.iter().map(|i| (i, "warning")));
-    let rejections = batch.rejected.iter().flat_map(|(_, issues)| issues.iter().map(|i| (i, "rejected")));
+    let warnings = batch
+        .rows
+        .iter()
+        .flat_map(|row| row.issues.iter().map(|i| (i, "warning")));
+    let rejections = batch
+        .rejected
+        .iter()
+        .flat_map(|(_, issues)| issues.iter().map(|i| (i, "rejected")));
     let (mut lines, mut fields, mut values, mut reasons, mut severities) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (issue, severity) in warnings.chain(rejections) {

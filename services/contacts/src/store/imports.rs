@@ -93,20 +93,24 @@ pub async fn issues(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.0)).flatten();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.0))
+        .flatten();
     let issues = rows
         .into_iter()
-        .map(|(_, line, field, value, reason, severity)| pb::ImportIssue {
-            line: line as u64,
-            field,
-            value,
-            reason,
-            severity: if severity == "rejected" {
-                pb::IssueSeverity::Rejected
-            } else {
-                pb::IssueSeverity::Warning
-            } as i32,
-        })
+        .map(
+            |(_, line, field, value, reason, severity)| pb::ImportIssue {
+                line: line as u64,
+                field,
+                value,
+                reason,
+                severity: if severity == "rejected" {
+                    pb::IssueSeverity::Rejected
+                } else {
+                    pb::IssueSeverity::Warning
+                } as i32,
+            },
+        )
         .collect();
     Ok((issues, next))
 }

@@ -46,7 +46,8 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Person
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.map(into_proto).ok_or_else(|| ApiError::not_found(format!("person {id}")))
+    row.map(into_proto)
+        .ok_or_else(|| ApiError::not_found(format!("person {id}")))
 }
 
 /// A page of people matching `filter`, in id order after `after`.
@@ -72,7 +73,14 @@ fn into_proto(row: PersonRow) -> pb::Person {
         match value {
             Some(serde_json::Value::Object(map)) => map
                 .into_iter()
-                .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect(),
             _ => HashMap::new(),
         }
