@@ -143,7 +143,10 @@ fn read_file(
     }
     batch.bytes_read = reader.bytes_read();
     let _ = batches.blocking_send(batch);
-    Ok(())
+    match reader.take_error() {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
 }
 
 fn new_batch() -> Batch {

@@ -1,0 +1,247 @@
+use std::fmt;
+
+use email_address::{Error as SyntaxError, Options};
+
+use super::{FieldError, is_blank, trim_blank};
+
+/// A syntactically valid e-mail address, spelled as given, with a lowercased matching key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress {
+    address: String,
+    key: String,
+}
+
+impl EmailAddress {
+    /// Parses `raw`, ignoring blank characters at both ends.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let address = trim_blank(raw);
+        check(address).map_err(|why| FieldError::new(format!("not an e-mail address: {why}")))?;
+        Ok(Self {
+            address: address.to_owned(),
+            key: address.to_lowercase(),
+        })
+    }
+
+    /// The address as it was spelled.
+    pub fn as_str(&self) -> &str {
+        &self.address
+    }
+
+    /// The lowercased address, used to recognise the same person across spellings.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.address)
+    }
+}
+
+impl AsRef<str> for EmailAddress {
+    fn as_ref(&self) -> &str {
+        &self.address
+    }
+}
+
+fn check(address: &str) -> Result<(), &'static str> {
+    if address.is_empty() {
+        return Err("empty");
+    }
+    if address.contains(is_blank) {
+        return Err("contains a space");
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Err("missing @");
+    };
+    if local.contains('@') && !local.starts_with('"') {
+        return Err("more than one @");
+    }
+    if local.is_empty() {
+        return Err("nothing before the @");
+    }
+    if domain.is_empty() {
+        return Err("nothing after the @");
+    }
+    if !domain.contains('.') {
+        return Err("the domain has no dot");
+    }
+
+    let options = Options::default()
+        .with_required_tld()
+        .without_display_text()
+        .without_domain_literal();
+    email_address::EmailAddress::parse_with_options(address, options).map_err(explain)?;
+
+    // The syntax crate accepts any atom character in a domain label; host names do not.
+    let label_ok = |label: &str| label.chars().all(|c| c.is_alphanumeric() || c == '-');
+    if !domain.split('.').all(label_ok) {
+        return Err("invalid character in the domain");
+    }
+    Ok(())
+}
+
+fn explain(error: SyntaxError) -> &'static str {
+    match error {
+        SyntaxError::MissingSeparator => "missing @",
+        SyntaxError::LocalPartEmpty => "nothing before the @",
+        SyntaxError::DomainEmpty => "nothing after the @",
+        SyntaxError::DomainTooFew => "the domain has no dot",
+        SyntaxError::SubDomainEmpty => "empty label in the domain (dot at an end or doubled)",
+        SyntaxError::LocalPartTooLong => "too long before the @",
+        SyntaxError::DomainTooLong | SyntaxError::SubDomainTooLong => "domain too long",
+        SyntaxError::InvalidCharacter => "invalid character or misplaced dot",
+        SyntaxError::UnsupportedDomainLiteral => "an IP address instead of a domain",
+        _ => "invalid syntax",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(raw: &str) -> String {
+        EmailAddress::parse(raw).unwrap_err().reason
+    }
+
+    #[test]
+    fn an_address_keeps_its_spelling_and_its_key_is_lowercased() {
+        let email = EmailAddress::parse("Noemi.Andre@Example.Org").unwrap();
+
+        assert_eq!(email.as_str(), "Noemi.Andre@Example.Org");
+        assert_eq!(email.key(), "noemi.andre@example.org");
+    }
+
+    #[test]
+    fn blank_characters_around_an_address_are_trimmed() {
+        let padded = [
+            "  marc.roux@example.org ",
+            "marc.roux@example.org\u{00A0}",
+            "\u{202F}marc.roux@example.org\u{2007}",
+            "\u{200B}marc.roux@example.org\u{200D}",
+            "\u{FEFF}\tmarc.roux@example.org\u{200C}\r\n",
+        ];
+
+        for raw in padded {
+            let email = EmailAddress::parse(raw).unwrap();
+            assert_eq!(email.as_str(), "marc.roux@example.org", "from {raw:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_forms_are_rejected_with_a_reason() {
+        let cases = [
+            ("", "not an e-mail address: empty"),
+            (" \u{00A0} ", "not an e-mail address: empty"),
+            ("marc.roux.example.org", "not an e-mail address: missing @"),
+            (
+                "marc.roux@@example.org",
+                "not an e-mail address: more than one @",
+            ),
+            (
+                "marc roux@example.org",
+                "not an e-mail address: contains a space",
+            ),
+            (
+                "marc.roux@exa\u{00A0}mple.org",
+                "not an e-mail address: contains a space",
+            ),
+            (
+                "marc.roux@localhost",
+                "not an e-mail address: the domain has no dot",
+            ),
+            (
+                "@example.org",
+                "not an e-mail address: nothing before the @",
+            ),
+            ("marc.roux@", "not an e-mail address: nothing after the @"),
+            (
+                "marc.roux.@example.org",
+                "not an e-mail address: invalid character or misplaced dot",
+            ),
+            (
+                ".marc@example.org",
+                "not an e-mail address: invalid character or misplaced dot",
+            ),
+            (
+                "marc..roux@example.org",
+                "not an e-mail address: invalid character or misplaced dot",
+            ),
+            (
+                "marc@example..org",
+                "not an e-mail address: empty label in the domain (dot at an end or doubled)",
+            ),
+            (
+                "marc@example.org.",
+                "not an e-mail address: empty label in the domain (dot at an end or doubled)",
+            ),
+            (
+                "marc@exa_mple.org",
+                "not an e-mail address: invalid character in the domain",
+            ),
+            (
+                "Marc <marc@example.org>",
+                "not an e-mail address: contains a space",
+            ),
+            (
+                "marc@[192.0.2.1]",
+                "not an e-mail address: an IP address instead of a domain",
+            ),
+        ];
+
+        for (raw, expected) in cases {
+            assert_eq!(reason(raw), expected, "for {raw:?}");
+        }
+    }
+
+    const BLANKS: [&str; 9] = [
+        " ", "\u{00A0}", "\u{202F}", "\u{2007}", "\u{200B}", "\u{200C}", "\u{FEFF}", "\t", "\r\n",
+    ];
+    const ADDRESSES: [&str; 4] = [
+        "a@b.co",
+        "Jean.Dupont@Example.ORG",
+        "o'neil+tag@mail.example.fr",
+        "ÉLODIE@exemple.test",
+    ];
+
+    #[test]
+    fn any_blank_padding_of_a_valid_address_gives_the_same_address_and_key() {
+        let pads = std::iter::once(String::new())
+            .chain(BLANKS.iter().map(|b| (*b).to_owned()))
+            .chain([BLANKS.concat()]);
+        let pads: Vec<String> = pads.collect();
+
+        for address in ADDRESSES {
+            for left in &pads {
+                for right in &pads {
+                    let email = EmailAddress::parse(&format!("{left}{address}{right}")).unwrap();
+                    assert_eq!(email.as_str(), address);
+                    assert_eq!(email.key(), address.to_lowercase());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_blank_character_anywhere_inside_an_address_is_refused() {
+        for address in ADDRESSES {
+            let inner = address.char_indices().skip(1).map(|(at, _)| at);
+            for (at, blank) in inner.flat_map(|at| BLANKS.iter().map(move |b| (at, b))) {
+                let raw = format!("{}{blank}{}", &address[..at], &address[at..]);
+                assert!(EmailAddress::parse(&raw).is_err(), "accepted {raw:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn unusual_but_valid_addresses_are_accepted() {
+        for raw in [
+            "o'neil+news@mail.example.fr",
+            "élodie@exemple.test",
+            "a@b.co",
+        ] {
+            assert_eq!(EmailAddress::parse(raw).unwrap().as_str(), raw);
+        }
+    }
+}

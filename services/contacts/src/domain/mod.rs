@@ -1,0 +1,56 @@
+//! Parsed contact values: a value of these types that exists is valid.
+
+mod email;
+mod phone;
+pub mod territory;
+
+pub use email::EmailAddress;
+pub use phone::PhoneNumber;
+
+/// Why a raw value could not become a domain value, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct FieldError {
+    /// What is wrong with the value, e.g. "not an e-mail address: missing @".
+    pub reason: String,
+}
+
+impl FieldError {
+    /// A field error with the given reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Whether `c` is blank: any Unicode white space or an invisible formatting character.
+pub fn is_blank(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}' | '\u{00AD}'
+        )
+}
+
+/// `raw` without the blank characters (spaces of every kind, invisible ones) at both ends.
+pub fn trim_blank(raw: &str) -> &str {
+    raw.trim_matches(is_blank)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_removes_every_kind_of_space_and_invisible_character() {
+        let raw = "\u{FEFF}\u{200B} \t\u{00A0}Jean\u{202F}Dupont\u{2007}\u{200D}\u{00A0}\r\n";
+
+        assert_eq!(trim_blank(raw), "Jean\u{202F}Dupont");
+    }
+
+    #[test]
+    fn trimming_a_blank_value_leaves_nothing() {
+        assert_eq!(trim_blank(" \u{00A0}\u{200C}\t"), "");
+    }
+}

@@ -1,0 +1,313 @@
+//! Where each field of a preset sits in a file, resolved once from the header.
+
+use super::{ColumnMapping, ImportError, Preset};
+
+/// How a file states consent, which decides how a row's consent is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Layout {
+    /// A yes/no column and a time column.
+    #[default]
+    YesNo,
+    /// NationBuilder's `email_opt_in` and `do_not_contact` flags, dated by `created_at`.
+    NationBuilder,
+    /// Mailchimp opt-in and confirmation times and IPs.
+    MailchimpSubscribed,
+    /// Mailchimp unsubscribe time, campaign and reason.
+    MailchimpUnsubscribed,
+}
+
+/// Column indexes of the fields of one file; `None` when the file has no such column.
+#[derive(Debug, Default)]
+pub(crate) struct Columns {
+    pub(crate) layout: Layout,
+    pub(crate) first_name: Option<usize>,
+    pub(crate) last_name: Option<usize>,
+    pub(crate) email: Option<usize>,
+    pub(crate) email_is_bad: Option<usize>,
+    pub(crate) phone: Option<usize>,
+    pub(crate) address_line1: Option<usize>,
+    pub(crate) postal_code: Option<usize>,
+    pub(crate) city: Option<usize>,
+    pub(crate) country: Option<usize>,
+    pub(crate) birth_date: Option<usize>,
+    pub(crate) tags: Option<usize>,
+    pub(crate) consent: Option<usize>,
+    pub(crate) consent_time: Option<usize>,
+    /// The consent column's header as spelled in the file, for evidence.
+    pub(crate) consent_header: String,
+    pub(crate) origin: Option<usize>,
+    pub(crate) created_at: Option<usize>,
+    pub(crate) do_not_contact: Option<usize>,
+    pub(crate) optin_time: Option<usize>,
+    pub(crate) optin_ip: Option<usize>,
+    pub(crate) confirm_time: Option<usize>,
+    pub(crate) confirm_ip: Option<usize>,
+    pub(crate) last_changed: Option<usize>,
+    pub(crate) unsub_time: Option<usize>,
+    pub(crate) unsub_campaign: Option<usize>,
+    pub(crate) unsub_reason: Option<usize>,
+    pub(crate) external_id: Option<usize>,
+    /// The system that `external_id` identifies people in, e.g. "nationbuilder".
+    pub(crate) external_system: &'static str,
+}
+
+impl Columns {
+    /// Finds the columns of `preset` among `headers`, or says which needed one is missing.
+    pub(crate) fn resolve(
+        preset: &Preset,
+        headers: &[String],
+        file: &str,
+    ) -> Result<Self, ImportError> {
+        let header = Header {
+            keys: headers.iter().map(|h| header_key(h)).collect(),
+            headers,
+            file,
+            preset: preset.name(),
+        };
+        match preset {
+            Preset::FrExcel => fr_excel(&header),
+            Preset::NationBuilder => nation_builder(&header),
+            Preset::MailchimpSubscribed => mailchimp(&header, Layout::MailchimpSubscribed),
+            Preset::MailchimpUnsubscribed => mailchimp(&header, Layout::MailchimpUnsubscribed),
+            Preset::Custom(mapping) => custom(&header, mapping),
+        }
+    }
+}
+
+fn fr_excel(header: &Header<'_>) -> Result<Columns, ImportError> {
+    let consent = header.find(&["Consentement e-mail", "Consentement email"]);
+    Ok(Columns {
+        first_name: Some(header.require("Prénom")?),
+        last_name: Some(header.require("Nom")?),
+        email: Some(header.require_any(&["E-mail", "Email", "Courriel"])?),
+        phone: header.find(&["Téléphone portable", "Portable", "Mobile", "Téléphone"]),
+        address_line1: header.find(&["Adresse"]),
+        postal_code: header.find(&["Code postal"]),
+        city: header.find(&["Ville"]),
+        birth_date: header.find(&["Date de naissance"]),
+        tags: header.find(&["Étiquettes", "Tags"]),
+        consent,
+        consent_header: header.spelling(consent),
+        consent_time: header.find(&["Date du consentement"]),
+        origin: header.find(&["Origine"]),
+        ..Columns::default()
+    })
+}
+
+fn nation_builder(header: &Header<'_>) -> Result<Columns, ImportError> {
+    Ok(Columns {
+        layout: Layout::NationBuilder,
+        external_id: Some(header.require("nationbuilder_id")?),
+        external_system: "nationbuilder",
+        first_name: header.find(&["first_name"]),
+        last_name: header.find(&["last_name"]),
+        email: Some(header.require_any(&["email1", "email"])?),
+        email_is_bad: header.find(&["email1_is_bad"]),
+        phone: header.find(&["mobile_number"]),
+        address_line1: header.find(&["primary_address1"]),
+        postal_code: header.find(&["primary_zip"]),
+        city: header.find(&["primary_city"]),
+        country: header.find(&["primary_country_code"]),
+        birth_date: header.find(&["born_at"]),
+        tags: header.find(&["tag_list"]),
+        consent: header.find(&["email_opt_in"]),
+        do_not_contact: header.find(&["do_not_contact"]),
+        created_at: header.find(&["created_at"]),
+        ..Columns::default()
+    })
+}
+
+fn mailchimp(header: &Header<'_>, layout: Layout) -> Result<Columns, ImportError> {
+    let unsub_time = header.find(&["UNSUB_TIME"]);
+    if layout == Layout::MailchimpSubscribed {
+        for (column, status) in [("UNSUB_TIME", "unsubscribed"), ("CLEAN_TIME", "cleaned")] {
+            if header.find(&[column]).is_some() {
+                return Err(header.wrong(format!(
+                    "its {column} column marks an export of {status} contacts"
+                )));
+            }
+        }
+    } else if unsub_time.is_none() {
+        header.require("UNSUB_TIME")?;
+    }
+    Ok(Columns {
+        layout,
+        email: Some(header.require("Email Address")?),
+        first_name: header.find(&["First Name"]),
+        last_name: header.find(&["Last Name"]),
+        phone: header.find(&["Phone Number"]),
+        tags: header.find(&["TAGS"]),
+        optin_time: header.find(&["OPTIN_TIME"]),
+        optin_ip: header.find(&["OPTIN_IP"]),
+        confirm_time: header.find(&["CONFIRM_TIME"]),
+        confirm_ip: header.find(&["CONFIRM_IP"]),
+        last_changed: header.find(&["LAST_CHANGED"]),
+        unsub_time,
+        unsub_campaign: header.find(&["UNSUB_CAMPAIGN_TITLE"]),
+        unsub_reason: header.find(&["UNSUB_REASON"]),
+        external_id: header.find(&["LEID"]),
+        external_system: "mailchimp",
+        ..Columns::default()
+    })
+}
+
+fn custom(header: &Header<'_>, mapping: &ColumnMapping) -> Result<Columns, ImportError> {
+    let column = |name: &Option<String>| match name {
+        Some(name) => header.require(name).map(Some),
+        None => Ok(None),
+    };
+    let consent = column(&mapping.email_consent)?;
+    Ok(Columns {
+        first_name: column(&mapping.first_name)?,
+        last_name: column(&mapping.last_name)?,
+        email: column(&mapping.email)?,
+        phone: column(&mapping.phone)?,
+        address_line1: column(&mapping.address_line1)?,
+        postal_code: column(&mapping.postal_code)?,
+        city: column(&mapping.city)?,
+        country: column(&mapping.country)?,
+        birth_date: column(&mapping.birth_date)?,
+        tags: column(&mapping.tags)?,
+        consent,
+        consent_header: header.spelling(consent),
+        consent_time: column(&mapping.email_consent_time)?,
+        external_id: column(&mapping.external_id)?,
+        external_system: "custom",
+        ..Columns::default()
+    })
+}
+
+/// The header line of a file, for looking columns up.
+struct Header<'a> {
+    headers: &'a [String],
+    keys: Vec<String>,
+    file: &'a str,
+    preset: &'static str,
+}
+
+impl Header<'_> {
+    /// The first column named like one of `names`.
+    fn find(&self, names: &[&str]) -> Option<usize> {
+        names.iter().find_map(|name| {
+            let key = header_key(name);
+            self.keys.iter().position(|k| *k == key)
+        })
+    }
+
+    fn require(&self, name: &str) -> Result<usize, ImportError> {
+        self.require_any(&[name])
+    }
+
+    /// The first column named like one of `names`; the error names the first.
+    fn require_any(&self, names: &[&str]) -> Result<usize, ImportError> {
+        self.find(names).ok_or_else(|| ImportError::MissingColumn {
+            file: self.file.to_owned(),
+            preset: self.preset,
+            column: names[0].to_owned(),
+            found: self.headers.to_vec(),
+        })
+    }
+
+    fn spelling(&self, column: Option<usize>) -> String {
+        column.map_or_else(String::new, |index| self.headers[index].clone())
+    }
+
+    fn wrong(&self, reason: String) -> ImportError {
+        ImportError::WrongPreset {
+            file: self.file.to_owned(),
+            preset: self.preset,
+            reason,
+        }
+    }
+}
+
+/// The form headers are compared in: lowercase, without accents, blanks trimmed.
+fn header_key(header: &str) -> String {
+    crate::domain::trim_blank(header)
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'â' | 'ä' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' => 'i',
+            'ô' | 'ö' => 'o',
+            'ù' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            other => other,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn headers_match_ignoring_case_accents_and_padding() {
+        let found = headers(&[" PRENOM ", "nom", "\u{FEFF}e-mail", "Telephone portable"]);
+
+        let columns = Columns::resolve(&Preset::FrExcel, &found, "f.csv").unwrap();
+
+        assert_eq!(columns.first_name, Some(0));
+        assert_eq!(columns.email, Some(2));
+        assert_eq!(columns.phone, Some(3));
+        assert_eq!(columns.consent, None);
+    }
+
+    #[test]
+    fn a_missing_required_column_is_named_with_the_headers_found() {
+        let found = headers(&["Prénom", "Nom", "Mail"]);
+
+        let error = Columns::resolve(&Preset::FrExcel, &found, "f.csv").unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            "f.csv: the French Excel format needs a column \"E-mail\"; \
+             the header has: Prénom, Nom, Mail"
+        );
+    }
+
+    #[test]
+    fn an_unsubscribed_export_is_refused_as_a_subscribed_one() {
+        let found = headers(&["Email Address", "OPTIN_TIME", "UNSUB_TIME"]);
+
+        let error = Columns::resolve(&Preset::MailchimpSubscribed, &found, "u.csv").unwrap_err();
+
+        assert!(matches!(error, ImportError::WrongPreset { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_subscribed_export_is_refused_as_an_unsubscribed_one() {
+        let found = headers(&["Email Address", "OPTIN_TIME", "LAST_CHANGED"]);
+
+        let error = Columns::resolve(&Preset::MailchimpUnsubscribed, &found, "s.csv").unwrap_err();
+
+        let missing = match error {
+            ImportError::MissingColumn { column, .. } => column,
+            other => panic!("expected a missing column, got {other}"),
+        };
+        assert_eq!(missing, "UNSUB_TIME");
+    }
+
+    #[test]
+    fn every_column_named_in_a_custom_mapping_must_exist() {
+        let mapping = ColumnMapping {
+            email: Some("Courriel".to_owned()),
+            phone: Some("Mobile".to_owned()),
+            ..ColumnMapping::default()
+        };
+        let found = headers(&["courriel", "Nom"]);
+
+        let error = Columns::resolve(&Preset::Custom(mapping), &found, "c.csv").unwrap_err();
+
+        let missing = match error {
+            ImportError::MissingColumn { column, .. } => column,
+            other => panic!("expected a missing column, got {other}"),
+        };
+        assert_eq!(missing, "Mobile");
+    }
+}

@@ -1,0 +1,326 @@
+//! Reading supporter files (CSV exports of spreadsheets and other tools) into parsed rows.
+//!
+//! This layer is pure: it decodes, splits and parses, and says what it could not use and
+//! why. Storing the rows and merging them with known people is the caller's business.
+
+mod columns;
+mod decode;
+pub mod job;
+mod row;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use csv::ByteRecord;
+
+use crate::domain::{EmailAddress, PhoneNumber};
+use columns::Columns;
+use decode::Decoding;
+
+/// The layout of a file: a known export format, or columns named by the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "one per import, not worth a box")]
+pub enum Preset {
+    /// A French spreadsheet saved by Excel as "CSV (séparateur: point-virgule)".
+    FrExcel,
+    /// A NationBuilder people export.
+    NationBuilder,
+    /// A Mailchimp audience export of subscribed contacts.
+    MailchimpSubscribed,
+    /// A Mailchimp audience export of unsubscribed contacts.
+    MailchimpUnsubscribed,
+    /// Columns named by the user.
+    Custom(ColumnMapping),
+}
+
+impl Preset {
+    /// The name of the format, as shown to users.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Preset::FrExcel => "French Excel",
+            Preset::NationBuilder => "NationBuilder",
+            Preset::MailchimpSubscribed => "Mailchimp subscribed",
+            Preset::MailchimpUnsubscribed => "Mailchimp unsubscribed",
+            Preset::Custom(_) => "custom",
+        }
+    }
+}
+
+/// For each contact field, the header of the column that holds it, if any.
+///
+/// Headers match case-insensitively, ignoring surrounding spaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnMapping {
+    /// Column of the first name.
+    pub first_name: Option<String>,
+    /// Column of the last name.
+    pub last_name: Option<String>,
+    /// Column of the e-mail address.
+    pub email: Option<String>,
+    /// Column of the phone number.
+    pub phone: Option<String>,
+    /// Column of the first address line.
+    pub address_line1: Option<String>,
+    /// Column of the postal code.
+    pub postal_code: Option<String>,
+    /// Column of the city.
+    pub city: Option<String>,
+    /// Column of the ISO 3166 alpha-2 country code.
+    pub country: Option<String>,
+    /// Column of the birth date (`yyyy-mm-dd` or `dd/mm/yyyy`).
+    pub birth_date: Option<String>,
+    /// Column of the comma-separated tags.
+    pub tags: Option<String>,
+    /// Column saying whether the person agreed to receive e-mail (oui/yes/true/1/y/o).
+    pub email_consent: Option<String>,
+    /// Column of the time of that agreement.
+    pub email_consent_time: Option<String>,
+    /// Column of the person's identifier in the source system.
+    pub external_id: Option<String>,
+}
+
+/// What one record of the file gave.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the large variant is the common one"
+)]
+pub enum RowOutcome {
+    /// A record with every field blank; not a contact.
+    Empty {
+        /// Line of the file where the record starts.
+        line: u64,
+    },
+    /// A record that cannot become a contact, and why.
+    Rejected {
+        /// Line of the file where the record starts.
+        line: u64,
+        /// Every problem found, the last one saying why the row was refused.
+        issues: Vec<RowIssue>,
+    },
+    /// A contact, possibly with values left out (see its `issues`).
+    Row(ImportRow),
+}
+
+/// A contact read from one record, with only valid values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRow {
+    /// Physical line (1-based, header on line 1) where the record starts.
+    pub line: u64,
+    /// First name, trimmed, as given.
+    pub first_name: Option<String>,
+    /// Last name, trimmed, as given.
+    pub last_name: Option<String>,
+    /// E-mail address.
+    pub email: Option<EmailAddress>,
+    /// Phone number.
+    pub phone: Option<PhoneNumber>,
+    /// First address line.
+    pub address_line1: Option<String>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// ISO 3166 alpha-2 country code; "FR" when the file does not say.
+    pub country: Option<String>,
+    /// Birth date.
+    pub birth_date: Option<NaiveDate>,
+    /// Tags: trimmed, without empty ones or repeats (ignoring case), spelling kept.
+    pub tags: Vec<String>,
+    /// What the file says about e-mail consent.
+    pub consent: ConsentStatement,
+    /// Identifier in the source system, as (system, id), e.g. ("nationbuilder", "1000").
+    pub external_id: Option<(String, String)>,
+    /// Values left out of this row, and why.
+    pub issues: Vec<RowIssue>,
+}
+
+/// What a file says about a person's consent to receive e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentStatement {
+    /// The file says nothing usable about consent.
+    None,
+    /// Consent was given at `time`; `evidence` lists where the file says so.
+    Granted {
+        /// When consent was given.
+        time: DateTime<Utc>,
+        /// (name, value) pairs backing the statement, e.g. ("optin_ip", "192.0.2.58").
+        evidence: Vec<(String, String)>,
+    },
+    /// Consent was withdrawn at `time`; `evidence` lists where the file says so.
+    Withdrawn {
+        /// When consent was withdrawn.
+        time: DateTime<Utc>,
+        /// (name, value) pairs backing the statement, e.g. ("unsub_reason", "Other").
+        evidence: Vec<(String, String)>,
+    },
+}
+
+/// A value of a record that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIssue {
+    /// Line of the file where the record starts.
+    pub line: u64,
+    /// The field concerned, e.g. "email", "phone", "birth_date"; "contact" for the row.
+    pub field: &'static str,
+    /// The value as found in the file.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Why a whole file cannot be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file has no header line.
+    #[error("{file}: no header line, the file is empty")]
+    NoHeader {
+        /// The file concerned.
+        file: String,
+    },
+    /// A column that the chosen format needs is not in the header.
+    #[error(
+        "{file}: the {preset} format needs a column {column:?}; the header has: {}",
+        found.join(", ")
+    )]
+    MissingColumn {
+        /// The file concerned.
+        file: String,
+        /// The chosen format.
+        preset: &'static str,
+        /// The header that was looked for.
+        column: String,
+        /// The headers of the file.
+        found: Vec<String>,
+    },
+    /// The header shows that the file is not in the chosen format.
+    #[error("{file}: not a {preset} file: {reason}")]
+    WrongPreset {
+        /// The file concerned.
+        file: String,
+        /// The chosen format.
+        preset: &'static str,
+        /// What gives it away.
+        reason: String,
+    },
+    /// The file could not be read.
+    #[error("{file}: the file could not be read")]
+    Unreadable {
+        /// The file concerned.
+        file: String,
+        /// The read error.
+        #[source]
+        cause: std::io::Error,
+    },
+}
+
+/// Reads the records of a supporter file one by one, in constant memory.
+pub struct ImportReader<R: Read> {
+    csv: csv::Reader<Decoding<R>>,
+    record: ByteRecord,
+    columns: Columns,
+    encoding: &'static str,
+    delimiter: u8,
+    file: String,
+    failure: Option<ImportError>,
+}
+
+impl<R: Read> ImportReader<R> {
+    /// Sniffs encoding (first 64 KiB) and delimiter, reads the header, resolves the preset's
+    /// columns.
+    pub fn open(source: R, preset: Preset, source_label: &str) -> Result<Self, ImportError> {
+        let unreadable = |cause| ImportError::Unreadable {
+            file: source_label.to_owned(),
+            cause,
+        };
+        let (decoding, sniffed) = Decoding::sniff(source).map_err(unreadable)?;
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(sniffed.delimiter)
+            .buffer_capacity(64 * 1024)
+            .from_reader(decoding);
+
+        let mut header = ByteRecord::new();
+        let found = csv.read_byte_record(&mut header).map_err(|error| {
+            unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+        })?;
+        let headers: Vec<String> = header
+            .iter()
+            .map(|field| crate::domain::trim_blank(&String::from_utf8_lossy(field)).to_owned())
+            .collect();
+        if !found || headers.iter().all(String::is_empty) {
+            return Err(ImportError::NoHeader {
+                file: source_label.to_owned(),
+            });
+        }
+        let columns = Columns::resolve(&preset, &headers, source_label)?;
+
+        let encoding = sniffed.encoding.name();
+        tracing::debug!(
+            file = source_label,
+            encoding,
+            delimiter = %char::from(sniffed.delimiter).escape_default(),
+            columns = headers.len(),
+            "import file opened"
+        );
+        Ok(Self {
+            csv,
+            record: ByteRecord::new(),
+            columns,
+            encoding,
+            delimiter: sniffed.delimiter,
+            file: source_label.to_owned(),
+            failure: None,
+        })
+    }
+
+    /// The encoding the file was read in, e.g. "UTF-8" or "windows-1252".
+    pub fn encoding(&self) -> &'static str {
+        self.encoding
+    }
+
+    /// The field delimiter: `b','`, `b';'` or `b'\t'`.
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// Raw bytes taken from the source so far (read ahead of the rows returned by a buffer).
+    pub fn bytes_read(&self) -> u64 {
+        self.csv.get_ref().bytes_read()
+    }
+
+    /// The next record, or `None` at the end of the file or on a read error (see
+    /// [`ImportReader::take_error`]).
+    pub fn next_row(&mut self) -> Option<RowOutcome> {
+        match self.csv.read_byte_record(&mut self.record) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(error) => {
+                let cause = match error.into_kind() {
+                    csv::ErrorKind::Io(cause) => cause,
+                    other => {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other:?}"))
+                    }
+                };
+                self.failure = Some(ImportError::Unreadable {
+                    file: self.file.clone(),
+                    cause,
+                });
+                return None;
+            }
+        }
+        let line = self.record.position().map_or(0, csv::Position::line);
+        Some(row::read(&self.record, line, &self.columns, self.encoding))
+    }
+
+    /// The read error that ended [`ImportReader::next_row`] early, if any: a file is complete
+    /// only when `next_row` returned `None` and this returns `None` too.
+    pub fn take_error(&mut self) -> Option<ImportError> {
+        self.failure.take()
+    }
+}

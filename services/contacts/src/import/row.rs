@@ -1,0 +1,441 @@
+//! Turning one CSV record into a contact row, keeping only valid values.
+
+use chrono::{DateTime, Utc};
+use csv::ByteRecord;
+use phonenumber::country::Id;
+
+use super::columns::{Columns, Layout};
+use super::time::{parse_date, parse_instant};
+use super::{ConsentStatement, ImportRow, RowIssue, RowOutcome};
+use crate::domain::{EmailAddress, PhoneNumber, trim_blank};
+
+/// The contact in `record`, which starts on `line` of a file decoded from `encoding`.
+pub(crate) fn read(
+    record: &ByteRecord,
+    line: u64,
+    columns: &Columns,
+    encoding: &'static str,
+) -> RowOutcome {
+    if is_blank(record) {
+        return RowOutcome::Empty { line };
+    }
+    let mut fields = Fields {
+        record,
+        line,
+        encoding,
+        issues: Vec::new(),
+    };
+
+    let first_name = fields.text(columns.first_name, "first_name");
+    let last_name = fields.text(columns.last_name, "last_name");
+    let email = email(&mut fields, columns);
+    let country = country(&mut fields, columns.country);
+    let postal_code = postal_code(&mut fields, columns.postal_code, country.as_deref());
+    let region = country
+        .as_deref()
+        .and_then(|code| code.parse::<Id>().ok())
+        .unwrap_or(Id::FR);
+    let phone = fields.get(columns.phone, "phone").and_then(|value| {
+        PhoneNumber::parse(value.text, region, postal_code.as_deref())
+            .map_err(|error| fields.issue("phone", value.raw, error.reason))
+            .ok()
+    });
+    let address_line1 = fields.text(columns.address_line1, "address_line1");
+    let city = fields.text(columns.city, "city");
+    let birth_date = fields
+        .get(columns.birth_date, "birth_date")
+        .and_then(|value| {
+            let date = parse_date(value.text);
+            if date.is_none() {
+                fields.issue(
+                    "birth_date",
+                    value.raw,
+                    "not a date: expected dd/mm/yyyy or yyyy-mm-dd",
+                );
+            }
+            date
+        });
+    let tags = fields
+        .get(columns.tags, "tags")
+        .map_or_else(Vec::new, |value| parse_tags(value.text));
+    let external_id = fields
+        .text(columns.external_id, "external_id")
+        .map(|id| (columns.external_system.to_owned(), id));
+    let consent = consent(&mut fields, columns);
+
+    if email.is_none() && phone.is_none() {
+        fields.issue(
+            "contact",
+            "",
+            "nothing to reach this person by: no valid e-mail or phone",
+        );
+        return RowOutcome::Rejected {
+            line,
+            issues: fields.issues,
+        };
+    }
+    RowOutcome::Row(ImportRow {
+        line,
+        first_name,
+        last_name,
+        email,
+        phone,
+        address_line1,
+        postal_code,
+        city,
+        country,
+        birth_date,
+        tags,
+        consent,
+        external_id,
+        issues: fields.issues,
+    })
+}
+
+/// The fields of one record, and the problems found in them so far.
+struct Fields<'r> {
+    record: &'r ByteRecord,
+    line: u64,
+    encoding: &'static str,
+    issues: Vec<RowIssue>,
+}
+
+/// A non-blank field: as found in the file, and trimmed.
+#[derive(Clone, Copy)]
+struct Value<'r> {
+    raw: &'r str,
+    text: &'r str,
+}
+
+impl<'r> Fields<'r> {
+    /// The field in `column`, or `None` when there is no such column, the record is too
+    /// short, the field is blank, or it holds undecodable bytes (reported as an issue).
+    fn get(&mut self, column: Option<usize>, field: &'static str) -> Option<Value<'r>> {
+        let bytes = self.record.get(column?)?;
+        let Ok(raw) = std::str::from_utf8(bytes) else {
+            self.undecodable(field, &String::from_utf8_lossy(bytes));
+            return None;
+        };
+        let text = trim_blank(raw);
+        if text.is_empty() {
+            return None;
+        }
+        if text.contains('\u{FFFD}') {
+            self.undecodable(field, raw);
+            return None;
+        }
+        Some(Value { raw, text })
+    }
+
+    /// The trimmed text of the field in `column`.
+    fn text(&mut self, column: Option<usize>, field: &'static str) -> Option<String> {
+        self.get(column, field).map(|value| value.text.to_owned())
+    }
+
+    fn issue(&mut self, field: &'static str, value: &str, reason: impl Into<String>) {
+        self.issues.push(RowIssue {
+            line: self.line,
+            field,
+            value: value.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    fn undecodable(&mut self, field: &'static str, value: &str) {
+        let reason = format!(
+            "undecodable bytes: the file is not in {}; re-export it as UTF-8",
+            self.encoding
+        );
+        self.issue(field, value, reason);
+    }
+}
+
+fn is_blank(record: &ByteRecord) -> bool {
+    record.iter().all(|field| {
+        field.iter().all(|b| matches!(b, b' ' | b'\t'))
+            || std::str::from_utf8(field).is_ok_and(|text| trim_blank(text).is_empty())
+    })
+}
+
+fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
+    let value = fields.get(columns.email, "email")?;
+    let email = EmailAddress::parse(value.text)
+        .map_err(|error| fields.issue("email", value.raw, error.reason))
+        .ok()?;
+    let flagged_bad = fields.get(columns.email_is_bad, "email_is_bad");
+    if flagged_bad.and_then(|flag| yes_or_no(flag.text)) == Some(true) {
+        fields.issue(
+            "email",
+            value.raw,
+            "marked as bad in the source file (email1_is_bad)",
+        );
+        return None;
+    }
+    Some(email)
+}
+
+/// The country code in `column`, "FR" when the file does not say.
+fn country(fields: &mut Fields<'_>, column: Option<usize>) -> Option<String> {
+    let Some(value) = fields.get(column, "country") else {
+        return Some("FR".to_owned());
+    };
+    let text = value.text;
+    if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Some(text.to_ascii_uppercase())
+    } else if text.eq_ignore_ascii_case("france") {
+        Some("FR".to_owned())
+    } else {
+        fields.issue(
+            "country",
+            value.raw,
+            "not a two-letter country code (ISO 3166)",
+        );
+        None
+    }
+}
+
+/// The postal code in `column`, with the leading zero that spreadsheets drop from French
+/// codes (`2820` for `02820`) put back.
+fn postal_code(
+    fields: &mut Fields<'_>,
+    column: Option<usize>,
+    country: Option<&str>,
+) -> Option<String> {
+    let code = fields.get(column, "postal_code")?.text;
+    let dropped_zero = code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit());
+    if country == Some("FR") && dropped_zero {
+        Some(format!("0{code}"))
+    } else {
+        Some(code.to_owned())
+    }
+}
+
+/// Yes/no answers in French and English; `None` for anything else.
+fn yes_or_no(text: &str) -> Option<bool> {
+    const YES: [&str; 6] = ["oui", "yes", "true", "1", "y", "o"];
+    const NO: [&str; 5] = ["non", "no", "false", "0", "n"];
+    if YES.iter().any(|yes| text.eq_ignore_ascii_case(yes)) {
+        Some(true)
+    } else if NO.iter().any(|no| text.eq_ignore_ascii_case(no)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Tags from a comma-separated list, whose items may be double-quoted (Mailchimp writes
+/// `"sympathisant","jeunes"`).
+fn parse_tags(text: &str) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    let mut push = |tag: &str| {
+        let tag = trim_blank(tag);
+        if !tag.is_empty() && !tags.iter().any(|known| same_tag(known, tag)) {
+            tags.push(tag.to_owned());
+        }
+    };
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                push(&current);
+                current.clear();
+            }
+            _ => current.push(c),
+        }
+    }
+    push(&current);
+    tags
+}
+
+fn same_tag(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+fn consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
+    match columns.layout {
+        Layout::YesNo => yes_no_consent(fields, columns),
+        Layout::NationBuilder => nation_builder_consent(fields, columns),
+        Layout::MailchimpSubscribed => mailchimp_subscribed_consent(fields, columns),
+        Layout::MailchimpUnsubscribed => mailchimp_unsubscribed_consent(fields, columns),
+    }
+}
+
+fn yes_no_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
+    let Some(answer) = fields.get(columns.consent, "email_consent") else {
+        return ConsentStatement::None;
+    };
+    match yes_or_no(answer.text) {
+        Some(true) => {}
+        Some(false) => return ConsentStatement::None,
+        None => {
+            fields.issue("email_consent", answer.raw, "not a yes/no answer");
+            return ConsentStatement::None;
+        }
+    }
+    let Some(when) = fields.get(columns.consent_time, "email_consent_time") else {
+        fields.issue(
+            "email_consent",
+            answer.raw,
+            "consent without a date is not recorded",
+        );
+        return ConsentStatement::None;
+    };
+    let Some(time) = parse_instant(when.text) else {
+        let reason = "not a date and time: expected dd/mm/yyyy HH:MM; consent not recorded";
+        fields.issue("email_consent_time", when.raw, reason);
+        return ConsentStatement::None;
+    };
+
+    let mut evidence = vec![("column".to_owned(), columns.consent_header.clone())];
+    if let Some(origin) = fields.get(columns.origin, "origin") {
+        evidence.push(("origine".to_owned(), origin.text.to_owned()));
+    }
+    ConsentStatement::Granted { time, evidence }
+}
+
+fn nation_builder_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
+    let is_true = |fields: &mut Fields<'_>, column, field| {
+        fields
+            .get(column, field)
+            .is_some_and(|value| yes_or_no(value.text) == Some(true))
+    };
+    let withdrawn = is_true(fields, columns.do_not_contact, "do_not_contact");
+    let granted = is_true(fields, columns.consent, "email_opt_in");
+    if !withdrawn && !granted {
+        return ConsentStatement::None;
+    }
+
+    let flag = if withdrawn {
+        "do_not_contact"
+    } else {
+        "email_opt_in"
+    };
+    let created_at = fields.get(columns.created_at, "created_at");
+    let Some((time, created_at)) = created_at.and_then(|v| Some((parse_instant(v.text)?, v.text)))
+    else {
+        let value = created_at.map_or("", |v| v.raw);
+        let reason = format!("{flag} is true but created_at is not a date: not recorded");
+        fields.issue("created_at", value, reason);
+        return ConsentStatement::None;
+    };
+
+    let evidence = vec![
+        ("column".to_owned(), flag.to_owned()),
+        ("created_at".to_owned(), created_at.to_owned()),
+    ];
+    if withdrawn {
+        ConsentStatement::Withdrawn { time, evidence }
+    } else {
+        ConsentStatement::Granted { time, evidence }
+    }
+}
+
+fn mailchimp_subscribed_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
+    let confirm_time = instant(fields, columns.confirm_time, "confirm_time");
+    let optin_time = instant(fields, columns.optin_time, "optin_time");
+    let Some(time) = confirm_time.or(optin_time) else {
+        fields.issue(
+            "optin_time",
+            "",
+            "subscribed without an opt-in time: consent not recorded",
+        );
+        return ConsentStatement::None;
+    };
+    let evidence = evidence(
+        fields,
+        [
+            ("optin_time", columns.optin_time),
+            ("optin_ip", columns.optin_ip),
+            ("confirm_time", columns.confirm_time),
+            ("confirm_ip", columns.confirm_ip),
+        ],
+    );
+    ConsentStatement::Granted { time, evidence }
+}
+
+fn mailchimp_unsubscribed_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
+    let unsub_time = instant(fields, columns.unsub_time, "unsub_time");
+    let Some(time) = unsub_time.or_else(|| instant(fields, columns.last_changed, "last_changed"))
+    else {
+        fields.issue(
+            "unsub_time",
+            "",
+            "unsubscribed without a date: withdrawal not recorded",
+        );
+        return ConsentStatement::None;
+    };
+    let evidence = evidence(
+        fields,
+        [
+            ("unsub_campaign", columns.unsub_campaign),
+            ("unsub_reason", columns.unsub_reason),
+        ],
+    );
+    ConsentStatement::Withdrawn { time, evidence }
+}
+
+/// The instant in `column`; a value that is not one is reported.
+fn instant(
+    fields: &mut Fields<'_>,
+    column: Option<usize>,
+    field: &'static str,
+) -> Option<DateTime<Utc>> {
+    let value = fields.get(column, field)?;
+    let instant = parse_instant(value.text);
+    if instant.is_none() {
+        fields.issue(
+            field,
+            value.raw,
+            "not a date and time: expected yyyy-mm-dd HH:MM:SS",
+        );
+    }
+    instant
+}
+
+/// (name, value) pairs for the non-blank fields among `named`.
+fn evidence<const N: usize>(
+    fields: &mut Fields<'_>,
+    named: [(&str, Option<usize>); N],
+) -> Vec<(String, String)> {
+    named
+        .into_iter()
+        .filter_map(|(name, column)| {
+            let value = fields.get(column, "evidence")?;
+            Some((name.to_owned(), value.text.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_trimmed_deduplicated_ignoring_case_and_keep_their_spelling() {
+        let tags = parse_tags(" donateur, Newsletter,, adhérent ,newsletter, \u{00A0}");
+
+        assert_eq!(tags, ["donateur", "Newsletter", "adhérent"]);
+    }
+
+    #[test]
+    fn quoted_mailchimp_tags_are_unquoted_and_may_hold_commas() {
+        let tags = parse_tags(r#""porte-à-porte","R&D","comité, 2026","jeunes""#);
+
+        assert_eq!(tags, ["porte-à-porte", "R&D", "comité, 2026", "jeunes"]);
+    }
+
+    #[test]
+    fn yes_and_no_are_understood_in_french_and_english() {
+        for yes in ["oui", "OUI", "yes", "True", "1", "y", "O"] {
+            assert_eq!(yes_or_no(yes), Some(true), "{yes}");
+        }
+        for no in ["non", "No", "false", "0", "N"] {
+            assert_eq!(yes_or_no(no), Some(false), "{no}");
+        }
+        assert_eq!(yes_or_no("peut-être"), None);
+    }
+}

@@ -1,0 +1,643 @@
+//! The import layer against the shared real files and against small crafted inputs.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::*;
+
+fn shared_path(name: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "../../data/contacts", name]
+        .iter()
+        .collect()
+}
+
+/// A shared file read to its end, with what the reader said about it.
+struct SharedRead {
+    outcomes: Vec<RowOutcome>,
+    encoding: &'static str,
+    delimiter: u8,
+    bytes_read: u64,
+}
+
+fn read_shared(name: &str, preset: Preset) -> SharedRead {
+    let path = shared_path(name);
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = ImportReader::open(file, preset, name).unwrap();
+    SharedRead {
+        outcomes: read_all(&mut reader),
+        encoding: reader.encoding(),
+        delimiter: reader.delimiter(),
+        bytes_read: reader.bytes_read(),
+    }
+}
+
+// Each shared file is read once per test run, whatever the number of tests looking at it.
+
+fn excel() -> &'static SharedRead {
+    static READ: OnceLock<SharedRead> = OnceLock::new();
+    READ.get_or_init(|| read_shared(EXCEL, Preset::FrExcel))
+}
+
+fn nation_builder() -> &'static SharedRead {
+    static READ: OnceLock<SharedRead> = OnceLock::new();
+    READ.get_or_init(|| read_shared(NATION_BUILDER, Preset::NationBuilder))
+}
+
+fn subscribed() -> &'static SharedRead {
+    static READ: OnceLock<SharedRead> = OnceLock::new();
+    READ.get_or_init(|| read_shared(SUBSCRIBED, Preset::MailchimpSubscribed))
+}
+
+fn unsubscribed() -> &'static SharedRead {
+    static READ: OnceLock<SharedRead> = OnceLock::new();
+    READ.get_or_init(|| read_shared(UNSUBSCRIBED, Preset::MailchimpUnsubscribed))
+}
+
+const EXCEL: &str = "adherents-export-excel-fr.csv";
+const NATION_BUILDER: &str = "nationbuilder-people-export.csv";
+const SUBSCRIBED: &str = "mailchimp-audience-subscribed.csv";
+const UNSUBSCRIBED: &str = "mailchimp-audience-unsubscribed.csv";
+
+fn read_all<R: Read>(reader: &mut ImportReader<R>) -> Vec<RowOutcome> {
+    let outcomes = std::iter::from_fn(|| reader.next_row()).collect();
+    assert!(reader.take_error().is_none());
+    outcomes
+}
+
+fn read_str(input: &[u8], preset: Preset) -> Vec<RowOutcome> {
+    read_all(&mut ImportReader::open(input, preset, "inline.csv").unwrap())
+}
+
+fn row(outcome: &RowOutcome) -> &ImportRow {
+    match outcome {
+        RowOutcome::Row(row) => row,
+        other => panic!("expected a row, got {other:?}"),
+    }
+}
+
+fn line_of(outcome: &RowOutcome) -> u64 {
+    match outcome {
+        RowOutcome::Empty { line } | RowOutcome::Rejected { line, .. } => *line,
+        RowOutcome::Row(row) => row.line,
+    }
+}
+
+fn utc(raw: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(raw)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn email_only() -> Preset {
+    Preset::Custom(ColumnMapping {
+        first_name: Some("name".to_owned()),
+        email: Some("email".to_owned()),
+        ..ColumnMapping::default()
+    })
+}
+
+/// What a whole file gave, counted.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    rows: u64,
+    empty: u64,
+    rejected: u64,
+    email_warnings: u64,
+    phone_warnings: u64,
+    granted: u64,
+    withdrawn: u64,
+}
+
+fn tally(outcomes: &[RowOutcome]) -> Tally {
+    let mut tally = Tally::default();
+    for outcome in outcomes {
+        match outcome {
+            RowOutcome::Empty { .. } => tally.empty += 1,
+            RowOutcome::Rejected { .. } => tally.rejected += 1,
+            RowOutcome::Row(row) => {
+                let warned = |field| row.issues.iter().any(|issue| issue.field == field);
+                tally.rows += 1;
+                tally.email_warnings += u64::from(warned("email"));
+                tally.phone_warnings += u64::from(warned("phone"));
+                match row.consent {
+                    ConsentStatement::None => {}
+                    ConsentStatement::Granted { .. } => tally.granted += 1,
+                    ConsentStatement::Withdrawn { .. } => tally.withdrawn += 1,
+                }
+            }
+        }
+    }
+    tally
+}
+
+// The expected figures below were computed independently, with Python's csv module and
+// the `phonenumbers` port of libphonenumber over the same files and rules.
+
+#[test]
+fn the_french_excel_export_gives_the_expected_figures() {
+    let read = excel();
+
+    assert_eq!((read.encoding, read.delimiter), ("windows-1252", b';'));
+    let size = std::fs::metadata(shared_path(EXCEL)).unwrap().len();
+    assert_eq!(read.bytes_read, size);
+    let expected = Tally {
+        rows: 20_372,
+        empty: 3,
+        rejected: 128,
+        email_warnings: 256,
+        phone_warnings: 3_846,
+        granted: 16_738,
+        withdrawn: 0,
+    };
+    assert_eq!(tally(&read.outcomes), expected);
+    let empty_lines: Vec<u64> = read.outcomes.iter().rev().take(3).map(line_of).collect();
+    assert_eq!(empty_lines, [20_504, 20_503, 20_502]);
+}
+
+#[test]
+fn the_french_excel_export_rows_are_read_field_by_field() {
+    let outcomes = &excel().outcomes;
+
+    let first = row(&outcomes[0]);
+    assert_eq!(first.line, 2);
+    assert_eq!(first.first_name.as_deref(), Some("Catherine"));
+    assert_eq!(first.last_name.as_deref(), Some("Vaillant"));
+    assert_eq!(
+        first.email.as_ref().unwrap().as_str(),
+        "catherine.vaillant@example.org"
+    );
+    assert_eq!(first.phone.as_ref().unwrap().as_str(), "+33760861315");
+    assert_eq!(
+        first.address_line1.as_deref(),
+        Some("48, boulevard Ollivier")
+    );
+    assert_eq!(first.postal_code.as_deref(), Some("56120"));
+    assert_eq!(first.city.as_deref(), Some("Josselin"));
+    assert_eq!(first.country.as_deref(), Some("FR"));
+    assert_eq!(first.birth_date, NaiveDate::from_ymd_opt(1981, 4, 25));
+    assert_eq!(first.tags, ["donateur", "newsletter", "adhérent"]);
+    assert_eq!(first.consent, ConsentStatement::None);
+    assert_eq!(first.external_id, None);
+    assert!(first.issues.is_empty());
+
+    let consented = row(&outcomes[1]);
+    assert_eq!(consented.first_name.as_deref(), Some("Étienne"));
+    let expected = ConsentStatement::Granted {
+        time: utc("2026-09-17T08:04:00Z"),
+        evidence: pairs(&[
+            ("column", "Consentement e-mail"),
+            ("origine", "formulaire site"),
+        ]),
+    };
+    assert_eq!(consented.consent, expected);
+}
+
+#[test]
+fn a_short_excel_row_keeps_what_it_has() {
+    let outcomes = &excel().outcomes;
+
+    let short = row(&outcomes[21]);
+
+    assert_eq!(short.line, 23);
+    assert_eq!(short.first_name.as_deref(), Some("Nathalie"));
+    assert_eq!(short.phone, None);
+    let expected = ConsentStatement::Granted {
+        time: utc("2023-06-05T20:11:00Z"),
+        evidence: pairs(&[("column", "Consentement e-mail")]),
+    };
+    assert_eq!(short.consent, expected);
+    assert!(short.issues.is_empty());
+}
+
+#[test]
+fn a_padded_email_is_kept_and_a_bad_phone_is_reported() {
+    let outcomes = &excel().outcomes;
+
+    let padded = row(&outcomes[34]);
+
+    assert_eq!(padded.line, 36);
+    assert_eq!(
+        padded.email.as_ref().unwrap().as_str(),
+        "martine.hubert@example.net"
+    );
+    assert_eq!(padded.phone, None);
+    assert_eq!(padded.issues.len(), 1);
+    assert_eq!(padded.issues[0].field, "phone");
+    assert_eq!(padded.issues[0].value, "07 03 27 52 30");
+    assert_eq!(
+        padded.issues[0].reason,
+        "not a valid phone number for FR: no such number range"
+    );
+}
+
+#[test]
+fn a_row_with_no_way_to_reach_the_person_is_rejected_with_all_its_issues() {
+    let outcomes = &excel().outcomes;
+
+    let RowOutcome::Rejected { line, issues } = &outcomes[56] else {
+        panic!("expected a rejection, got {:?}", outcomes[56]);
+    };
+
+    assert_eq!(*line, 58);
+    let fields: Vec<&str> = issues.iter().map(|issue| issue.field).collect();
+    assert_eq!(fields, ["email", "phone", "contact"]);
+    assert_eq!(issues[0].value, "etienne.delorme@@example.net");
+    assert_eq!(issues[0].reason, "not an e-mail address: more than one @");
+    assert_eq!(
+        issues[2].reason,
+        "nothing to reach this person by: no valid e-mail or phone"
+    );
+}
+
+#[test]
+fn the_nationbuilder_export_gives_the_expected_figures() {
+    let read = nation_builder();
+
+    assert_eq!((read.encoding, read.delimiter), ("UTF-8", b','));
+    let expected = Tally {
+        rows: 5_076,
+        empty: 0,
+        rejected: 49,
+        email_warnings: 73,
+        phone_warnings: 932,
+        granted: 4_152,
+        withdrawn: 54,
+    };
+    assert_eq!(tally(&read.outcomes), expected);
+}
+
+#[test]
+fn nationbuilder_rows_after_a_multi_line_note_start_on_the_right_line() {
+    let outcomes = &nation_builder().outcomes;
+    let line_of_id = |id: &str| {
+        outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                RowOutcome::Row(row) => Some(row),
+                _ => None,
+            })
+            .find(|row| row.external_id.as_ref().is_some_and(|(_, x)| x == id))
+            .map(|row| row.line)
+    };
+
+    assert_eq!(line_of_id("1094"), Some(96));
+    assert_eq!(line_of_id("1095"), Some(98));
+    assert_eq!(line_of_id("6124"), Some(5176));
+}
+
+#[test]
+fn nationbuilder_flags_become_consent_dated_by_creation() {
+    let outcomes = &nation_builder().outcomes;
+
+    let opted_in = row(&outcomes[0]);
+    assert_eq!(
+        opted_in.external_id,
+        Some(("nationbuilder".into(), "1000".into()))
+    );
+    assert_eq!(opted_in.birth_date, NaiveDate::from_ymd_opt(1952, 11, 5));
+    let granted = ConsentStatement::Granted {
+        time: utc("2025-10-14T03:39:45Z"),
+        evidence: pairs(&[
+            ("column", "email_opt_in"),
+            ("created_at", "2025-10-14T04:39:45+01:00"),
+        ]),
+    };
+    assert_eq!(opted_in.consent, granted);
+
+    let do_not_contact = outcomes
+        .iter()
+        .find(|o| line_of(o) == 347)
+        .map(row)
+        .unwrap();
+    assert_eq!(
+        do_not_contact.phone.as_ref().unwrap().as_str(),
+        "+262692357059"
+    );
+    let withdrawn = ConsentStatement::Withdrawn {
+        time: utc("2022-04-18T04:38:03Z"),
+        evidence: pairs(&[
+            ("column", "do_not_contact"),
+            ("created_at", "2022-04-18T05:38:03+01:00"),
+        ]),
+    };
+    assert_eq!(do_not_contact.consent, withdrawn);
+}
+
+#[test]
+fn the_mailchimp_subscribed_export_gives_the_expected_figures() {
+    let read = subscribed();
+    let outcomes = &read.outcomes;
+
+    assert_eq!((read.encoding, read.delimiter), ("UTF-8", b','));
+    let expected = Tally {
+        rows: 5_026,
+        empty: 0,
+        rejected: 99,
+        email_warnings: 0,
+        phone_warnings: 0,
+        granted: 5_026,
+        withdrawn: 0,
+    };
+    assert_eq!(tally(outcomes), expected);
+
+    let first = row(&outcomes[0]);
+    assert_eq!(
+        first.email.as_ref().unwrap().as_str(),
+        "raymond.charpentier@mail.example.fr"
+    );
+    assert_eq!(
+        first.external_id,
+        Some(("mailchimp".into(), "100000".into()))
+    );
+    assert_eq!(first.tags, ["sympathisant"]);
+    let granted = ConsentStatement::Granted {
+        time: utc("2025-12-30T19:53:51Z"),
+        evidence: pairs(&[
+            ("optin_time", "2025-12-30 19:53:51"),
+            ("optin_ip", "192.0.2.58"),
+            ("confirm_time", "2025-12-30 19:53:51"),
+            ("confirm_ip", "192.0.2.58"),
+        ]),
+    };
+    assert_eq!(first.consent, granted);
+    assert_eq!(
+        row(&outcomes[1]).tags,
+        ["porte-à-porte", "jeunes", "bénévole"]
+    );
+}
+
+#[test]
+fn the_mailchimp_unsubscribed_export_gives_the_expected_figures() {
+    let outcomes = &unsubscribed().outcomes;
+
+    let expected = Tally {
+        rows: 396,
+        empty: 0,
+        rejected: 4,
+        email_warnings: 0,
+        phone_warnings: 0,
+        granted: 0,
+        withdrawn: 396,
+    };
+    assert_eq!(tally(outcomes), expected);
+    let withdrawn = ConsentStatement::Withdrawn {
+        time: utc("2022-07-26T00:51:59Z"),
+        evidence: pairs(&[
+            ("unsub_campaign", "Lettre d'information"),
+            ("unsub_reason", "I no longer want to receive these emails"),
+        ]),
+    };
+    assert_eq!(row(&outcomes[0]).consent, withdrawn);
+}
+
+#[test]
+fn lines_ending_in_a_lone_carriage_return_are_counted() {
+    let outcomes = read_str(
+        b"name;email\rAda;ada@example.org\rBob;bob@example.org\r",
+        email_only(),
+    );
+
+    let lines: Vec<u64> = outcomes.iter().map(line_of).collect();
+
+    assert_eq!(lines, [2, 3]);
+    assert_eq!(row(&outcomes[1]).first_name.as_deref(), Some("Bob"));
+}
+
+#[test]
+fn a_record_after_a_quoted_multi_line_field_starts_on_its_physical_line() {
+    let input = b"name,email\r\n\"Ada\r\nLovelace\",ada@example.org\r\n\"B\nob\",bob@example.org\n\
+        Cy,cy@example.org\n";
+
+    let outcomes = read_str(input, email_only());
+
+    let lines: Vec<u64> = outcomes.iter().map(line_of).collect();
+    assert_eq!(lines, [2, 4, 6]);
+    assert_eq!(
+        row(&outcomes[0]).first_name.as_deref(),
+        Some("Ada\nLovelace")
+    );
+}
+
+#[test]
+fn a_tab_separated_file_is_read() {
+    let mut reader = ImportReader::open(
+        &b"name\temail\nAda\tada@example.org\n"[..],
+        email_only(),
+        "t",
+    )
+    .unwrap();
+
+    let outcomes = read_all(&mut reader);
+
+    assert_eq!(reader.delimiter(), b'\t');
+    assert_eq!(
+        row(&outcomes[0]).email.as_ref().unwrap().as_str(),
+        "ada@example.org"
+    );
+}
+
+#[test]
+fn fields_missing_from_a_short_row_are_empty() {
+    let input = "Prénom;Nom;E-mail;Téléphone portable;Code postal;Ville\n\
+        Jean;Dupont;jean@example.org\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let short = row(&outcomes[0]);
+    assert_eq!(short.last_name.as_deref(), Some("Dupont"));
+    assert_eq!((short.phone.as_ref(), short.city.as_ref()), (None, None));
+    assert!(short.issues.is_empty());
+}
+
+#[test]
+fn rows_of_blank_fields_are_empty_and_never_contacts() {
+    let input =
+        "Prénom;Nom;E-mail\nJean;Dupont;jean@example.org\n;;;;\n ; \u{00A0};\t\n\n".as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    assert_eq!(
+        outcomes[1..],
+        [RowOutcome::Empty { line: 3 }, RowOutcome::Empty { line: 4 }]
+    );
+}
+
+#[test]
+fn a_utf8_byte_order_mark_does_not_hide_the_first_header() {
+    let input = "\u{FEFF}E-mail;Prénom;Nom\nada@example.org;Ada;Lovelace\n".as_bytes();
+    let mut reader = ImportReader::open(input, Preset::FrExcel, "bom.csv").unwrap();
+
+    let outcomes = read_all(&mut reader);
+
+    assert_eq!(reader.encoding(), "UTF-8");
+    assert_eq!(
+        row(&outcomes[0]).email.as_ref().unwrap().as_str(),
+        "ada@example.org"
+    );
+}
+
+#[test]
+fn a_windows_1252_file_decodes_its_accents() {
+    let input = b"Pr\xe9nom;Nom;E-mail\r\nH\xe9l\xe8ne;Dupr\xe9;helene@example.org\r\n";
+    let mut reader = ImportReader::open(&input[..], Preset::FrExcel, "cp1252.csv").unwrap();
+
+    let outcomes = read_all(&mut reader);
+
+    assert_eq!(reader.encoding(), "windows-1252");
+    assert_eq!(row(&outcomes[0]).first_name.as_deref(), Some("Hélène"));
+    assert_eq!(row(&outcomes[0]).last_name.as_deref(), Some("Dupré"));
+}
+
+#[test]
+fn undecodable_bytes_are_reported_and_not_stored() {
+    let input = b"Pr\xc3\xa9nom;Nom;E-mail\nH\xc3\xa9l\xc3\xa8ne;Dupr\xe9;helene@example.org\n";
+    let mut reader = ImportReader::open(&input[..], Preset::FrExcel, "stray.csv").unwrap();
+
+    let outcomes = read_all(&mut reader);
+
+    assert_eq!(reader.encoding(), "UTF-8");
+    let helene = row(&outcomes[0]);
+    assert_eq!(helene.first_name.as_deref(), Some("Hélène"));
+    assert_eq!(helene.last_name, None);
+    assert_eq!(helene.issues.len(), 1);
+    assert_eq!(helene.issues[0].field, "last_name");
+    assert_eq!(helene.issues[0].value, "Dupr\u{FFFD}");
+    assert_eq!(
+        helene.issues[0].reason,
+        "undecodable bytes: the file is not in UTF-8; re-export it as UTF-8"
+    );
+}
+
+#[test]
+fn consent_without_a_date_is_not_recorded_and_is_reported() {
+    let input = "Prénom;Nom;E-mail;Consentement e-mail;Date du consentement\n\
+        Ada;L;ada@example.org;oui;\nBob;M;bob@example.org;non;\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let ada = row(&outcomes[0]);
+    assert_eq!(ada.consent, ConsentStatement::None);
+    assert_eq!(ada.issues[0].field, "email_consent");
+    assert_eq!(
+        ada.issues[0].reason,
+        "consent without a date is not recorded"
+    );
+    assert!(row(&outcomes[1]).issues.is_empty());
+}
+
+#[test]
+fn a_custom_mapping_reads_consent_in_any_accepted_time_format() {
+    let preset = Preset::Custom(ColumnMapping {
+        email: Some("Mail".to_owned()),
+        email_consent: Some("Opt-in".to_owned()),
+        email_consent_time: Some("Quand".to_owned()),
+        country: Some("Pays".to_owned()),
+        phone: Some("Tel".to_owned()),
+        ..ColumnMapping::default()
+    });
+    let input = "mail,opt-in,quand,pays,tel\n\
+        a@example.org,yes,2024-05-01T10:00:00+02:00,BE,0470 12 34 56\n\
+        b@example.org,Y,2024-05-01 08:00,,\n\
+        c@example.org,o,01/05/2024 10:00,fr,\n\
+        d@example.org,1,01/05/2024,Belgique,\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, preset);
+
+    let times: Vec<Option<DateTime<Utc>>> = outcomes
+        .iter()
+        .map(|outcome| match &row(outcome).consent {
+            ConsentStatement::Granted { time, evidence } => {
+                assert_eq!(*evidence, pairs(&[("column", "opt-in")]));
+                Some(*time)
+            }
+            _ => None,
+        })
+        .collect();
+    let eight = Some(utc("2024-05-01T08:00:00Z"));
+    assert_eq!(
+        times,
+        [eight, eight, eight, Some(utc("2024-04-30T22:00:00Z"))]
+    );
+    assert_eq!(
+        row(&outcomes[0]).phone.as_ref().unwrap().as_str(),
+        "+32470123456"
+    );
+    assert_eq!(row(&outcomes[0]).country.as_deref(), Some("BE"));
+    assert_eq!(row(&outcomes[1]).country.as_deref(), Some("FR"));
+    assert_eq!(row(&outcomes[2]).country.as_deref(), Some("FR"));
+    assert_eq!(row(&outcomes[3]).country, None);
+    assert_eq!(row(&outcomes[3]).issues[0].field, "country");
+}
+
+#[test]
+fn an_email_flagged_bad_in_nationbuilder_is_dropped_with_a_warning() {
+    let input = b"nationbuilder_id,email1,email1_is_bad,mobile_number\n\
+        7,ada@example.org,true,06 12 34 56 78\n";
+
+    let outcomes = read_str(input, Preset::NationBuilder);
+
+    let ada = row(&outcomes[0]);
+    assert_eq!(ada.email, None);
+    assert_eq!(ada.phone.as_ref().unwrap().as_str(), "+33612345678");
+    assert_eq!(ada.issues[0].field, "email");
+}
+
+#[test]
+fn an_invalid_birth_date_is_a_warning_only() {
+    let input = b"Pr\xc3\xa9nom;Nom;E-mail;Date de naissance\nAda;L;ada@example.org;31/02/1990\n";
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let ada = row(&outcomes[0]);
+    assert_eq!(ada.birth_date, None);
+    assert_eq!(ada.issues[0].field, "birth_date");
+    assert_eq!(ada.issues[0].value, "31/02/1990");
+}
+
+#[test]
+fn an_empty_file_has_no_header() {
+    let error = ImportReader::open(&b"\r\n\r\n"[..], Preset::FrExcel, "vide.csv").err();
+
+    assert!(
+        matches!(error, Some(ImportError::NoHeader { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_file_that_fails_midway_reports_the_read_error() {
+    struct Failing(Vec<u8>);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let len = buf.len().min(self.0.len());
+            buf[..len].copy_from_slice(&self.0[..len]);
+            self.0.drain(..len);
+            Ok(len)
+        }
+    }
+    let mut input = b"name,email\n".to_vec();
+    input.resize(decode::SAMPLE_LEN + 10, b'x');
+    let mut reader = ImportReader::open(Failing(input), email_only(), "f.csv").unwrap();
+
+    while reader.next_row().is_some() {}
+
+    assert!(matches!(
+        reader.take_error(),
+        Some(ImportError::Unreadable { .. })
+    ));
+}
