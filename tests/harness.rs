@@ -41,6 +41,7 @@ pub struct Stack {
     pub messaging_pool: PgPool,
     pub amqp: AmqpSettings,
     pub messaging_settings: muster_messaging::Settings,
+    pub contacts_settings: muster_contacts::Settings,
     contacts_port: u16,
     messaging_port: u16,
     shutdown: CancellationToken,
@@ -66,7 +67,7 @@ impl Stack {
         contacts_settings.listen.addr = "127.0.0.1:0".into();
         contacts_settings.listen.admin_addr = "127.0.0.1:0".into();
         let contacts =
-            muster_contacts::build(contacts_settings, muster_contacts::Mode::All).await?;
+            muster_contacts::build(contacts_settings.clone(), muster_contacts::Mode::All).await?;
         let contacts_port = contacts.grpc_port().context("contacts serves gRPC")?;
         let contacts_pool = contacts.pool().clone();
 
@@ -93,6 +94,7 @@ impl Stack {
             messaging_pool,
             amqp,
             messaging_settings,
+            contacts_settings,
             contacts_port,
             messaging_port,
             shutdown,
@@ -307,12 +309,21 @@ impl Stack {
         Ok(by_recipient)
     }
 
-    /// Stops both services, draining in-flight work.
+    /// Stops both services, draining in-flight work, then removes this
+    /// test's databases, queues and received mail.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         for task in self.tasks {
             task.await??;
         }
+        self.contacts_pool.close().await;
+        self.messaging_pool.close().await;
+        muster_testkit::drop_database(&self.contacts_settings.database).await?;
+        muster_testkit::drop_database(&self.messaging_settings.database).await?;
+        muster_testkit::drop_topology(&self.amqp).await?;
+        let dir = self.sink.dir().to_owned();
+        self.sink.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
         Ok(())
     }
 }

@@ -206,3 +206,45 @@ async fn a_campaign_reaches_exactly_the_consenting_segment_once_each() -> anyhow
     }
     stack.stop().await
 }
+
+#[tokio::test]
+async fn an_upload_cut_short_fails_instead_of_importing_half_a_file() -> anyhow::Result<()> {
+    use muster_proto::contacts::v1::{
+        ImportHeader, UploadImportRequest, upload_import_request::Part,
+    };
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let bytes = std::fs::read(data_file("nationbuilder-people-export.csv"))?;
+    let header = ImportHeader {
+        file_name: "cut.csv".into(),
+        preset: ImportPreset::Nationbuilder as i32,
+        size_bytes: bytes.len() as u64,
+        ..Default::default()
+    };
+    let parts = vec![
+        UploadImportRequest {
+            part: Some(Part::Header(header)),
+        },
+        UploadImportRequest {
+            part: Some(Part::Chunk(bytes[..bytes.len() / 2].to_vec())),
+        },
+    ];
+    let mut client = stack.contacts(tenant).await?;
+    let refused = client
+        .upload_import(futures::stream::iter(parts))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("send the file again"),
+        "{}",
+        refused.message()
+    );
+
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(&stack.contacts_pool)
+        .await?;
+    assert_eq!(people, 0);
+    stack.stop().await
+}

@@ -18,6 +18,7 @@ pub fn load<T: DeserializeOwned>(defaults: &str) -> anyhow::Result<T> {
     builder
         .add_source(
             Environment::with_prefix("MUSTER")
+                .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true),
         )
@@ -97,3 +98,29 @@ filter = "info"
 [auth]
 token_secret = "muster-local-development-secret-change-me"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Sample {
+        database: DatabaseSettings,
+    }
+
+    #[test]
+    fn an_environment_variable_overrides_a_default() {
+        let defaults = r#"
+            [database]
+            url = "postgres://default"
+            max_connections = 1
+            migrate_on_start = false
+        "#;
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("MUSTER_DATABASE__MAX_CONNECTIONS", "7") };
+        let loaded: Sample = load(defaults).unwrap();
+        unsafe { std::env::remove_var("MUSTER_DATABASE__MAX_CONNECTIONS") };
+        assert_eq!(loaded.database.max_connections, 7);
+        assert_eq!(loaded.database.url, "postgres://default");
+    }
+}

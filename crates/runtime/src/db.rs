@@ -60,15 +60,21 @@ pub async fn migrate(pool: &PgPool, migrations: &[Migration]) -> anyhow::Result<
 }
 
 async fn apply(conn: &mut sqlx::PgConnection, migrations: &[Migration]) -> anyhow::Result<()> {
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS muster_migrations (
-            version bigint PRIMARY KEY,
-            name text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .execute(&mut *conn)
-    .await?;
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('muster_migrations')::text")
+            .fetch_one(&mut *conn)
+            .await?;
+    if exists.is_none() {
+        sqlx::raw_sql(
+            "CREATE TABLE muster_migrations (
+                version bigint PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM muster_migrations")
         .fetch_all(&mut *conn)
         .await?;

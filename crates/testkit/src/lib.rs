@@ -58,3 +58,41 @@ pub fn fresh_amqp() -> AmqpSettings {
 pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Deletes the queues and exchanges a test declared under its prefix.
+pub async fn drop_topology(amqp: &AmqpSettings) -> anyhow::Result<()> {
+    use muster_runtime::bus::{Bus, TOPOLOGY};
+    let bus = Bus::connect(amqp, "test-cleanup").await?;
+    let channel = bus.channel().await?;
+    for spec in TOPOLOGY {
+        for suffix in ["", ".dead", ".retry"] {
+            let name = format!("{}{suffix}", bus.name(spec.name));
+            channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await?;
+        }
+    }
+    for exchange in [muster_runtime::bus::EVENTS_EXCHANGE, "muster.dead"] {
+        channel
+            .exchange_delete(bus.name(exchange).as_str().into(), Default::default())
+            .await?;
+    }
+    bus.close().await;
+    Ok(())
+}
+
+/// Drops a database made by [`fresh_database`], closing its connections.
+pub async fn drop_database(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let name = settings.url.rsplit('/').next().unwrap_or_default();
+    anyhow::ensure!(
+        name.starts_with("muster_t_"),
+        "refusing to drop {name}: not a test database"
+    );
+    let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_server())).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}

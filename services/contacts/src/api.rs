@@ -111,7 +111,20 @@ impl ContactsService for Api {
         .map_err(ApiError::from)?;
 
         let path = self.spool_dir.join(format!("{id}.upload"));
-        let received = match spool(&mut stream, &path).await {
+        let spooled = spool(&mut stream, &path).await.and_then(|size| {
+            // A cancelled stream reads like a finished one: the declared size tells them apart.
+            match header.size_bytes {
+                0 => Ok(size),
+                declared if declared == size => Ok(size),
+                declared => Err(ApiError::invalid(
+                    "chunk",
+                    format!(
+                        "the upload stopped after {size} of {declared} bytes; send the file again"
+                    ),
+                )),
+            }
+        });
+        let received = match spooled {
             Ok(size) => size,
             Err(error) => {
                 let _ = tokio::fs::remove_file(&path).await;
