@@ -1,0 +1,324 @@
+//! `muster import`: stream a file to the gateway, follow the import, and
+//! summarise it; `muster import status|issues ID`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use tokio_util::io::ReaderStream;
+
+use super::POLL_EVERY;
+use crate::gateway::Gateway;
+use crate::models::{ImportJob, IssuePage, decode};
+use crate::output::{BYTES, Output};
+
+/// Issues shown in a summary; the rest are one command away.
+const ISSUES_SHOWN: usize = 10;
+const ISSUES_PAGE: i32 = 500;
+const UPLOAD_CHUNK: usize = 256 * 1024;
+/// An import id that names no import, to check access before an upload.
+const PROBE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    command: Option<ImportCommand>,
+
+    #[command(flatten)]
+    upload: UploadArgs,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Show an import's progress and counts.
+    Status { id: String },
+    /// List every issue of an import.
+    Issues { id: String },
+}
+
+#[derive(Args)]
+struct UploadArgs {
+    /// The file to import (CSV).
+    #[arg(required = true)]
+    file: Option<PathBuf>,
+
+    /// The file's layout.
+    #[arg(long, value_enum, required = true)]
+    preset: Option<Preset>,
+
+    /// Where the file comes from, kept with every consent it states.
+    #[arg(long, value_name = "LABEL")]
+    source_label: Option<String>,
+
+    /// With `--preset custom`: the column holding a field, e.g. `email=E-mail`.
+    #[arg(long = "map", value_name = "FIELD=HEADER", value_parser = parse_mapping)]
+    map: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Preset {
+    /// French Excel export (semicolons).
+    FrExcel,
+    Nationbuilder,
+    MailchimpSubscribed,
+    MailchimpUnsubscribed,
+    /// Columns named with --map.
+    Custom,
+}
+
+impl Preset {
+    fn name(self) -> &'static str {
+        match self {
+            Self::FrExcel => "fr_excel",
+            Self::Nationbuilder => "nationbuilder",
+            Self::MailchimpSubscribed => "mailchimp_subscribed",
+            Self::MailchimpUnsubscribed => "mailchimp_unsubscribed",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// The fields `--map` can name.
+const MAPPED_FIELDS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "address_line1",
+    "postal_code",
+    "city",
+    "country",
+    "birth_date",
+    "tags",
+    "email_consent",
+    "email_consent_time",
+    "external_id",
+];
+
+fn parse_mapping(raw: &str) -> Result<(String, String), String> {
+    let Some((field, header)) = raw.split_once('=').filter(|(_, header)| !header.is_empty()) else {
+        return Err(format!("{raw:?} is not FIELD=HEADER (e.g. email=E-mail)"));
+    };
+    let field = field.trim();
+    if !MAPPED_FIELDS.contains(&field) {
+        return Err(format!(
+            "unknown field {field:?}; one of {}",
+            MAPPED_FIELDS.join(", ")
+        ));
+    }
+    Ok((field.to_owned(), header.to_owned()))
+}
+
+pub async fn run(args: ImportArgs, gateway: &Gateway, output: &Output) -> anyhow::Result<()> {
+    match args.command {
+        Some(ImportCommand::Status { id }) => {
+            let raw = gateway.get(&["v1", "imports", &id], &[]).await?;
+            report(gateway, output, &raw).await
+        }
+        Some(ImportCommand::Issues { id }) => issues(gateway, output, &id).await,
+        None => upload(args.upload, gateway, output).await,
+    }
+}
+
+async fn upload(args: UploadArgs, gateway: &Gateway, output: &Output) -> anyhow::Result<()> {
+    let (Some(path), Some(preset)) = (args.file, args.preset) else {
+        anyhow::bail!("an import needs a FILE and --preset");
+    };
+    if !args.map.is_empty() && !matches!(preset, Preset::Custom) {
+        anyhow::bail!("--map names columns for --preset custom only");
+    }
+    let file = tokio::fs::File::open(&path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file
+        .metadata()
+        .await
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned());
+    let mut query = vec![("preset".to_owned(), preset.name().to_owned())];
+    query.extend(file_name.map(|name| ("file_name".to_owned(), name)));
+    query.extend(
+        args.source_label
+            .map(|label| ("source_label".to_owned(), label)),
+    );
+    query.extend(
+        args.map
+            .into_iter()
+            .map(|(field, header)| (format!("map.{field}"), header)),
+    );
+
+    // A refusal arriving while the file is still being sent reads as a broken
+    // connection, so the key and the service are checked before sending.
+    gateway.preflight(&["v1", "imports", PROBE_ID]).await?;
+
+    let bar = output.bar(size, "uploading", BYTES);
+    let counted = bar.clone();
+    let chunks = ReaderStream::with_capacity(file, UPLOAD_CHUNK)
+        .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
+    let created = gateway
+        .upload(
+            &["v1", "imports"],
+            &query,
+            reqwest::Body::wrap_stream(chunks),
+            size,
+        )
+        .await;
+    bar.finish_and_clear();
+
+    let job: ImportJob = decode(&created?)?;
+    let finished = follow(gateway, output, &job.id).await?;
+    report(gateway, output, &finished).await
+}
+
+/// Polls the import until it stops; returns its last state.
+async fn follow(gateway: &Gateway, output: &Output, id: &str) -> anyhow::Result<Value> {
+    let bar = output.bar(0, "importing", BYTES);
+    loop {
+        let raw = gateway.get(&["v1", "imports", id], &[]).await?;
+        let job: ImportJob = decode(&raw)?;
+        bar.set_length(job.size_bytes.max(job.bytes_read));
+        bar.set_position(job.bytes_read);
+        bar.set_message(format!("{} rows", job.counts.rows_read));
+        if job.is_finished() {
+            bar.finish_and_clear();
+            return Ok(raw);
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Prints an import's summary and its first issues.
+async fn report(gateway: &Gateway, output: &Output, raw: &Value) -> anyhow::Result<()> {
+    let job: ImportJob = decode(raw)?;
+    if output.is_json() {
+        output.print_json(raw);
+    } else {
+        print_summary(&job);
+        let first = first_issues(gateway, &job.id).await?;
+        print_issues(&job.id, &first);
+    }
+    match (job.state.as_str(), &job.error) {
+        ("failed", Some(error)) => anyhow::bail!("import {} failed: {error}", job.id),
+        ("failed", None) => anyhow::bail!("import {} failed", job.id),
+        _ => Ok(()),
+    }
+}
+
+fn print_summary(job: &ImportJob) {
+    let counts = &job.counts;
+    println!("Import {} ({}): {}", job.id, job.file_name, job.state);
+    let encoding = job.encoding.as_deref().unwrap_or("not detected yet");
+    let delimiter = job.delimiter.as_deref().map(|d| format!("{d:?}"));
+    println!("  encoding         {encoding}");
+    println!(
+        "  delimiter        {}",
+        delimiter.as_deref().unwrap_or("not detected yet")
+    );
+    println!("  rows read        {}", counts.rows_read);
+    println!("  empty rows       {}", counts.rows_empty);
+    println!("  created          {}", counts.created);
+    println!("  merged           {}", counts.merged);
+    println!("  rejected         {}", counts.rejected);
+    println!("  warnings         {}", counts.warnings);
+    println!("  consent granted  {}", counts.consent_granted);
+    println!("  suppressed       {}", counts.suppressed);
+}
+
+async fn first_issues(gateway: &Gateway, id: &str) -> anyhow::Result<IssuePage> {
+    let query = [("page_size", ISSUES_SHOWN.to_string())];
+    let raw = gateway
+        .get(&["v1", "imports", id, "issues"], &query)
+        .await?;
+    decode(&raw)
+}
+
+fn print_issues(id: &str, page: &IssuePage) {
+    if page.issues.is_empty() {
+        return;
+    }
+    println!();
+    println!("Issues:");
+    for issue in page.issues.iter().take(ISSUES_SHOWN) {
+        println!(
+            "  line {:<7} {:<12} {} ({:?}, {})",
+            issue.line, issue.field, issue.reason, issue.value, issue.severity
+        );
+    }
+    if page.next_page_token.is_some() || page.issues.len() > ISSUES_SHOWN {
+        println!("  …");
+    }
+    println!("List them all with `muster import issues {id}`.");
+}
+
+/// Prints every issue, page after page.
+async fn issues(gateway: &Gateway, output: &Output, id: &str) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let query = [
+            ("page_size", ISSUES_PAGE.to_string()),
+            ("page_token", token.clone()),
+        ];
+        let raw = gateway
+            .get(&["v1", "imports", id, "issues"], &query)
+            .await?;
+        let page: IssuePage = decode(&raw)?;
+        if !output.is_json() {
+            for issue in &page.issues {
+                let (line, field, reason) = (issue.line, &issue.field, &issue.reason);
+                println!(
+                    "line {line:<7} {field:<12} {reason} ({:?}, {})",
+                    issue.value, issue.severity
+                );
+            }
+        }
+        all.extend(
+            raw.get("issues")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        match page.next_page_token {
+            Some(next) if !next.is_empty() => token = next,
+            _ => break,
+        }
+    }
+    if output.is_json() {
+        output.print_json(&json!({ "issues": all }));
+    } else if all.is_empty() {
+        println!("No issues.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_is_field_equals_header() {
+        assert_eq!(
+            parse_mapping("email=E-mail").unwrap(),
+            ("email".into(), "E-mail".into())
+        );
+        assert_eq!(
+            parse_mapping("tags=a=b").unwrap(),
+            ("tags".into(), "a=b".into())
+        );
+        assert!(parse_mapping("email").is_err());
+        assert!(parse_mapping("=E-mail").is_err());
+        assert!(
+            parse_mapping("emial=E-mail")
+                .unwrap_err()
+                .contains("first_name")
+        );
+    }
+}

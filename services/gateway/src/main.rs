@@ -1,0 +1,86 @@
+//! `muster-gateway`: serve the REST API (the default), apply migrations, or
+//! create an organization and print its first API key.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use muster_gateway::Settings;
+
+/// The exit code of a configuration error (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "muster-gateway", about = "Muster's REST gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API until SIGTERM or Ctrl-C.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Create an organization and print its first API key (shown only once).
+    CreateTenant {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("muster-gateway: {error:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    let _entered = runtime.enter();
+    let _telemetry = match muster_runtime::telemetry::init("muster-gateway", &settings.telemetry) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("muster-gateway: {error:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "muster-gateway failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let application = muster_gateway::build(settings).await?;
+            tracing::info!(port = application.port(), "gateway listening");
+            application
+                .run(muster_runtime::shutdown::on_signals())
+                .await
+        }
+        Command::Migrate => muster_gateway::migrate(&settings.database).await,
+        Command::CreateTenant { name } => {
+            let pool = muster_runtime::db::connect(&settings.database).await?;
+            if settings.database.migrate_on_start {
+                muster_runtime::db::migrate(&pool, muster_gateway::MIGRATIONS)
+                    .await
+                    .context("migrating the gateway database")?;
+            }
+            let (tenant, key) = muster_gateway::create_tenant(&pool, &name).await?;
+            println!("tenant_id {tenant}");
+            println!("api_key   {key}");
+            eprintln!("Store the API key now: only its hash is kept, it cannot be shown again.");
+            Ok(())
+        }
+    }
+}

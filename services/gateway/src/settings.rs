@@ -1,0 +1,70 @@
+//! The gateway's configuration: compiled-in defaults, then `MUSTER_CONFIG`,
+//! then `MUSTER_*` environment variables.
+
+use muster_runtime::config::{
+    self, AuthSettings, COMMON_DEFAULTS, DatabaseSettings, ListenSettings, TelemetrySettings,
+};
+use serde::Deserialize;
+
+const DEFAULTS: &str = r#"
+[database]
+url = "postgres://postgres@127.0.0.1:5432/muster_gateway"
+max_connections = 10
+migrate_on_start = true
+
+[listen]
+addr = "127.0.0.1:8080"
+admin_addr = "127.0.0.1:8081"
+
+[services]
+contacts_url = "http://127.0.0.1:50051"
+messaging_url = "http://127.0.0.1:50052"
+
+[public]
+base_url = "http://127.0.0.1:8080"
+"#;
+
+/// Everything the gateway reads at start-up.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub listen: ListenSettings,
+    pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+    pub services: ServicesSettings,
+    pub public: PublicSettings,
+}
+
+/// Where the gRPC services behind the gateway listen.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServicesSettings {
+    pub contacts_url: String,
+    pub messaging_url: String,
+}
+
+/// How the outside world reaches the gateway.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PublicSettings {
+    /// The public origin of the gateway, e.g. `https://act.example.org`.
+    pub base_url: String,
+}
+
+impl Settings {
+    /// Loads the defaults, the file named by `MUSTER_CONFIG` and the environment.
+    pub fn load() -> anyhow::Result<Self> {
+        config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_point_at_the_local_services() {
+        let settings: Settings = config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}")).unwrap();
+        assert_eq!(settings.listen.addr, "127.0.0.1:8080");
+        assert_eq!(settings.services.contacts_url, "http://127.0.0.1:50051");
+        assert_eq!(settings.services.messaging_url, "http://127.0.0.1:50052");
+    }
+}

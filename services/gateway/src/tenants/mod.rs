@@ -1,0 +1,90 @@
+//! Organizations and the API keys their REST clients present.
+
+mod api_key;
+
+use anyhow::Context;
+use muster_runtime::TenantId;
+use sqlx::PgPool;
+
+pub use api_key::ApiKey;
+
+muster_runtime::typed_id!(
+    /// An API key's identifier: names the key without revealing it.
+    ApiKeyId
+);
+
+const TENANT_NAME_MAX_CHARS: usize = 200;
+
+/// Creates an organization and its first API key (named "default"); returns
+/// the organization's id and the key, which is not stored and cannot be shown again.
+pub async fn create_tenant(pool: &PgPool, name: &str) -> anyhow::Result<(TenantId, String)> {
+    let name = name.trim();
+    anyhow::ensure!(!name.is_empty(), "an organization needs a name");
+    anyhow::ensure!(
+        name.chars().count() <= TENANT_NAME_MAX_CHARS,
+        "an organization name has at most {TENANT_NAME_MAX_CHARS} characters"
+    );
+
+    let tenant = TenantId::new();
+    let mut tx = pool.begin().await.context("starting a transaction")?;
+    sqlx::query(include_str!("sql/insert_tenant.sql"))
+        .bind(tenant)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .context("inserting the organization")?;
+    let (_, key) = insert_key(&mut tx, tenant, "default").await?;
+    tx.commit()
+        .await
+        .context("committing the new organization")?;
+
+    tracing::info!(tenant_id = %tenant, "organization created");
+    Ok((tenant, key.expose().to_owned()))
+}
+
+/// Creates another API key for `tenant`; the key is shown once and not stored.
+pub async fn create_api_key(
+    pool: &PgPool,
+    tenant: TenantId,
+    name: &str,
+) -> anyhow::Result<(ApiKeyId, ApiKey)> {
+    let mut conn = pool.acquire().await.context("acquiring a connection")?;
+    insert_key(&mut conn, tenant, name).await
+}
+
+async fn insert_key(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    name: &str,
+) -> anyhow::Result<(ApiKeyId, ApiKey)> {
+    let id = ApiKeyId::new();
+    let key = ApiKey::generate();
+    sqlx::query(include_str!("sql/insert_api_key.sql"))
+        .bind(id)
+        .bind(tenant)
+        .bind(name)
+        .bind(key.hash())
+        .execute(conn)
+        .await
+        .context("inserting the API key")?;
+    Ok((id, key))
+}
+
+/// Revokes `tenant`'s key `id`; returns whether a live key was revoked.
+pub async fn revoke_api_key(pool: &PgPool, tenant: TenantId, id: ApiKeyId) -> anyhow::Result<bool> {
+    let revoked = sqlx::query(include_str!("sql/revoke_api_key.sql"))
+        .bind(id)
+        .bind(tenant)
+        .execute(pool)
+        .await
+        .context("revoking the API key")?;
+    Ok(revoked.rows_affected() == 1)
+}
+
+/// The organization of a live (not revoked) key.
+pub async fn tenant_for_key(pool: &PgPool, key: &ApiKey) -> sqlx::Result<Option<TenantId>> {
+    sqlx::query_scalar(include_str!("sql/tenant_for_key.sql"))
+        .bind(key.hash())
+        .fetch_optional(pool)
+        .await
+}

@@ -1,0 +1,1 @@
+INSERT INTO tenants (id, name) VALUES ($1, $2)

@@ -1,0 +1,121 @@
+//! The services behind the gateway: one lazily connected channel each, and
+//! clients that call them with a short-lived credential for one organization.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
+use muster_runtime::auth::{Bearer, Signer};
+use muster_runtime::{ApiError, TenantId};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::HttpError;
+use crate::settings::ServicesSettings;
+
+/// A contacts client carrying the gateway's credential.
+pub type ContactsClient = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+/// A messaging client carrying the gateway's credential.
+pub type MessagingClient = MessagingServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// How long a credential minted for one request stays valid.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(5 * 60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A service behind the gateway, named in errors and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Contacts,
+    Messaging,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Contacts => "contacts",
+            Self::Messaging => "messaging",
+        })
+    }
+}
+
+/// Channels to the services, shared by every request, and the signing key.
+#[derive(Clone)]
+pub struct Upstreams {
+    contacts: Channel,
+    messaging: Channel,
+    signer: Signer,
+}
+
+impl Upstreams {
+    /// Prepares channels that connect on first use, so the gateway starts
+    /// (and answers 503) while a service is down.
+    pub fn connect_lazy(settings: &ServicesSettings, signer: Signer) -> anyhow::Result<Self> {
+        Ok(Self {
+            contacts: channel(&settings.contacts_url).context("services.contacts_url")?,
+            messaging: channel(&settings.messaging_url).context("services.messaging_url")?,
+            signer,
+        })
+    }
+
+    /// Clients acting for `tenant`.
+    pub fn for_tenant(&self, tenant: TenantId) -> TenantApi {
+        let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
+        TenantApi {
+            tenant,
+            contacts: ContactsServiceClient::with_interceptor(
+                self.contacts.clone(),
+                bearer.clone(),
+            ),
+            messaging: MessagingServiceClient::with_interceptor(self.messaging.clone(), bearer),
+        }
+    }
+
+    /// A messaging client acting for no organization, for the public pages.
+    pub fn public_messaging(&self) -> MessagingClient {
+        let bearer = Bearer::new(&self.signer.mint("gateway", None, CREDENTIAL_TTL));
+        MessagingServiceClient::with_interceptor(self.messaging.clone(), bearer)
+    }
+}
+
+fn channel(url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{url:?} is not a valid service URL"))?;
+    Ok(endpoint.connect_timeout(CONNECT_TIMEOUT).connect_lazy())
+}
+
+/// The service clients of an authenticated request, acting for its organization.
+#[derive(Clone)]
+pub struct TenantApi {
+    pub tenant: TenantId,
+    pub contacts: ContactsClient,
+    pub messaging: MessagingClient,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantApi {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.remove::<TenantApi>().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("route is missing the API key layer")).into()
+        })
+    }
+}
+
+/// Turns a service's answer into the message or an [`HttpError`] naming the service.
+pub trait Reply<T> {
+    fn reply(self, from: Upstream) -> Result<T, HttpError>;
+}
+
+impl<T> Reply<T> for Result<tonic::Response<T>, tonic::Status> {
+    fn reply(self, from: Upstream) -> Result<T, HttpError> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|status| HttpError::Upstream {
+                upstream: from,
+                status,
+            })
+    }
+}

@@ -1,0 +1,149 @@
+//! `/v1/campaigns`: campaigns and their launch, pause, resume and cancel.
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use muster_proto::messaging::v1::{
+    CampaignActionRequest, CreateCampaignRequest, GetCampaignRequest, ListCampaignsRequest,
+};
+
+use super::PageParams;
+use super::models::{Campaign, Campaigns, NewCampaign, Page};
+use crate::error::HttpError;
+use crate::extract::{JsonBody, QueryParams};
+use crate::upstream::{Reply, TenantApi, Upstream};
+
+/// `POST /v1/campaigns`: a draft campaign.
+#[tracing::instrument(
+    name = "gateway.campaigns.create",
+    skip_all,
+    fields(tenant_id = %api.tenant)
+)]
+pub async fn create(
+    mut api: TenantApi,
+    JsonBody(campaign): JsonBody<NewCampaign>,
+) -> Result<(StatusCode, Json<Campaign>), HttpError> {
+    let request = CreateCampaignRequest {
+        campaign: Some(campaign.into()),
+    };
+    let created = api
+        .messaging
+        .create_campaign(request)
+        .await
+        .reply(Upstream::Messaging)?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// `GET /v1/campaigns`: one page of campaigns.
+#[tracing::instrument(name = "gateway.campaigns.list", skip_all, fields(tenant_id = %api.tenant))]
+pub async fn list(
+    mut api: TenantApi,
+    QueryParams(page): QueryParams<PageParams>,
+) -> Result<Json<Page<Campaigns>>, HttpError> {
+    let request = ListCampaignsRequest {
+        page_size: page.page_size,
+        page_token: page.page_token,
+    };
+    let reply = api
+        .messaging
+        .list_campaigns(request)
+        .await
+        .reply(Upstream::Messaging)?;
+
+    let campaigns = reply.campaigns.into_iter().map(Campaign::from).collect();
+    Ok(Json(Page::new(
+        Campaigns { campaigns },
+        reply.next_page_token,
+    )))
+}
+
+/// `GET /v1/campaigns/{id}`.
+#[tracing::instrument(
+    name = "gateway.campaigns.get",
+    skip_all,
+    fields(tenant_id = %api.tenant, campaign_id = %id)
+)]
+pub async fn get(mut api: TenantApi, Path(id): Path<String>) -> Result<Json<Campaign>, HttpError> {
+    let campaign = api
+        .messaging
+        .get_campaign(GetCampaignRequest { id })
+        .await
+        .reply(Upstream::Messaging)?;
+    Ok(Json(campaign.into()))
+}
+
+/// `POST /v1/campaigns/{id}/launch`.
+#[tracing::instrument(
+    name = "gateway.campaigns.launch",
+    skip_all,
+    fields(tenant_id = %api.tenant, campaign_id = %id)
+)]
+pub async fn launch(
+    mut api: TenantApi,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, HttpError> {
+    let request = CampaignActionRequest { id };
+    let campaign = api
+        .messaging
+        .launch_campaign(request)
+        .await
+        .reply(Upstream::Messaging)?;
+    Ok(Json(campaign.into()))
+}
+
+/// `POST /v1/campaigns/{id}/pause`.
+#[tracing::instrument(
+    name = "gateway.campaigns.pause",
+    skip_all,
+    fields(tenant_id = %api.tenant, campaign_id = %id)
+)]
+pub async fn pause(
+    mut api: TenantApi,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, HttpError> {
+    let request = CampaignActionRequest { id };
+    let campaign = api
+        .messaging
+        .pause_campaign(request)
+        .await
+        .reply(Upstream::Messaging)?;
+    Ok(Json(campaign.into()))
+}
+
+/// `POST /v1/campaigns/{id}/resume`.
+#[tracing::instrument(
+    name = "gateway.campaigns.resume",
+    skip_all,
+    fields(tenant_id = %api.tenant, campaign_id = %id)
+)]
+pub async fn resume(
+    mut api: TenantApi,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, HttpError> {
+    let request = CampaignActionRequest { id };
+    let campaign = api
+        .messaging
+        .resume_campaign(request)
+        .await
+        .reply(Upstream::Messaging)?;
+    Ok(Json(campaign.into()))
+}
+
+/// `POST /v1/campaigns/{id}/cancel`.
+#[tracing::instrument(
+    name = "gateway.campaigns.cancel",
+    skip_all,
+    fields(tenant_id = %api.tenant, campaign_id = %id)
+)]
+pub async fn cancel(
+    mut api: TenantApi,
+    Path(id): Path<String>,
+) -> Result<Json<Campaign>, HttpError> {
+    let request = CampaignActionRequest { id };
+    let campaign = api
+        .messaging
+        .cancel_campaign(request)
+        .await
+        .reply(Upstream::Messaging)?;
+    Ok(Json(campaign.into()))
+}

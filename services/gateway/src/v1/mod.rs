@@ -1,0 +1,51 @@
+//! The REST/JSON API, version 1. Every route needs an API key.
+
+mod campaigns;
+mod imports;
+mod models;
+mod people;
+mod segments;
+mod templates;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::startup::AppState;
+
+/// The largest file an import accepts.
+const MAX_UPLOAD_BYTES: usize = 1 << 30;
+
+/// The `/v1` routes; the caller adds the API-key layer.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/imports",
+            post(imports::upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/v1/imports/{id}", get(imports::get))
+        .route("/v1/imports/{id}/issues", get(imports::issues))
+        .route("/v1/people", get(people::list))
+        .route("/v1/people/{id}", get(people::get))
+        .route("/v1/segments/count", post(segments::count))
+        .route("/v1/templates", post(templates::create))
+        .route("/v1/templates/{id}", get(templates::get))
+        .route(
+            "/v1/campaigns",
+            post(campaigns::create).get(campaigns::list),
+        )
+        .route("/v1/campaigns/{id}", get(campaigns::get))
+        .route("/v1/campaigns/{id}/launch", post(campaigns::launch))
+        .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
+        .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
+        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+}
+
+/// `?page_size=&page_token=` of a listing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PageParams {
+    page_size: i32,
+    page_token: String,
+}

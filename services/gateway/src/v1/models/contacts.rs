@@ -1,0 +1,422 @@
+//! People, imports and segments.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1 as proto;
+use serde::{Deserialize, Serialize};
+
+use super::{instant, non_empty};
+
+/// The file layouts an import understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportPreset {
+    Unspecified,
+    FrExcel,
+    Nationbuilder,
+    MailchimpSubscribed,
+    MailchimpUnsubscribed,
+    Custom,
+}
+
+impl ImportPreset {
+    /// The preset named `name` in the API (`fr_excel`, ...); `unspecified` is not one.
+    pub fn parse(name: &str) -> Option<Self> {
+        let preset = match name {
+            "fr_excel" => Self::FrExcel,
+            "nationbuilder" => Self::Nationbuilder,
+            "mailchimp_subscribed" => Self::MailchimpSubscribed,
+            "mailchimp_unsubscribed" => Self::MailchimpUnsubscribed,
+            "custom" => Self::Custom,
+            _ => return None,
+        };
+        Some(preset)
+    }
+
+    fn from_proto(value: i32) -> Self {
+        use proto::ImportPreset as P;
+        match P::try_from(value).unwrap_or_default() {
+            P::Unspecified => Self::Unspecified,
+            P::FrExcel => Self::FrExcel,
+            P::Nationbuilder => Self::Nationbuilder,
+            P::MailchimpSubscribed => Self::MailchimpSubscribed,
+            P::MailchimpUnsubscribed => Self::MailchimpUnsubscribed,
+            P::Custom => Self::Custom,
+        }
+    }
+
+    pub fn to_proto(self) -> proto::ImportPreset {
+        use proto::ImportPreset as P;
+        match self {
+            Self::Unspecified => P::Unspecified,
+            Self::FrExcel => P::FrExcel,
+            Self::Nationbuilder => P::Nationbuilder,
+            Self::MailchimpSubscribed => P::MailchimpSubscribed,
+            Self::MailchimpUnsubscribed => P::MailchimpUnsubscribed,
+            Self::Custom => P::Custom,
+        }
+    }
+}
+
+/// Where an import stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportState {
+    Unspecified,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl ImportState {
+    fn from_proto(value: i32) -> Self {
+        use proto::ImportState as S;
+        match S::try_from(value).unwrap_or_default() {
+            S::Unspecified => Self::Unspecified,
+            S::Queued => Self::Queued,
+            S::Running => Self::Running,
+            S::Succeeded => Self::Succeeded,
+            S::Failed => Self::Failed,
+        }
+    }
+}
+
+/// What an import did with the rows of its file.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportCounts {
+    pub rows_read: u64,
+    pub rows_empty: u64,
+    pub created: u64,
+    pub merged: u64,
+    pub rejected: u64,
+    pub warnings: u64,
+    pub consent_granted: u64,
+    pub suppressed: u64,
+}
+
+impl From<proto::ImportCounts> for ImportCounts {
+    fn from(counts: proto::ImportCounts) -> Self {
+        Self {
+            rows_read: counts.rows_read,
+            rows_empty: counts.rows_empty,
+            created: counts.created,
+            merged: counts.merged,
+            rejected: counts.rejected,
+            warnings: counts.warnings,
+            consent_granted: counts.consent_granted,
+            suppressed: counts.suppressed,
+        }
+    }
+}
+
+/// An uploaded file and its progress.
+#[derive(Debug, Serialize)]
+pub struct ImportJob {
+    pub id: String,
+    pub state: ImportState,
+    pub file_name: String,
+    pub preset: ImportPreset,
+    pub size_bytes: u64,
+    pub bytes_read: u64,
+    pub counts: ImportCounts,
+    pub encoding: Option<String>,
+    pub delimiter: Option<String>,
+    pub error: Option<String>,
+    pub create_time: Option<DateTime<Utc>>,
+    pub finish_time: Option<DateTime<Utc>>,
+}
+
+impl From<proto::ImportJob> for ImportJob {
+    fn from(job: proto::ImportJob) -> Self {
+        Self {
+            id: job.id,
+            state: ImportState::from_proto(job.state),
+            file_name: job.file_name,
+            preset: ImportPreset::from_proto(job.preset),
+            size_bytes: job.size_bytes,
+            bytes_read: job.bytes_read,
+            counts: job.counts.map(ImportCounts::from).unwrap_or_default(),
+            encoding: non_empty(job.encoding),
+            delimiter: non_empty(job.delimiter),
+            error: non_empty(job.error),
+            create_time: instant(job.create_time),
+            finish_time: instant(job.finish_time),
+        }
+    }
+}
+
+/// How bad an import issue is.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueSeverity {
+    Unspecified,
+    /// The row was kept without the value.
+    Warning,
+    /// The row was not imported.
+    Rejected,
+}
+
+impl IssueSeverity {
+    fn from_proto(value: i32) -> Self {
+        use proto::IssueSeverity as S;
+        match S::try_from(value).unwrap_or_default() {
+            S::Unspecified => Self::Unspecified,
+            S::Warning => Self::Warning,
+            S::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// A value of a file line that could not be imported as given.
+#[derive(Debug, Serialize)]
+pub struct ImportIssue {
+    pub line: u64,
+    pub field: String,
+    pub value: String,
+    pub reason: String,
+    pub severity: IssueSeverity,
+}
+
+impl From<proto::ImportIssue> for ImportIssue {
+    fn from(issue: proto::ImportIssue) -> Self {
+        Self {
+            line: issue.line,
+            field: issue.field,
+            value: issue.value,
+            reason: issue.reason,
+            severity: IssueSeverity::from_proto(issue.severity),
+        }
+    }
+}
+
+/// The issues of one page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Issues {
+    pub issues: Vec<ImportIssue>,
+}
+
+/// Whether a person may be reached on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentState {
+    Unspecified,
+    None,
+    Granted,
+    Withdrawn,
+}
+
+impl ConsentState {
+    fn from_proto(value: i32) -> Self {
+        use proto::ConsentState as C;
+        match C::try_from(value).unwrap_or_default() {
+            C::Unspecified => Self::Unspecified,
+            C::None => Self::None,
+            C::Granted => Self::Granted,
+            C::Withdrawn => Self::Withdrawn,
+        }
+    }
+
+    fn to_proto(self) -> proto::ConsentState {
+        use proto::ConsentState as C;
+        match self {
+            Self::Unspecified => C::Unspecified,
+            Self::None => C::None,
+            Self::Granted => C::Granted,
+            Self::Withdrawn => C::Withdrawn,
+        }
+    }
+}
+
+/// A consent statement and where it came from.
+#[derive(Debug, Serialize)]
+pub struct Consent {
+    pub state: ConsentState,
+    pub time: Option<DateTime<Utc>>,
+    pub source: String,
+    pub evidence: HashMap<String, String>,
+}
+
+impl From<proto::Consent> for Consent {
+    fn from(consent: proto::Consent) -> Self {
+        Self {
+            state: ConsentState::from_proto(consent.state),
+            time: instant(consent.time),
+            source: consent.source,
+            evidence: consent.evidence,
+        }
+    }
+}
+
+/// A postal address; `departement` is derived from the postal code.
+#[derive(Debug, Serialize)]
+pub struct PostalAddress {
+    pub line1: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub departement: Option<String>,
+}
+
+impl From<proto::PostalAddress> for PostalAddress {
+    fn from(address: proto::PostalAddress) -> Self {
+        Self {
+            line1: non_empty(address.line1),
+            postal_code: non_empty(address.postal_code),
+            city: non_empty(address.city),
+            country: non_empty(address.country),
+            departement: non_empty(address.departement),
+        }
+    }
+}
+
+/// A person in the organization's database.
+#[derive(Debug, Serialize)]
+pub struct Person {
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<PostalAddress>,
+    pub birth_date: Option<String>,
+    pub tags: Vec<String>,
+    pub email_consent: Option<Consent>,
+    pub external_ids: HashMap<String, String>,
+    pub create_time: Option<DateTime<Utc>>,
+    pub update_time: Option<DateTime<Utc>>,
+}
+
+impl From<proto::Person> for Person {
+    fn from(person: proto::Person) -> Self {
+        Self {
+            id: person.id,
+            first_name: non_empty(person.first_name),
+            last_name: non_empty(person.last_name),
+            email: non_empty(person.email),
+            phone: non_empty(person.phone),
+            address: person.address.map(PostalAddress::from),
+            birth_date: non_empty(person.birth_date),
+            tags: person.tags,
+            email_consent: person.email_consent.map(Consent::from),
+            external_ids: person.external_ids,
+            create_time: instant(person.create_time),
+            update_time: instant(person.update_time),
+        }
+    }
+}
+
+/// The people of one page of a listing.
+#[derive(Debug, Serialize)]
+pub struct People {
+    pub people: Vec<Person>,
+}
+
+/// People matching every condition that is set; an empty filter matches everyone.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentFilter {
+    pub tags_any: Vec<String>,
+    pub tags_all: Vec<String>,
+    pub tags_none: Vec<String>,
+    /// `null` matches any state.
+    pub email_consent: Option<ConsentState>,
+    pub postal_code_prefixes: Vec<String>,
+    pub departements: Vec<String>,
+    pub require_email: bool,
+}
+
+impl From<SegmentFilter> for proto::SegmentFilter {
+    fn from(filter: SegmentFilter) -> Self {
+        let consent = filter.email_consent.unwrap_or(ConsentState::Unspecified);
+        Self {
+            tags_any: filter.tags_any,
+            tags_all: filter.tags_all,
+            tags_none: filter.tags_none,
+            email_consent: consent.to_proto().into(),
+            postal_code_prefixes: filter.postal_code_prefixes,
+            departements: filter.departements,
+            require_email: filter.require_email,
+        }
+    }
+}
+
+impl From<proto::SegmentFilter> for SegmentFilter {
+    fn from(filter: proto::SegmentFilter) -> Self {
+        let consent = ConsentState::from_proto(filter.email_consent);
+        Self {
+            tags_any: filter.tags_any,
+            tags_all: filter.tags_all,
+            tags_none: filter.tags_none,
+            email_consent: (consent != ConsentState::Unspecified).then_some(consent),
+            postal_code_prefixes: filter.postal_code_prefixes,
+            departements: filter.departements,
+            require_email: filter.require_email,
+        }
+    }
+}
+
+/// How many people a segment holds.
+#[derive(Debug, Serialize)]
+pub struct SegmentCount {
+    pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_filter_reads_lowercase_consent_and_round_trips() {
+        let json = serde_json::json!({ "tags_any": ["volunteer"], "email_consent": "granted" });
+        let filter: SegmentFilter = serde_json::from_value(json).unwrap();
+        let wire = proto::SegmentFilter::from(filter);
+        assert_eq!(wire.email_consent, proto::ConsentState::Granted as i32);
+        assert_eq!(wire.tags_any, ["volunteer"]);
+
+        let back = serde_json::to_value(SegmentFilter::from(wire)).unwrap();
+        assert_eq!(back["email_consent"], "granted");
+        assert_eq!(back["tags_any"][0], "volunteer");
+    }
+
+    #[test]
+    fn a_misspelt_segment_field_is_refused_rather_than_ignored() {
+        let json = serde_json::json!({ "tag_any": ["volunteer"] });
+        assert!(serde_json::from_value::<SegmentFilter>(json).is_err());
+    }
+
+    #[test]
+    fn an_import_job_names_its_enums_in_lowercase_and_nulls_empty_values() {
+        let job = proto::ImportJob {
+            id: "job".into(),
+            state: proto::ImportState::Running as i32,
+            preset: proto::ImportPreset::FrExcel as i32,
+            create_time: Some(muster_proto::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(ImportJob::from(job)).unwrap();
+        assert_eq!(json["state"], "running");
+        assert_eq!(json["preset"], "fr_excel");
+        assert_eq!(json["error"], serde_json::Value::Null);
+        assert_eq!(json["create_time"], "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn every_preset_name_parses_to_the_preset_it_serializes_as() {
+        for name in [
+            "fr_excel",
+            "nationbuilder",
+            "mailchimp_subscribed",
+            "mailchimp_unsubscribed",
+            "custom",
+        ] {
+            let preset = ImportPreset::parse(name).unwrap();
+            assert_eq!(serde_json::to_value(preset).unwrap(), name);
+        }
+        assert_eq!(ImportPreset::parse("unspecified"), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! Fake contacts and messaging gRPC servers that check the gateway's
+//! credential like the real ones and report what they were sent.
+
+use muster_proto::contacts::v1 as contacts;
+use muster_proto::contacts::v1::contacts_service_server::{ContactsService, ContactsServiceServer};
+use muster_proto::contacts::v1::upload_import_request::Part;
+use muster_proto::messaging::v1 as messaging;
+use muster_proto::messaging::v1::messaging_service_server::{
+    MessagingService, MessagingServiceServer,
+};
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Authenticate, Signer, caller};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::helpers::SECRET;
+
+/// How an upload reached the fake contacts service.
+#[derive(Debug)]
+pub enum Upload {
+    /// The header arrived.
+    Started,
+    /// The stream ended normally after this many file bytes.
+    Complete {
+        tenant: Option<TenantId>,
+        header: Box<contacts::ImportHeader>,
+        bytes: u64,
+    },
+    /// The stream broke before its end.
+    Broken { bytes: u64 },
+}
+
+/// A contacts service that reads uploads and reports them.
+pub struct FakeContacts {
+    uploads: mpsc::UnboundedSender<Upload>,
+}
+
+/// Starts a fake contacts service; returns its URL and its upload reports.
+pub async fn spawn_contacts() -> (String, mpsc::UnboundedReceiver<Upload>) {
+    let (uploads, reports) = mpsc::unbounded_channel();
+    let fake = FakeContacts { uploads };
+    let service = ContactsServiceServer::with_interceptor(fake, authenticate());
+    let url = serve(tonic::transport::Server::builder().add_service(service)).await;
+    (url, reports)
+}
+
+/// What the fake messaging service was asked, with the caller's organization.
+#[derive(Debug, PartialEq)]
+pub enum Call {
+    Inspect {
+        tenant: Option<TenantId>,
+    },
+    Unsubscribe {
+        tenant: Option<TenantId>,
+        method: String,
+    },
+}
+
+/// Tokens the fake messaging service knows.
+pub const GOOD_TOKEN: &str = "good-token";
+pub const ALREADY_TOKEN: &str = "already-token";
+/// The masked address of [`GOOD_TOKEN`], with markup to check escaping.
+pub const MASKED: &str = "<b>j***@example.org";
+
+/// A messaging service that answers unsubscribe calls and reports them.
+pub struct FakeMessaging {
+    calls: mpsc::UnboundedSender<Call>,
+}
+
+/// Starts a fake messaging service; returns its URL and its call reports.
+pub async fn spawn_messaging() -> (String, mpsc::UnboundedReceiver<Call>) {
+    let (calls, reports) = mpsc::unbounded_channel();
+    let fake = FakeMessaging { calls };
+    let service = MessagingServiceServer::with_interceptor(fake, authenticate());
+    let url = serve(tonic::transport::Server::builder().add_service(service)).await;
+    (url, reports)
+}
+
+fn authenticate() -> Authenticate {
+    Authenticate(Signer::new(SECRET))
+}
+
+async fn serve(router: tonic::transport::server::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    url
+}
+
+fn tenant_of<T>(request: &Request<T>) -> Option<TenantId> {
+    caller(request).ok().and_then(|caller| caller.tenant)
+}
+
+fn not_faked() -> Status {
+    Status::unimplemented("not faked")
+}
+
+#[tonic::async_trait]
+impl ContactsService for FakeContacts {
+    async fn upload_import(
+        &self,
+        request: Request<Streaming<contacts::UploadImportRequest>>,
+    ) -> Result<Response<contacts::ImportJob>, Status> {
+        let tenant = tenant_of(&request);
+        let mut stream = request.into_inner();
+        let Some(contacts::UploadImportRequest {
+            part: Some(Part::Header(header)),
+        }) = stream.message().await?
+        else {
+            return Err(Status::invalid_argument(
+                "the first message must be the header",
+            ));
+        };
+        let _ = self.uploads.send(Upload::Started);
+
+        let mut bytes = 0;
+        loop {
+            match stream.message().await {
+                Ok(Some(contacts::UploadImportRequest {
+                    part: Some(Part::Chunk(chunk)),
+                })) => bytes += chunk.len() as u64,
+                Ok(Some(_)) => return Err(Status::invalid_argument("a second header")),
+                Ok(None) => break,
+                Err(status) => {
+                    let _ = self.uploads.send(Upload::Broken { bytes });
+                    return Err(status);
+                }
+            }
+        }
+
+        let job = contacts::ImportJob {
+            id: "0190b5a0-0000-7000-8000-000000000001".into(),
+            state: contacts::ImportState::Queued as i32,
+            file_name: header.file_name.clone(),
+            preset: header.preset,
+            size_bytes: header.size_bytes,
+            bytes_read: bytes,
+            ..Default::default()
+        };
+        let _ = self.uploads.send(Upload::Complete {
+            tenant,
+            header: Box::new(header),
+            bytes,
+        });
+        Ok(Response::new(job))
+    }
+
+    async fn get_person(
+        &self,
+        _: Request<contacts::GetPersonRequest>,
+    ) -> Result<Response<contacts::Person>, Status> {
+        Err(Status::not_found("person not found"))
+    }
+
+    async fn list_people(
+        &self,
+        _: Request<contacts::ListPeopleRequest>,
+    ) -> Result<Response<contacts::ListPeopleResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn get_import(
+        &self,
+        _: Request<contacts::GetImportRequest>,
+    ) -> Result<Response<contacts::ImportJob>, Status> {
+        Err(not_faked())
+    }
+
+    async fn list_import_issues(
+        &self,
+        _: Request<contacts::ListImportIssuesRequest>,
+    ) -> Result<Response<contacts::ListImportIssuesResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn count_segment(
+        &self,
+        _: Request<contacts::CountSegmentRequest>,
+    ) -> Result<Response<contacts::CountSegmentResponse>, Status> {
+        Err(not_faked())
+    }
+
+    type StreamSegmentStream = tokio_stream::Empty<Result<contacts::SegmentMemberBatch, Status>>;
+
+    async fn stream_segment(
+        &self,
+        _: Request<contacts::StreamSegmentRequest>,
+    ) -> Result<Response<Self::StreamSegmentStream>, Status> {
+        Err(not_faked())
+    }
+}
+
+impl FakeMessaging {
+    fn answer(token: &str) -> Result<Response<messaging::UnsubscribeResponse>, Status> {
+        let (masked, already) = match token {
+            GOOD_TOKEN => (MASKED, false),
+            ALREADY_TOKEN => ("a***@example.org", true),
+            _ => return Err(Status::invalid_argument("token: signature does not verify")),
+        };
+        let reply = messaging::UnsubscribeResponse {
+            masked_email: masked.into(),
+            already_unsubscribed: already,
+        };
+        Ok(Response::new(reply))
+    }
+}
+
+#[tonic::async_trait]
+impl MessagingService for FakeMessaging {
+    async fn inspect_unsubscribe(
+        &self,
+        request: Request<messaging::UnsubscribeRequest>,
+    ) -> Result<Response<messaging::UnsubscribeResponse>, Status> {
+        let _ = self.calls.send(Call::Inspect {
+            tenant: tenant_of(&request),
+        });
+        Self::answer(&request.get_ref().token)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: Request<messaging::UnsubscribeRequest>,
+    ) -> Result<Response<messaging::UnsubscribeResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let method = request.get_ref().method.clone();
+        let _ = self.calls.send(Call::Unsubscribe { tenant, method });
+        Self::answer(&request.get_ref().token)
+    }
+
+    async fn create_template(
+        &self,
+        _: Request<messaging::CreateTemplateRequest>,
+    ) -> Result<Response<messaging::Template>, Status> {
+        Err(not_faked())
+    }
+
+    async fn get_template(
+        &self,
+        _: Request<messaging::GetTemplateRequest>,
+    ) -> Result<Response<messaging::Template>, Status> {
+        Err(not_faked())
+    }
+
+    async fn create_campaign(
+        &self,
+        _: Request<messaging::CreateCampaignRequest>,
+    ) -> Result<Response<messaging::Campaign>, Status> {
+        Err(not_faked())
+    }
+
+    async fn get_campaign(
+        &self,
+        _: Request<messaging::GetCampaignRequest>,
+    ) -> Result<Response<messaging::Campaign>, Status> {
+        Err(not_faked())
+    }
+
+    async fn list_campaigns(
+        &self,
+        _: Request<messaging::ListCampaignsRequest>,
+    ) -> Result<Response<messaging::ListCampaignsResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn launch_campaign(
+        &self,
+        _: Request<messaging::CampaignActionRequest>,
+    ) -> Result<Response<messaging::Campaign>, Status> {
+        Err(Status::failed_precondition(
+            "the campaign is already sending",
+        ))
+    }
+
+    async fn pause_campaign(
+        &self,
+        _: Request<messaging::CampaignActionRequest>,
+    ) -> Result<Response<messaging::Campaign>, Status> {
+        Err(not_faked())
+    }
+
+    async fn resume_campaign(
+        &self,
+        _: Request<messaging::CampaignActionRequest>,
+    ) -> Result<Response<messaging::Campaign>, Status> {
+        Err(not_faked())
+    }
+
+    async fn cancel_campaign(
+        &self,
+        _: Request<messaging::CampaignActionRequest>,
+    ) -> Result<Response<messaging::Campaign>, Status> {
+        Err(not_faked())
+    }
+}

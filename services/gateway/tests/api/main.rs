@@ -1,0 +1,11 @@
+//! The gateway over HTTP, against the real local PostgreSQL: each test starts
+//! its own gateway on port 0 with its own database, and, when it needs them,
+//! its own fake contacts and messaging gRPC servers.
+
+mod api_keys;
+mod authentication;
+mod fakes;
+mod helpers;
+mod imports;
+mod services_down;
+mod unsubscribe;
