@@ -121,6 +121,11 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.contacts_port)
     }
 
+    /// The messaging gRPC address.
+    pub fn messaging_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.messaging_port)
+    }
+
     /// A contacts client for `tenant`.
     pub async fn contacts(&self, tenant: TenantId) -> anyhow::Result<Contacts> {
         let channel = channel(self.contacts_port).await?;

@@ -1,0 +1,225 @@
+//! The REST gateway in front of the real services: an organization's API key,
+//! an import, a segment count, a campaign, and the public unsubscribe pages.
+
+use std::time::Duration;
+
+use muster_e2e::{Stack, data_file};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Gateway {
+    database: muster_runtime::config::DatabaseSettings,
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    async fn start(stack: &Stack, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let mut settings = muster_gateway::Settings::load()?;
+        settings.database = muster_testkit::fresh_database("gateway").await?;
+        settings.listen.addr = "127.0.0.1:0".into();
+        settings.listen.admin_addr = "127.0.0.1:0".into();
+        settings.services.contacts_url = stack.contacts_endpoint();
+        settings.services.messaging_url = stack.messaging_endpoint();
+        let settings_database = settings.database.clone();
+        let pool = sqlx::PgPool::connect(&settings.database.url).await?;
+        let app = muster_gateway::build(settings).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run(shutdown.clone()));
+        let (_, key) = muster_gateway::create_tenant(&pool, "Fédération du Rhône").await?;
+        Ok(Self {
+            database: settings_database,
+            base,
+            key,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
+        anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+        Ok(body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        anyhow::ensure!(
+            status == 200 || status == 201,
+            "POST {path}: {status} {body}"
+        );
+        Ok(body)
+    }
+}
+
+async fn poll(
+    gateway: &Gateway,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    for _ in 0..1200 {
+        let body = gateway.get(path).await?;
+        if done(&body) {
+            return Ok(body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{path} never reached the expected state")
+}
+
+#[tokio::test]
+async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_rest()
+-> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let anonymous = gateway
+        .http
+        .get(format!("{}/v1/people", gateway.base))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    let file = std::fs::read(data_file("mailchimp-audience-subscribed.csv"))?;
+    let upload = gateway
+        .http
+        .post(format!(
+            "{}/v1/imports?preset=mailchimp_subscribed&file_name=audience.csv",
+            gateway.base
+        ))
+        .bearer_auth(&gateway.key)
+        .header("content-length", file.len())
+        .body(file)
+        .send()
+        .await?;
+    assert_eq!(upload.status().as_u16(), 201);
+    let job: Value = upload.json().await?;
+    let path = format!("/v1/imports/{}", job["id"].as_str().unwrap());
+    let job = poll(&gateway, &path, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    })
+    .await?;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let counts = &job["counts"];
+    assert_eq!(counts["rows_read"], 5_125);
+    assert_eq!(counts["rejected"], 99);
+    let issues = gateway.get(&format!("{path}/issues?page_size=5")).await?;
+    assert_eq!(issues["issues"].as_array().unwrap().len(), 5);
+    assert!(issues["issues"][0]["line"].as_u64().unwrap() > 1);
+
+    let segment = json!({ "tags_any": ["jeunes"] });
+    let reachable =
+        json!({ "tags_any": ["jeunes"], "email_consent": "granted", "require_email": true });
+    let count = gateway.post("/v1/segments/count", reachable).await?["count"]
+        .as_u64()
+        .unwrap();
+    assert!(count > 100, "{count}");
+
+    let template = gateway
+        .post(
+            "/v1/templates",
+            json!({ "name": "Appel", "subject": "Bonjour {{ first_name }}", "text_body": "Venez !" }),
+        )
+        .await?;
+    let campaign = gateway
+        .post(
+            "/v1/campaigns",
+            json!({
+                "name": "Appel jeunes",
+                "template_id": template["id"],
+                "segment": segment,
+                "from_email": "equipe@example.org",
+                "from_name": "L'équipe",
+            }),
+        )
+        .await?;
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    gateway
+        .post(&format!("/v1/campaigns/{id}/launch"), json!({}))
+        .await?;
+    let done = poll(&gateway, &format!("/v1/campaigns/{id}"), |c| {
+        c["state"] == "completed"
+    })
+    .await?;
+    assert_eq!(done["counts"]["sent"].as_u64(), Some(count), "{done}");
+    assert_eq!(stack.sink.messages()?.len() as u64, count);
+
+    let message = stack.sink.messages()?.remove(0);
+    let token = message
+        .raw
+        .lines()
+        .find_map(|line| line.strip_prefix("List-Unsubscribe: <"))
+        .and_then(|rest| rest.split("/u/").nth(1))
+        .map(|rest| rest.trim_end_matches('>').to_owned())
+        .expect("a List-Unsubscribe header");
+    let page = gateway
+        .http
+        .get(format!("{}/u/{token}", gateway.base))
+        .send()
+        .await?;
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await?;
+    assert!(page.contains("***@"), "{page}");
+    assert!(
+        !page.contains(&message.recipients[0]),
+        "the page shows the whole address"
+    );
+
+    let one_click = gateway
+        .http
+        .post(format!("{}/u/{token}", gateway.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await?;
+    assert_eq!(one_click.status().as_u16(), 200);
+    let forged = gateway
+        .http
+        .post(format!("{}/u/{token}x", gateway.base))
+        .send()
+        .await?;
+    assert_eq!(forged.status().as_u16(), 400);
+
+    let leaver = message.recipients[0].to_lowercase();
+    let mut withdrawn = false;
+    for _ in 0..100 {
+        let state: String =
+            sqlx::query_scalar("SELECT email_consent FROM people WHERE email_key = $1")
+                .bind(&leaver)
+                .fetch_one(&stack.contacts_pool)
+                .await?;
+        withdrawn = state == "withdrawn";
+        if withdrawn {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        withdrawn,
+        "the one-click unsubscribe never reached contacts"
+    );
+
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    muster_testkit::drop_database(&gateway.database).await?;
+    stack.stop().await
+}
