@@ -9,13 +9,19 @@ use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
-/// A router serving health and reflection, to which a service adds its API.
-pub fn base_router() -> anyhow::Result<(Router, HealthReporter)> {
+/// A router serving health and reflection, to which a service adds its API;
+/// reflection lists `services` (full names) beside health.
+pub fn base_router(services: &[&str]) -> anyhow::Result<(Router, HealthReporter)> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(muster_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for service in services {
+            builder = builder.with_service_name(*service);
+        }
+        builder
     };
     let v1 = reflection()
         .build_v1()

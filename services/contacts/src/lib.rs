@@ -190,7 +190,7 @@ impl Application {
         }
 
         if let Some(listener) = self.grpc {
-            let (router, health) = grpc::base_router()?;
+            let (router, health) = grpc::base_router(&["muster.contacts.v1.ContactsService"])?;
             health
                 .set_serving::<ContactsServiceServer<api::Api>>()
                 .await;

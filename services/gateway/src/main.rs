@@ -28,6 +28,12 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Print a one-hour internal credential for the organization of an API
+    /// key, to call the gRPC services directly (grpcurl, scripts).
+    ServiceToken {
+        #[arg(long, env = "MUSTER_API_KEY")]
+        api_key: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,18 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("tenant_id {tenant}");
             println!("api_key   {key}");
             eprintln!("Store the API key now: only its hash is kept, it cannot be shown again.");
+            Ok(())
+        }
+        Command::ServiceToken { api_key } => {
+            let key = muster_gateway::ApiKey::parse(&api_key)
+                .context("that is not an API key (they start with mk_)")?;
+            let pool = muster_runtime::db::connect(&settings.database).await?;
+            let tenant = muster_gateway::tenant_for_key(&pool, &key)
+                .await?
+                .context("no organization has this API key (revoked, or mistyped)")?;
+            let signer = muster_runtime::auth::Signer::new(&settings.auth.token_secret);
+            let hour = std::time::Duration::from_secs(3600);
+            println!("{}", signer.mint("cli", Some(tenant), hour));
             Ok(())
         }
     }

@@ -226,7 +226,7 @@ impl Application {
                 signer: signer.clone(),
             };
             launcher.resume_interrupted().await?;
-            let (router, health) = grpc::base_router()?;
+            let (router, health) = grpc::base_router(&["muster.messaging.v1.MessagingService"])?;
             health
                 .set_serving::<MessagingServiceServer<api::Api>>()
                 .await;
