@@ -14,6 +14,7 @@ use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClien
 use muster_runtime::TenantId;
 use muster_runtime::auth::{Bearer, Signer};
 use muster_runtime::config::AmqpSettings;
+use muster_runtime::service::default_settings;
 use muster_testkit::SmtpSink;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -61,7 +62,7 @@ impl Stack {
         let sink = SmtpSink::start().await?;
         let shutdown = CancellationToken::new();
 
-        let mut contacts_settings = muster_contacts::Settings::defaults()?;
+        let mut contacts_settings = default_settings::<muster_contacts::Contacts>()?;
         contacts_settings.database = muster_testkit::fresh_database("contacts").await?;
         contacts_settings.amqp = amqp.clone();
         contacts_settings.listen.addr = "127.0.0.1:0".into();
@@ -71,7 +72,7 @@ impl Stack {
         let contacts_port = contacts.grpc_port().context("contacts serves gRPC")?;
         let contacts_pool = contacts.pool().clone();
 
-        let mut messaging_settings = muster_messaging::Settings::defaults()?;
+        let mut messaging_settings = default_settings::<muster_messaging::Messaging>()?;
         messaging_settings.database = muster_testkit::fresh_database("messaging").await?;
         messaging_settings.amqp = amqp.clone();
         messaging_settings.listen.addr = "127.0.0.1:0".into();

@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod outbox;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;

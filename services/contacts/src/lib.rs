@@ -12,24 +12,23 @@ pub mod segment;
 pub mod store;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use muster_proto::contacts::v1::contacts_service_server::ContactsServiceServer;
 use muster_runtime::auth::{Authenticate, Signer};
 use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
-    AmqpSettings, AuthSettings, COMMON_DEFAULTS, DatabaseSettings, ListenSettings,
-    TelemetrySettings,
+    AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
 use muster_runtime::consumer::ConsumerOptions;
-use muster_runtime::outbox::Relay;
-use muster_runtime::{admin, consumer, db, grpc};
+use muster_runtime::service::{Service, Tasks, bind};
+use muster_runtime::{db, grpc};
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use muster_runtime::service::Mode;
 
 const DEFAULTS: &str = r#"
 [database]
@@ -65,53 +64,33 @@ pub struct ImportSettings {
     pub spool_dir: String,
 }
 
-impl Settings {
-    /// Defaults, then `MUSTER_CONFIG`, then `MUSTER_*` variables.
-    pub fn load() -> anyhow::Result<Self> {
-        muster_runtime::config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}"))
+/// The contacts binary.
+pub struct Contacts;
+
+impl Service for Contacts {
+    const NAME: &'static str = "muster-contacts";
+    type Settings = Settings;
+
+    fn defaults() -> &'static str {
+        DEFAULTS
     }
 
-    /// The compiled-in defaults alone (tests override what they need).
-    pub fn defaults() -> anyhow::Result<Self> {
-        let merged = format!("{COMMON_DEFAULTS}\n{DEFAULTS}");
-        Ok(config::Config::builder()
-            .add_source(config::File::from_str(&merged, config::FileFormat::Toml))
-            .build()?
-            .try_deserialize()?)
-    }
-}
-
-/// Which parts of the service a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// gRPC API (imports run where they were uploaded).
-    Serve,
-    /// Bus consumers.
-    Worker,
-    /// Outbox relay.
-    Relay,
-    /// All of the above, for a single-process deployment.
-    All,
-}
-
-impl Mode {
-    fn serves(self) -> bool {
-        matches!(self, Self::Serve | Self::All)
+    fn telemetry(settings: &Settings) -> &TelemetrySettings {
+        &settings.telemetry
     }
 
-    fn works(self) -> bool {
-        matches!(self, Self::Worker | Self::All)
+    async fn migrate(settings: Settings) -> anyhow::Result<()> {
+        let pool = db::connect(&settings.database).await?;
+        db::migrate(&pool, MIGRATIONS).await
     }
 
-    fn relays(self) -> bool {
-        matches!(self, Self::Relay | Self::All)
+    async fn run(
+        settings: Settings,
+        mode: Mode,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        build(settings, mode).await?.run(shutdown).await
     }
-}
-
-/// Applies pending migrations and returns.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pool = db::connect(&settings.database).await?;
-    db::migrate(&pool, MIGRATIONS).await
 }
 
 /// A started but not yet running contacts process, its listeners bound.
@@ -158,12 +137,6 @@ pub async fn build(settings: Settings, mode: Mode) -> anyhow::Result<Application
     })
 }
 
-async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
-}
-
 impl Application {
     /// The gRPC port, when this process serves the API.
     pub fn grpc_port(&self) -> Option<u16> {
@@ -180,7 +153,6 @@ impl Application {
 
     /// Runs until `shutdown`, then drains and returns.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut tasks = JoinSet::new();
         let interrupted = store::imports::fail_interrupted(&self.pool).await?;
         if interrupted > 0 {
             tracing::warn!(
@@ -189,6 +161,8 @@ impl Application {
             );
         }
 
+        let amqp = &self.settings.amqp;
+        let mut tasks = Tasks::new(shutdown);
         if let Some(listener) = self.grpc {
             let (router, health) = grpc::base_router(&["muster.contacts.v1.ContactsService"])?;
             health
@@ -204,43 +178,22 @@ impl Application {
                 Authenticate(signer),
             ));
             tracing::info!(addr = %listener.local_addr()?, "contacts gRPC listening");
-            tasks.spawn(grpc::serve(router, listener, shutdown.clone()));
+            tasks.spawn(grpc::serve(router, listener, tasks.shutdown()));
         }
         if self.mode.works() {
-            let handler = Arc::new(consumers::Unsubscribes {
+            let handler = consumers::Unsubscribes {
                 pool: self.pool.clone(),
-            });
+            };
             let options = ConsumerOptions {
                 queue: "contacts.unsubscribes",
                 concurrency: 8,
             };
-            let (amqp, stop) = (self.settings.amqp.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                consumer::run(amqp, options, handler, stop).await;
-                Ok(())
-            });
+            tasks.consume(amqp, options, handler);
         }
         if self.mode.relays() {
-            let relay = Relay::new(self.pool.clone(), self.settings.amqp.clone());
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                relay.run(stop).await;
-                Ok(())
-            });
+            tasks.relay(&self.pool, amqp);
         }
-        let (pool, stop) = (self.pool.clone(), shutdown.clone());
-        let admin = self.admin;
-        tasks.spawn(async move {
-            admin::serve(admin, pool, stop).await;
-            Ok(())
-        });
-
-        while let Some(finished) = tasks.join_next().await {
-            if let Err(error) = finished.context("a task panicked").and_then(|r| r) {
-                shutdown.cancel();
-                return Err(error);
-            }
-        }
-        Ok(())
+        tasks.admin(self.admin, &self.pool);
+        tasks.join().await
     }
 }

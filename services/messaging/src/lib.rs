@@ -11,7 +11,6 @@ pub mod sender;
 pub mod store;
 pub mod unsubscribe;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,17 +18,17 @@ use muster_proto::messaging::v1::messaging_service_server::MessagingServiceServe
 use muster_runtime::auth::{Authenticate, Signer};
 use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
-    AmqpSettings, AuthSettings, COMMON_DEFAULTS, DatabaseSettings, ListenSettings,
-    TelemetrySettings,
+    AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
 use muster_runtime::consumer::ConsumerOptions;
-use muster_runtime::outbox::Relay;
-use muster_runtime::{admin, consumer, db, grpc};
+use muster_runtime::service::{Service, Tasks, bind};
+use muster_runtime::{db, grpc};
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+pub use muster_runtime::service::Mode;
 
 pub use sender::SmtpSettings;
 
@@ -106,53 +105,33 @@ pub struct PublicSettings {
     pub base_url: String,
 }
 
-impl Settings {
-    /// Defaults, then `MUSTER_CONFIG`, then `MUSTER_*` variables.
-    pub fn load() -> anyhow::Result<Self> {
-        muster_runtime::config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}"))
+/// The messaging binary.
+pub struct Messaging;
+
+impl Service for Messaging {
+    const NAME: &'static str = "muster-messaging";
+    type Settings = Settings;
+
+    fn defaults() -> &'static str {
+        DEFAULTS
     }
 
-    /// The compiled-in defaults alone (tests override what they need).
-    pub fn defaults() -> anyhow::Result<Self> {
-        let merged = format!("{COMMON_DEFAULTS}\n{DEFAULTS}");
-        Ok(config::Config::builder()
-            .add_source(config::File::from_str(&merged, config::FileFormat::Toml))
-            .build()?
-            .try_deserialize()?)
-    }
-}
-
-/// Which parts of the service a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// gRPC API and campaign launches.
-    Serve,
-    /// E-mail senders and the suppression projection.
-    Worker,
-    /// Outbox relay.
-    Relay,
-    /// All of the above.
-    All,
-}
-
-impl Mode {
-    fn serves(self) -> bool {
-        matches!(self, Self::Serve | Self::All)
+    fn telemetry(settings: &Settings) -> &TelemetrySettings {
+        &settings.telemetry
     }
 
-    fn works(self) -> bool {
-        matches!(self, Self::Worker | Self::All)
+    async fn migrate(settings: Settings) -> anyhow::Result<()> {
+        let pool = db::connect(&settings.database).await?;
+        db::migrate(&pool, MIGRATIONS).await
     }
 
-    fn relays(self) -> bool {
-        matches!(self, Self::Relay | Self::All)
+    async fn run(
+        settings: Settings,
+        mode: Mode,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        build(settings, mode).await?.run(shutdown).await
     }
-}
-
-/// Applies pending migrations and returns.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let pool = db::connect(&settings.database).await?;
-    db::migrate(&pool, MIGRATIONS).await
 }
 
 /// A started but not yet running messaging process, its listeners bound.
@@ -188,12 +167,6 @@ pub async fn build(settings: Settings, mode: Mode) -> anyhow::Result<Application
     })
 }
 
-async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
-}
-
 impl Application {
     /// The gRPC port, when this process serves the API.
     pub fn grpc_port(&self) -> Option<u16> {
@@ -213,7 +186,7 @@ impl Application {
         let settings = &self.settings;
         let signer = Signer::new(&settings.auth.token_secret);
         let tokens = unsubscribe::Tokens::new(&settings.auth.token_secret);
-        let mut tasks = JoinSet::new();
+        let mut tasks = Tasks::new(shutdown);
 
         if let Some(listener) = self.grpc {
             let contacts =
@@ -241,25 +214,18 @@ impl Application {
                 Authenticate(signer),
             ));
             tracing::info!(addr = %listener.local_addr()?, "messaging gRPC listening");
-            tasks.spawn(grpc::serve(router, listener, shutdown.clone()));
+            tasks.spawn(grpc::serve(router, listener, tasks.shutdown()));
         }
         if self.mode.works() {
             let smtp = sender::transport(&settings.smtp);
-            let sender = sender::Sender::new(
-                self.pool.clone(),
-                smtp,
-                tokens,
-                settings.public.base_url.clone(),
-            );
+            let public_url = settings.public.base_url.clone();
+            let sender = sender::Sender::new(self.pool.clone(), smtp, tokens, public_url);
+            let concurrency = settings.sender.concurrency;
             let options = ConsumerOptions {
                 queue: jobs::SEND_QUEUE,
-                concurrency: settings.sender.concurrency,
+                concurrency,
             };
-            let (amqp, stop) = (settings.amqp.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                consumer::run(amqp, options, Arc::new(sender), stop).await;
-                Ok(())
-            });
+            tasks.consume(&settings.amqp, options, sender);
 
             let projection = consumers::ConsentProjection {
                 pool: self.pool.clone(),
@@ -268,16 +234,12 @@ impl Application {
                 queue: "messaging.consent",
                 concurrency: 8,
             };
-            let (amqp, stop) = (settings.amqp.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                consumer::run(amqp, options, Arc::new(projection), stop).await;
-                Ok(())
-            });
+            tasks.consume(&settings.amqp, options, projection);
 
-            let (pool, stop, stale) = (
+            let (pool, stale, stop) = (
                 self.pool.clone(),
-                shutdown.clone(),
                 settings.sender.stale_claim(),
+                tasks.shutdown(),
             );
             tasks.spawn(async move {
                 reap(pool, stale, stop).await;
@@ -285,26 +247,10 @@ impl Application {
             });
         }
         if self.mode.relays() {
-            let relay = Relay::new(self.pool.clone(), settings.amqp.clone());
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                relay.run(stop).await;
-                Ok(())
-            });
+            tasks.relay(&self.pool, &settings.amqp);
         }
-        let (pool, stop, admin) = (self.pool.clone(), shutdown.clone(), self.admin);
-        tasks.spawn(async move {
-            admin::serve(admin, pool, stop).await;
-            Ok(())
-        });
-
-        while let Some(finished) = tasks.join_next().await {
-            if let Err(error) = finished.context("a task panicked").and_then(|r| r) {
-                shutdown.cancel();
-                return Err(error);
-            }
-        }
-        Ok(())
+        tasks.admin(self.admin, &self.pool);
+        tasks.join().await
     }
 }
 

@@ -1,39 +1,5 @@
 //! `muster-messaging [serve|worker|relay|all|migrate]`
 
-use muster_messaging::{Mode, Settings};
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let mode = match std::env::args().nth(1).as_deref() {
-        None | Some("all") => Some(Mode::All),
-        Some("serve") => Some(Mode::Serve),
-        Some("worker") => Some(Mode::Worker),
-        Some("relay") => Some(Mode::Relay),
-        Some("migrate") => None,
-        Some(other) => {
-            eprintln!("unknown mode {other:?}: use serve, worker, relay, all or migrate");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    match run(mode).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "messaging stopped");
-            eprintln!("muster-messaging: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(mode: Option<Mode>) -> anyhow::Result<()> {
-    let settings = Settings::load()?;
-    let _telemetry = muster_runtime::telemetry::init("muster-messaging", &settings.telemetry)?;
-    let Some(mode) = mode else {
-        return muster_messaging::migrate(&settings).await;
-    };
-    let shutdown = muster_runtime::shutdown::on_signals();
-    muster_messaging::build(settings, mode)
-        .await?
-        .run(shutdown)
-        .await
+fn main() -> std::process::ExitCode {
+    muster_runtime::service::main::<muster_messaging::Messaging>()
 }
