@@ -16,6 +16,15 @@ struct Gateway {
 
 impl Gateway {
     async fn start(stack: &Stack, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        Self::start_in(stack, shutdown, "FR").await
+    }
+
+    /// A gateway with one organization working in `country`.
+    async fn start_in(
+        stack: &Stack,
+        shutdown: &CancellationToken,
+        country: &str,
+    ) -> anyhow::Result<Self> {
         let mut settings = muster_gateway::Settings::load()?;
         settings.database = muster_testkit::fresh_database("gateway").await?;
         settings.listen.addr = "127.0.0.1:0".into();
@@ -27,7 +36,8 @@ impl Gateway {
         let app = muster_gateway::build(settings).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run(shutdown.clone()));
-        let (_, key) = muster_gateway::create_tenant(&pool, "Fédération du Rhône").await?;
+        let (tenant, key) = muster_gateway::create_tenant(&pool, "Fédération du Rhône").await?;
+        muster_gateway::set_default_country(&pool, tenant, country).await?;
         Ok(Self {
             database: settings_database,
             base,
@@ -217,6 +227,43 @@ async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_res
         withdrawn,
         "the one-click unsubscribe never reached contacts"
     );
+
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    muster_testkit::drop_database(&gateway.database).await?;
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn an_organization_in_belgium_imports_belgian_numbers() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start_in(&stack, &shutdown, "be").await?;
+
+    let file = "Courriel;GSM\nzoe@example.org;0470 12 34 56\n";
+    let upload = gateway
+        .http
+        .post(format!(
+            "{}/v1/imports?preset=custom&map.email=Courriel&map.phone=GSM",
+            gateway.base
+        ))
+        .bearer_auth(&gateway.key)
+        .header("content-length", file.len())
+        .body(file)
+        .send()
+        .await?;
+    assert_eq!(upload.status().as_u16(), 201);
+    let job: Value = upload.json().await?;
+    let path = format!("/v1/imports/{}", job["id"].as_str().unwrap());
+    let job = poll(&gateway, &path, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    })
+    .await?;
+    assert_eq!(job["counts"]["created"], 1, "{job}");
+
+    let people = gateway.get("/v1/people").await?;
+    assert_eq!(people["people"][0]["phone"], "+32470123456");
+    assert_eq!(people["people"][0]["address"]["country"], "BE");
 
     shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;

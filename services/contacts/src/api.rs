@@ -91,6 +91,7 @@ impl ContactsService for Api {
             }
         };
         let preset = preset(&header)?;
+        let default_country = default_country(&header.default_country)?;
         let id = Uuid::now_v7();
         let source_label = match header.source_label.trim() {
             "" => header.file_name.clone(),
@@ -149,6 +150,7 @@ impl ContactsService for Api {
             preset,
             source_label,
             path,
+            default_country,
         };
         tokio::spawn(job::run(self.pool.clone(), task));
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
@@ -275,6 +277,21 @@ fn preset(header: &pb::ImportHeader) -> Result<Preset, ApiError> {
             ));
         }
     })
+}
+
+/// The organization's country for the import, FR when the caller gives none.
+fn default_country(raw: &str) -> Result<String, ApiError> {
+    let country = raw.trim().to_ascii_uppercase();
+    if country.is_empty() {
+        return Ok("FR".to_owned());
+    }
+    match country.parse::<phonenumber::country::Id>() {
+        Ok(_) if country.len() == 2 => Ok(country),
+        _ => Err(ApiError::invalid(
+            "header.default_country",
+            format!("{raw:?} is not an ISO 3166-1 two-letter country code"),
+        )),
+    }
 }
 
 fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {

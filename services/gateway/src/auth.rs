@@ -27,14 +27,14 @@ pub async fn require_api_key(
     })?;
     let refused = || HttpError::unauthenticated("unknown or revoked API key");
     let key = ApiKey::parse(presented).ok_or_else(refused)?;
-    let tenant = tenants::tenant_for_key(&state.pool, &key)
+    let organization = tenants::organization_for_key(&state.pool, &key)
         .await
         .map_err(ApiError::from)?
         .ok_or_else(refused)?;
 
     request
         .extensions_mut()
-        .insert(state.upstreams.for_tenant(tenant));
+        .insert(state.upstreams.for_organization(&organization));
     Ok(next.run(request).await)
 }
 

@@ -17,5 +17,6 @@ pub use error::{HttpError, classify};
 pub use settings::{PublicSettings, ServicesSettings, Settings};
 pub use startup::{Application, MIGRATIONS, build, migrate};
 pub use tenants::{
-    ApiKey, ApiKeyId, create_api_key, create_tenant, revoke_api_key, tenant_for_key,
+    ApiKey, ApiKeyId, Organization, country_code, create_api_key, create_tenant,
+    organization_for_key, revoke_api_key, set_default_country, tenant_for_key,
 };

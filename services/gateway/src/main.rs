@@ -27,6 +27,10 @@ enum Command {
     CreateTenant {
         #[arg(long)]
         name: String,
+        /// The country it works in (ISO 3166-1 alpha-2): rows without a
+        /// country and national phone numbers are read as being there.
+        #[arg(long, default_value = "FR")]
+        country: String,
     },
     /// Print a one-hour internal credential for the organization of an API
     /// key, to call the gRPC services directly (grpcurl, scripts).
@@ -75,14 +79,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .await
         }
         Command::Migrate => muster_gateway::migrate(&settings.database).await,
-        Command::CreateTenant { name } => {
+        Command::CreateTenant { name, country } => {
             let pool = muster_runtime::db::connect(&settings.database).await?;
             if settings.database.migrate_on_start {
                 muster_runtime::db::migrate(&pool, muster_gateway::MIGRATIONS)
                     .await
                     .context("migrating the gateway database")?;
             }
+            let country = muster_gateway::country_code(&country)?;
             let (tenant, key) = muster_gateway::create_tenant(&pool, &name).await?;
+            muster_gateway::set_default_country(&pool, tenant, &country).await?;
             println!("tenant_id {tenant}");
             println!("api_key   {key}");
             eprintln!("Store the API key now: only its hash is kept, it cannot be shown again.");

@@ -21,7 +21,10 @@ use crate::upstream::Upstreams;
 use crate::{auth, unsubscribe, v1};
 
 /// The gateway's schema, applied in order.
-pub const MIGRATIONS: &[Migration] = muster_runtime::migrations![1 => "0001_tenants.sql"];
+pub const MIGRATIONS: &[Migration] = muster_runtime::migrations![
+    1 => "0001_tenants.sql",
+    2 => "0002_default_country.sql",
+];
 
 /// How long requests in flight may run on after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

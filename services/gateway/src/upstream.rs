@@ -11,6 +11,8 @@ use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
 use muster_runtime::auth::{Bearer, Signer};
 use muster_runtime::{ApiError, TenantId};
+
+use crate::tenants::Organization;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -61,11 +63,13 @@ impl Upstreams {
         })
     }
 
-    /// Clients acting for `tenant`.
-    pub fn for_tenant(&self, tenant: TenantId) -> TenantApi {
+    /// Clients acting for `organization`.
+    pub fn for_organization(&self, organization: &Organization) -> TenantApi {
+        let tenant = organization.id;
         let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
         TenantApi {
             tenant,
+            default_country: organization.default_country.clone(),
             contacts: ContactsServiceClient::with_interceptor(
                 self.contacts.clone(),
                 bearer.clone(),
@@ -91,6 +95,8 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
 #[derive(Clone)]
 pub struct TenantApi {
     pub tenant: TenantId,
+    /// Where the organization's rows without a country are read to be.
+    pub default_country: String,
     pub contacts: ContactsClient,
     pub messaging: MessagingClient,
 }

@@ -21,12 +21,15 @@ use crate::events;
 pub const BATCH_ROWS: usize = 2_000;
 
 /// What the worker needs to run one uploaded import.
+#[derive(Clone)]
 pub struct ImportTask {
     pub id: Uuid,
     pub tenant_id: TenantId,
     pub preset: Preset,
     pub source_label: String,
     pub path: PathBuf,
+    /// ISO 3166-1 alpha-2, for rows without a country and national phone numbers.
+    pub default_country: String,
 }
 
 /// Rows read from the file, waiting to be written.
@@ -77,11 +80,8 @@ pub async fn run(pool: PgPool, task: ImportTask) {
 async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     let (header_tx, header_rx) = tokio::sync::oneshot::channel();
     let (batches_tx, mut batches) = mpsc::channel::<Batch>(2);
-    let path = task.path.clone();
-    let preset = task.preset.clone();
-    let label = task.source_label.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || read_file(path, preset, &label, header_tx, batches_tx));
+    let spec = task.clone();
+    let reader = tokio::task::spawn_blocking(move || read_file(spec, header_tx, batches_tx));
 
     if let Ok((encoding, delimiter)) = header_rx.await {
         sqlx::query(
@@ -106,18 +106,14 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
 }
 
 fn read_file(
-    path: PathBuf,
-    preset: Preset,
-    label: &str,
+    task: ImportTask,
     header: tokio::sync::oneshot::Sender<(String, String)>,
     batches: mpsc::Sender<Batch>,
 ) -> anyhow::Result<()> {
-    let file = std::fs::File::open(&path).context("opening the spooled upload")?;
-    let mut reader = ImportReader::open(
-        std::io::BufReader::with_capacity(1 << 16, file),
-        preset,
-        label,
-    )?;
+    let file = std::fs::File::open(&task.path).context("opening the spooled upload")?;
+    let source = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut reader = ImportReader::open(source, task.preset, &task.source_label)?
+        .with_default_country(&task.default_country);
     let delimiter = match reader.delimiter() {
         b'\t' => "TAB".to_owned(),
         other => (other as char).to_string(),

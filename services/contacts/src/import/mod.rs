@@ -227,6 +227,7 @@ pub struct ImportReader<R: Read> {
     delimiter: u8,
     file: String,
     failure: Option<ImportError>,
+    default_country: String,
 }
 
 impl<R: Read> ImportReader<R> {
@@ -276,7 +277,15 @@ impl<R: Read> ImportReader<R> {
             delimiter: sniffed.delimiter,
             file: source_label.to_owned(),
             failure: None,
+            default_country: "FR".to_owned(),
         })
+    }
+
+    /// Reads rows without a country, and national phone numbers, as being in
+    /// `country` (ISO 3166-1 alpha-2) instead of France.
+    pub fn with_default_country(mut self, country: &str) -> Self {
+        self.default_country = country.to_ascii_uppercase();
+        self
     }
 
     /// The encoding the file was read in, e.g. "UTF-8" or "windows-1252".
@@ -315,7 +324,13 @@ impl<R: Read> ImportReader<R> {
             }
         }
         let line = self.record.position().map_or(0, csv::Position::line);
-        Some(row::read(&self.record, line, &self.columns, self.encoding))
+        Some(row::read(
+            &self.record,
+            line,
+            &self.columns,
+            self.encoding,
+            &self.default_country,
+        ))
     }
 
     /// The read error that ended [`ImportReader::next_row`] early, if any: a file is complete

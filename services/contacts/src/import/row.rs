@@ -15,6 +15,7 @@ pub(crate) fn read(
     line: u64,
     columns: &Columns,
     encoding: &'static str,
+    default_country: &str,
 ) -> RowOutcome {
     if is_blank(record) {
         return RowOutcome::Empty { line };
@@ -29,7 +30,7 @@ pub(crate) fn read(
     let first_name = fields.text(columns.first_name, "first_name");
     let last_name = fields.text(columns.last_name, "last_name");
     let email = email(&mut fields, columns);
-    let country = country(&mut fields, columns.country);
+    let country = country(&mut fields, columns.country, default_country);
     let postal_code = postal_code(&mut fields, columns.postal_code, country.as_deref());
     let region = country
         .as_deref()
@@ -175,9 +176,9 @@ fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
 }
 
 /// The country code in `column`, "FR" when the file does not say.
-fn country(fields: &mut Fields<'_>, column: Option<usize>) -> Option<String> {
+fn country(fields: &mut Fields<'_>, column: Option<usize>, default: &str) -> Option<String> {
     let Some(value) = fields.get(column, "country") else {
-        return Some("FR".to_owned());
+        return Some(default.to_owned());
     };
     let text = value.text;
     if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {

@@ -641,3 +641,20 @@ fn a_file_that_fails_midway_reports_the_read_error() {
         Some(ImportError::Unreadable { .. })
     ));
 }
+
+#[test]
+fn an_organization_abroad_reads_national_numbers_and_rows_in_its_own_country() {
+    let preset = Preset::Custom(ColumnMapping {
+        email: Some("email".to_owned()),
+        phone: Some("phone".to_owned()),
+        ..ColumnMapping::default()
+    });
+    let input: &[u8] = b"email,phone\nzoe@example.org,0470 12 34 56\n";
+    let mut reader = ImportReader::open(input, preset, "be.csv")
+        .unwrap()
+        .with_default_country("be");
+    let rows = read_all(&mut reader);
+    let row = row(&rows[0]);
+    assert_eq!(row.phone.as_ref().map(|p| p.as_str()), Some("+32470123456"));
+    assert_eq!(row.country.as_deref(), Some("BE"));
+}

@@ -83,8 +83,56 @@ pub async fn revoke_api_key(pool: &PgPool, tenant: TenantId, id: ApiKeyId) -> an
 
 /// The organization of a live (not revoked) key.
 pub async fn tenant_for_key(pool: &PgPool, key: &ApiKey) -> sqlx::Result<Option<TenantId>> {
-    sqlx::query_scalar(include_str!("sql/tenant_for_key.sql"))
+    Ok(organization_for_key(pool, key)
+        .await?
+        .map(|organization| organization.id))
+}
+
+/// The organization a live key belongs to, with the settings requests need.
+pub async fn organization_for_key(
+    pool: &PgPool,
+    key: &ApiKey,
+) -> sqlx::Result<Option<Organization>> {
+    let found: Option<(TenantId, String)> = sqlx::query_as(include_str!("sql/tenant_for_key.sql"))
         .bind(key.hash())
         .fetch_optional(pool)
+        .await?;
+    Ok(found.map(|(id, default_country)| Organization {
+        id,
+        default_country,
+    }))
+}
+
+/// An organization as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub id: TenantId,
+    /// ISO 3166-1 alpha-2: where rows without a country are read to be.
+    pub default_country: String,
+}
+
+/// A country code as stored: two ASCII letters, uppercased.
+pub fn country_code(raw: &str) -> anyhow::Result<String> {
+    let country = raw.trim().to_ascii_uppercase();
+    anyhow::ensure!(
+        country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()),
+        "{raw:?} is not a two-letter country code (ISO 3166-1), such as FR or BE"
+    );
+    Ok(country)
+}
+
+/// Sets the country `tenant` works in (ISO 3166-1 alpha-2, e.g. `BE`).
+pub async fn set_default_country(
+    pool: &PgPool,
+    tenant: TenantId,
+    country: &str,
+) -> anyhow::Result<()> {
+    let country = country_code(country)?;
+    sqlx::query("UPDATE tenants SET default_country = $2 WHERE id = $1")
+        .bind(tenant)
+        .bind(&country)
+        .execute(pool)
         .await
+        .context("setting the organization's country")?;
+    Ok(())
 }

@@ -30,6 +30,7 @@ pub async fn upload(
     request: Request,
 ) -> Result<(StatusCode, HeaderMap, Json<ImportJob>), HttpError> {
     let mut header = import_header(params)?;
+    header.default_country = api.default_country.clone();
     header.size_bytes = content_length(request.headers())?;
     tracing::Span::current().record("size_bytes", header.size_bytes);
 

@@ -1,3 +1,4 @@
-SELECT tenant_id
-FROM api_keys
-WHERE key_hash = $1 AND revoked_at IS NULL
+SELECT a.tenant_id, t.default_country
+FROM api_keys a
+JOIN tenants t ON t.id = a.tenant_id
+WHERE a.key_hash = $1 AND a.revoked_at IS NULL
