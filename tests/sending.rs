@@ -10,6 +10,8 @@ use muster_messaging::Mode;
 use muster_proto::contacts::v1 as contacts;
 use muster_proto::messaging::v1 as messaging;
 use muster_runtime::TenantId;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Imports the Mailchimp subscribed export; returns who may be e-mailed.
 async fn audience(stack: &Stack, tenant: TenantId) -> anyhow::Result<HashSet<String>> {
@@ -53,6 +55,20 @@ async fn deliveries_in(
     .await?
     .into_iter()
     .collect())
+}
+
+/// A sender process: its task (abort it to kill the process) and its stop token.
+type SenderProcess = (JoinHandle<anyhow::Result<()>>, CancellationToken);
+
+/// Messaging split as in production: the API, a relay, and `senders` senders.
+async fn stack_with_senders(senders: usize) -> anyhow::Result<(Stack, Vec<SenderProcess>)> {
+    let stack = Stack::start_with(Mode::Serve).await?;
+    stack.spawn_messaging(Mode::Relay).await?;
+    let mut processes = Vec::new();
+    for _ in 0..senders {
+        processes.push(stack.spawn_messaging(Mode::Worker).await?);
+    }
+    Ok((stack, processes))
 }
 
 fn sent_so_far(campaign: &messaging::Campaign) -> u64 {
@@ -102,10 +118,7 @@ async fn pausing_and_resuming_never_sends_anyone_twice() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn two_senders_on_one_queue_never_send_anyone_twice() -> anyhow::Result<()> {
-    let stack = Stack::start_with(Mode::Serve).await?;
-    let (_relay, _) = stack.spawn_messaging(Mode::Relay).await?;
-    let (_first, _) = stack.spawn_messaging(Mode::Worker).await?;
-    let (_second, _) = stack.spawn_messaging(Mode::Worker).await?;
+    let (stack, _senders) = stack_with_senders(2).await?;
     let tenant = TenantId::new();
     let expected = audience(&stack, tenant).await?;
 
@@ -121,9 +134,8 @@ async fn two_senders_on_one_queue_never_send_anyone_twice() -> anyhow::Result<()
 #[tokio::test]
 async fn a_killed_sender_never_doubles_a_send_and_reports_what_it_left_unknown()
 -> anyhow::Result<()> {
-    let stack = Stack::start_with(Mode::Serve).await?;
-    let (_relay, _) = stack.spawn_messaging(Mode::Relay).await?;
-    let (doomed, _) = stack.spawn_messaging(Mode::Worker).await?;
+    let (stack, mut senders) = stack_with_senders(1).await?;
+    let (doomed, _) = senders.remove(0);
     let tenant = TenantId::new();
     let expected = audience(&stack, tenant).await?;
 
@@ -166,9 +178,8 @@ async fn a_killed_sender_never_doubles_a_send_and_reports_what_it_left_unknown()
 
 #[tokio::test]
 async fn a_restarted_service_never_sends_anyone_twice() -> anyhow::Result<()> {
-    let stack = Stack::start_with(Mode::Serve).await?;
-    let (_relay, _) = stack.spawn_messaging(Mode::Relay).await?;
-    let (first, stop_first) = stack.spawn_messaging(Mode::Worker).await?;
+    let (stack, mut senders) = stack_with_senders(1).await?;
+    let (first, stop_first) = senders.remove(0);
     let tenant = TenantId::new();
     let expected = audience(&stack, tenant).await?;
 

@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AmqpSettings, COMMON_DEFAULTS, TelemetrySettings};
+use crate::config::{AmqpSettings, COMMON_DEFAULTS, DatabaseSettings, TelemetrySettings};
 use crate::consumer::{self, ConsumerOptions, Handler};
+use crate::db::Migration;
 use crate::outbox::Relay;
 
 /// Which parts of a service a process runs, so that Kubernetes can scale
@@ -54,10 +55,22 @@ pub trait Service {
     const NAME: &'static str;
     type Settings: DeserializeOwned;
 
+    /// The migrations embedded in the binary.
+    const MIGRATIONS: &'static [Migration];
+
     /// The service's compiled-in defaults (TOML), under [`COMMON_DEFAULTS`].
     fn defaults() -> &'static str;
     fn telemetry(settings: &Self::Settings) -> &TelemetrySettings;
-    fn migrate(settings: Self::Settings) -> impl Future<Output = anyhow::Result<()>>;
+    fn database(settings: &Self::Settings) -> &DatabaseSettings;
+
+    /// Applies pending migrations (`NAME migrate`).
+    fn migrate(settings: Self::Settings) -> impl Future<Output = anyhow::Result<()>> {
+        async move {
+            let pool = crate::db::connect(Self::database(&settings)).await?;
+            crate::db::migrate(&pool, Self::MIGRATIONS).await
+        }
+    }
+
     fn run(
         settings: Self::Settings,
         mode: Mode,

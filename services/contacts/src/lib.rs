@@ -70,6 +70,7 @@ pub struct Contacts;
 impl Service for Contacts {
     const NAME: &'static str = "muster-contacts";
     type Settings = Settings;
+    const MIGRATIONS: &'static [db::Migration] = MIGRATIONS;
 
     fn defaults() -> &'static str {
         DEFAULTS
@@ -79,9 +80,8 @@ impl Service for Contacts {
         &settings.telemetry
     }
 
-    async fn migrate(settings: Settings) -> anyhow::Result<()> {
-        let pool = db::connect(&settings.database).await?;
-        db::migrate(&pool, MIGRATIONS).await
+    fn database(settings: &Settings) -> &DatabaseSettings {
+        &settings.database
     }
 
     async fn run(

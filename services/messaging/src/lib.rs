@@ -111,6 +111,7 @@ pub struct Messaging;
 impl Service for Messaging {
     const NAME: &'static str = "muster-messaging";
     type Settings = Settings;
+    const MIGRATIONS: &'static [db::Migration] = MIGRATIONS;
 
     fn defaults() -> &'static str {
         DEFAULTS
@@ -120,9 +121,8 @@ impl Service for Messaging {
         &settings.telemetry
     }
 
-    async fn migrate(settings: Settings) -> anyhow::Result<()> {
-        let pool = db::connect(&settings.database).await?;
-        db::migrate(&pool, MIGRATIONS).await
+    fn database(settings: &Settings) -> &DatabaseSettings {
+        &settings.database
     }
 
     async fn run(

@@ -72,78 +72,48 @@ pub async fn get(mut api: TenantApi, Path(id): Path<String>) -> Result<Json<Camp
     Ok(Json(campaign.into()))
 }
 
-/// `POST /v1/campaigns/{id}/launch`.
+/// What `POST /v1/campaigns/{id}/<action>` asks of a campaign.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Launch,
+    Pause,
+    Resume,
+    Cancel,
+}
+
 #[tracing::instrument(
-    name = "gateway.campaigns.launch",
+    name = "gateway.campaigns.act",
     skip_all,
-    fields(tenant_id = %api.tenant, campaign_id = %id)
+    fields(tenant_id = %api.tenant, campaign_id = %id, ?action)
 )]
-pub async fn launch(
-    mut api: TenantApi,
-    Path(id): Path<String>,
-) -> Result<Json<Campaign>, HttpError> {
+async fn act(mut api: TenantApi, id: String, action: Action) -> Result<Json<Campaign>, HttpError> {
     let request = CampaignActionRequest { id };
-    let campaign = api
-        .messaging
-        .launch_campaign(request)
-        .await
-        .reply(Upstream::Messaging)?;
-    Ok(Json(campaign.into()))
+    let messaging = &mut api.messaging;
+    let reply = match action {
+        Action::Launch => messaging.launch_campaign(request).await,
+        Action::Pause => messaging.pause_campaign(request).await,
+        Action::Resume => messaging.resume_campaign(request).await,
+        Action::Cancel => messaging.cancel_campaign(request).await,
+    };
+    Ok(Json(reply.reply(Upstream::Messaging)?.into()))
+}
+
+/// `POST /v1/campaigns/{id}/launch`: a second launch changes nothing.
+pub async fn launch(api: TenantApi, Path(id): Path<String>) -> Result<Json<Campaign>, HttpError> {
+    act(api, id, Action::Launch).await
 }
 
 /// `POST /v1/campaigns/{id}/pause`.
-#[tracing::instrument(
-    name = "gateway.campaigns.pause",
-    skip_all,
-    fields(tenant_id = %api.tenant, campaign_id = %id)
-)]
-pub async fn pause(
-    mut api: TenantApi,
-    Path(id): Path<String>,
-) -> Result<Json<Campaign>, HttpError> {
-    let request = CampaignActionRequest { id };
-    let campaign = api
-        .messaging
-        .pause_campaign(request)
-        .await
-        .reply(Upstream::Messaging)?;
-    Ok(Json(campaign.into()))
+pub async fn pause(api: TenantApi, Path(id): Path<String>) -> Result<Json<Campaign>, HttpError> {
+    act(api, id, Action::Pause).await
 }
 
 /// `POST /v1/campaigns/{id}/resume`.
-#[tracing::instrument(
-    name = "gateway.campaigns.resume",
-    skip_all,
-    fields(tenant_id = %api.tenant, campaign_id = %id)
-)]
-pub async fn resume(
-    mut api: TenantApi,
-    Path(id): Path<String>,
-) -> Result<Json<Campaign>, HttpError> {
-    let request = CampaignActionRequest { id };
-    let campaign = api
-        .messaging
-        .resume_campaign(request)
-        .await
-        .reply(Upstream::Messaging)?;
-    Ok(Json(campaign.into()))
+pub async fn resume(api: TenantApi, Path(id): Path<String>) -> Result<Json<Campaign>, HttpError> {
+    act(api, id, Action::Resume).await
 }
 
 /// `POST /v1/campaigns/{id}/cancel`.
-#[tracing::instrument(
-    name = "gateway.campaigns.cancel",
-    skip_all,
-    fields(tenant_id = %api.tenant, campaign_id = %id)
-)]
-pub async fn cancel(
-    mut api: TenantApi,
-    Path(id): Path<String>,
-) -> Result<Json<Campaign>, HttpError> {
-    let request = CampaignActionRequest { id };
-    let campaign = api
-        .messaging
-        .cancel_campaign(request)
-        .await
-        .reply(Upstream::Messaging)?;
-    Ok(Json(campaign.into()))
+pub async fn cancel(api: TenantApi, Path(id): Path<String>) -> Result<Json<Campaign>, HttpError> {
+    act(api, id, Action::Cancel).await
 }
