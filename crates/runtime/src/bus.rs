@@ -25,8 +25,9 @@ pub struct QueueSpec {
     pub name: &'static str,
     /// Event routing keys (patterns) bound from the events exchange.
     pub bindings: &'static [&'static str],
-    /// When set, a `<name>.retry` queue holds messages this long, then returns them.
-    pub retry_delay: Option<Duration>,
+    /// Back-off ladder: `<name>.retry.<i>` holds a message `retry_delays[i]`,
+    /// then returns it to the queue.
+    pub retry_delays: &'static [Duration],
 }
 
 /// One AMQP connection and the names under this deployment's prefix.
@@ -105,7 +106,13 @@ impl Bus {
         for spec in queues {
             self.declare_queue(&channel, spec)
                 .await
-                .with_context(|| format!("declaring queue {}", spec.name))?;
+                .with_context(|| {
+                    let name = self.name(spec.name);
+                    format!(
+                        "declaring queue {name}; if an older version declared it with other \
+                         arguments, drain it and remove it (rabbitmqctl delete_queue {name})"
+                    )
+                })?;
         }
         let _ = channel.close(200, "declared".into()).await;
         Ok(())
@@ -157,12 +164,12 @@ impl Bus {
                 .await?;
         }
 
-        if let Some(delay) = spec.retry_delay {
+        for (step, delay) in spec.retry_delays.iter().enumerate() {
             let mut arguments = quorum();
             arguments.insert("x-message-ttl".into(), long(delay.as_millis() as i64));
             arguments.insert("x-dead-letter-exchange".into(), text(""));
             arguments.insert("x-dead-letter-routing-key".into(), text(&queue));
-            let retry = format!("{queue}.retry");
+            let retry = retry_queue(&queue, step);
             channel
                 .queue_declare(retry.as_str().into(), options, arguments)
                 .await?;
@@ -176,9 +183,18 @@ impl Bus {
     }
 }
 
+/// The name of step `step` of `queue`'s retry ladder.
+pub fn retry_queue(queue: &str, step: usize) -> String {
+    format!("{queue}.retry.{step}")
+}
+
+/// A quorum queue whose dead letters are kept until the target confirms
+/// them (at-least-once), so that a retry is never dropped on the way back.
 fn quorum() -> FieldTable {
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), text("quorum"));
+    arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    arguments.insert("x-overflow".into(), text("reject-publish"));
     arguments
 }
 
@@ -205,6 +221,14 @@ pub fn header_value(value: &str) -> AMQPValue {
     text(value)
 }
 
+/// The back-off of e-mail sends the server deferred: 5 s, 30 s, 2 min, 10 min.
+pub const EMAIL_SEND_RETRY_DELAYS: &[Duration] = &[
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+];
+
 /// Every queue of the system and what feeds it. Each process declares all of
 /// them at start-up, so that no event is lost to a queue not yet declared
 /// because its consumer started later.
@@ -212,16 +236,16 @@ pub const TOPOLOGY: &[QueueSpec] = &[
     QueueSpec {
         name: "contacts.unsubscribes",
         bindings: &["messaging.delivery.unsubscribed"],
-        retry_delay: None,
+        retry_delays: &[],
     },
     QueueSpec {
         name: "messaging.consent",
         bindings: &["contacts.consent.changed"],
-        retry_delay: None,
+        retry_delays: &[],
     },
     QueueSpec {
         name: "messaging.email.send",
         bindings: &[],
-        retry_delay: Some(Duration::from_secs(5)),
+        retry_delays: EMAIL_SEND_RETRY_DELAYS,
     },
 ];

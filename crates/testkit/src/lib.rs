@@ -65,8 +65,13 @@ pub async fn drop_topology(amqp: &AmqpSettings) -> anyhow::Result<()> {
     let bus = Bus::connect(amqp, "test-cleanup").await?;
     let channel = bus.channel().await?;
     for spec in TOPOLOGY {
-        for suffix in ["", ".dead", ".retry"] {
-            let name = format!("{}{suffix}", bus.name(spec.name));
+        let queue = bus.name(spec.name);
+        let retries =
+            (0..spec.retry_delays.len()).map(|step| muster_runtime::bus::retry_queue(&queue, step));
+        for name in [queue.clone(), format!("{queue}.dead")]
+            .into_iter()
+            .chain(retries)
+        {
             channel
                 .queue_delete(name.as_str().into(), Default::default())
                 .await?;

@@ -36,33 +36,16 @@ impl SmtpSink {
         let dir = std::env::temp_dir().join(format!("muster-sink-{}", crate::unique()));
         std::fs::create_dir_all(&dir)?;
         set_mode_777(&dir)?;
+        let child = spawn(port, &dir, flags).await?;
+        Ok(Self { port, dir, child })
+    }
 
-        let mut command = Command::new(smtp_sink_path());
-        if running_as_root() {
-            command.args(["-u", "nobody"]);
-        }
-        let template = format!("{}/%Y%m%d%H/%M.", dir.display());
-        command
-            .args(flags)
-            .args(["-d", &template, &format!("127.0.0.1:{port}"), "256"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let child = command.spawn().context(
-            "starting smtp-sink; install it with deploy/local/services.sh (Debian package postfix)",
-        )?;
-
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Ok(Self { port, dir, child });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("smtp-sink did not start listening on port {port}")
+    /// Replaces the running sink by one with `flags`, on the same port and
+    /// folder: a server that starts or stops refusing mail mid-campaign.
+    pub async fn restart_with(&mut self, flags: &[&str]) -> anyhow::Result<()> {
+        let _ = self.child.kill().await;
+        self.child = spawn(self.port, &self.dir, flags).await?;
+        Ok(())
     }
 
     /// The port it listens on (127.0.0.1).
@@ -86,6 +69,34 @@ impl SmtpSink {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+async fn spawn(port: u16, dir: &Path, flags: &[&str]) -> anyhow::Result<Child> {
+    let mut command = Command::new(smtp_sink_path());
+    if running_as_root() {
+        command.args(["-u", "nobody"]);
+    }
+    let template = format!("{}/%Y%m%d%H/%M.", dir.display());
+    command
+        .args(flags)
+        .args(["-d", &template, &format!("127.0.0.1:{port}"), "256"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let child = command.spawn().context(
+        "starting smtp-sink; install it with deploy/local/services.sh (Debian package postfix)",
+    )?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("smtp-sink did not start listening on port {port}")
 }
 
 fn collect(dir: &Path, out: &mut Vec<ReceivedMessage>) -> anyhow::Result<()> {

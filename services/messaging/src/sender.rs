@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::response::Response;
+use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executor};
 use muster_proto::events::v1::SendJob;
 use muster_runtime::TenantId;
@@ -28,6 +29,45 @@ use crate::unsubscribe::Tokens;
 
 /// Attempts of one delivery before it is failed.
 const MAX_ATTEMPTS: i32 = 5;
+
+/// What the SMTP server's answer means for a delivery.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Accepted (the server's answer).
+    Sent(String),
+    /// Refused for good (5xx): the delivery fails with the reason.
+    Refused(String),
+    /// Not handed over (4xx, or no connection): try again later.
+    Retry(String),
+    /// The message may have been received (the connection broke or timed out
+    /// after it was handed over): never re-sent, reported as unknown.
+    Unknown(String),
+}
+
+fn classify(result: Result<Response, SmtpError>) -> Outcome {
+    let error = match result {
+        Ok(response) => return Outcome::Sent(response.message().collect::<Vec<_>>().join(" ")),
+        Err(error) => error,
+    };
+    if error.is_permanent() {
+        Outcome::Refused(format!("refused by the SMTP server: {error}"))
+    } else if error.is_transient() {
+        Outcome::Retry(format!("deferred by the SMTP server: {error}"))
+    } else if never_connected(&error) {
+        Outcome::Retry(format!("could not reach the SMTP server: {error}"))
+    } else {
+        Outcome::Unknown(format!(
+            "the SMTP session broke before the server answered ({error}); \
+             the message may have been received and is not sent again"
+        ))
+    }
+}
+
+/// Whether the error happened while opening the connection, before any
+/// message was handed over. lettre exposes this kind only through its text.
+fn never_connected(error: &SmtpError) -> bool {
+    error.to_string().starts_with("Connection error")
+}
 
 /// The SMTP relay deliveries go to.
 #[derive(Debug, Clone, Deserialize)]
@@ -182,11 +222,10 @@ impl Sender {
 
         let email = match self.build(tenant, context, delivery, &claimed) {
             Ok(email) => email,
-            Err(error) => return self.fail(delivery, &format!("{error:#}")).await,
+            Err(error) => return self.finish(delivery, "failed", &format!("{error:#}")).await,
         };
-        match self.smtp.send(email).await {
-            Ok(response) => {
-                let answer = response.message().collect::<Vec<_>>().join(" ");
+        match classify(self.smtp.send(email).await) {
+            Outcome::Sent(answer) => {
                 sqlx::query(
                     "UPDATE deliveries SET state = 'sent', sent_at = now(), provider_message_id = $2
                      WHERE id = $1",
@@ -197,22 +236,15 @@ impl Sender {
                 .await?;
                 Ok(())
             }
-            Err(error) if error.is_permanent() => {
-                self.fail(delivery, &format!("refused by the SMTP server: {error}"))
-                    .await
+            Outcome::Refused(reason) => self.finish(delivery, "failed", &reason).await,
+            Outcome::Unknown(reason) => self.finish(delivery, "unknown", &reason).await,
+            Outcome::Retry(reason) if claimed.attempts >= MAX_ATTEMPTS => {
+                let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {reason}");
+                self.finish(delivery, "failed", &reason).await
             }
-            // TODO(#3): a connection lost after DATA may have delivered the
-            // message; classify it as unknown instead of retrying.
-            Err(error) if claimed.attempts >= MAX_ATTEMPTS => {
-                self.fail(
-                    delivery,
-                    &format!("gave up after {MAX_ATTEMPTS} attempts: {error}"),
-                )
-                .await
-            }
-            Err(error) => {
-                self.retry(tenant, campaign, delivery, &error.to_string())
-                    .await
+            Outcome::Retry(reason) => {
+                let step = (claimed.attempts.max(1) - 1) as usize;
+                self.retry(tenant, campaign, delivery, step, &reason).await
             }
         }
     }
@@ -271,9 +303,11 @@ impl Sender {
         email.context("building the message")
     }
 
-    async fn fail(&self, delivery: Uuid, reason: &str) -> Result<(), HandleError> {
-        sqlx::query("UPDATE deliveries SET state = 'failed', error = $2 WHERE id = $1")
+    /// Records a final state other than sent, with its reason.
+    async fn finish(&self, delivery: Uuid, state: &str, reason: &str) -> Result<(), HandleError> {
+        sqlx::query("UPDATE deliveries SET state = $2, error = $3 WHERE id = $1")
             .bind(delivery)
+            .bind(state)
             .bind(reason)
             .execute(&self.pool)
             .await?;
@@ -286,6 +320,7 @@ impl Sender {
         tenant: TenantId,
         campaign: Uuid,
         delivery: Uuid,
+        step: usize,
         reason: &str,
     ) -> Result<(), HandleError> {
         let mut tx = self.pool.begin().await?;
@@ -294,7 +329,8 @@ impl Sender {
             .bind(format!("will retry: {reason}"))
             .execute(&mut *tx)
             .await?;
-        let retry_queue = format!("{}.retry", jobs::SEND_QUEUE);
+        let last = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS.len() - 1;
+        let retry_queue = muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step.min(last));
         jobs::enqueue(&mut tx, tenant, campaign, &[delivery], &retry_queue).await?;
         tx.commit().await?;
         Ok(())
