@@ -1,5 +1,5 @@
 # The README's commands.
-.PHONY: run stop test lint fmt
+.PHONY: run stop test bench lint fmt
 
 # Starts everything on this machine and runs the main job (see README).
 run:
@@ -14,6 +14,13 @@ test:
 	deploy/local/services.sh
 	deploy/local/clean-tests.sh
 	cargo test --workspace --no-fail-fast
+
+# Raw broker and SMTP ceilings and a 100,000-recipient campaign, in one run
+# (BENCH_ARGS="--recipients 20000" for a shorter one).
+bench:
+	deploy/local/services.sh
+	cargo build --release -p muster-contacts -p muster-messaging -p muster-bench
+	cargo run --release -p muster-bench -- $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check

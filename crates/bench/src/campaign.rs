@@ -1,0 +1,258 @@
+//! The campaign end to end: the release binaries of contacts and messaging
+//! as separate processes, their own databases and queues, a real smtp-sink.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use muster_proto::contacts::v1 as contacts;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::messaging::v1 as messaging;
+use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use muster_testkit::SmtpSink;
+use tokio::process::{Child, Command};
+
+use crate::Rate;
+
+const SECRET: &str = "muster-bench-secret";
+
+/// What the end-to-end run measured.
+pub struct Run {
+    pub import: Duration,
+    pub launch: Duration,
+    pub sending: Duration,
+    /// Deliveries sent over the time from launch to the last one received.
+    pub send: Rate,
+    pub received: u64,
+    pub contacts_peak_kib: u64,
+    pub messaging_peak_kib: u64,
+}
+
+/// Imports `recipients` consenting people and sends them one campaign.
+pub async fn run(recipients: u64) -> anyhow::Result<Run> {
+    let sink = SmtpSink::start().await?;
+    let amqp = muster_testkit::fresh_amqp();
+    let contacts_db = muster_testkit::fresh_database("bench").await?;
+    let messaging_db = muster_testkit::fresh_database("bench").await?;
+    let bin = std::env::current_exe()?.parent().context("the bench binary's folder")?.to_owned();
+    let (contacts_port, messaging_port) = (free_port()?, free_port()?);
+
+    let common = |db: &str| {
+        vec![
+            ("MUSTER_DATABASE__URL", db.to_owned()),
+            ("MUSTER_AMQP__PREFIX", amqp.prefix.clone()),
+            ("MUSTER_AUTH__TOKEN_SECRET", SECRET.to_owned()),
+            ("MUSTER_TELEMETRY__FILTER", "warn".to_owned()),
+            ("MUSTER_LISTEN__ADMIN_ADDR", "127.0.0.1:0".to_owned()),
+        ]
+    };
+    let mut contacts_env = common(&contacts_db.url);
+    contacts_env.push(("MUSTER_LISTEN__ADDR", format!("127.0.0.1:{contacts_port}")));
+    let mut messaging_env = common(&messaging_db.url);
+    messaging_env.push(("MUSTER_LISTEN__ADDR", format!("127.0.0.1:{messaging_port}")));
+    messaging_env.push(("MUSTER_SMTP__PORT", sink.port().to_string()));
+    messaging_env
+        .push(("MUSTER_SERVICES__CONTACTS_URL", format!("http://127.0.0.1:{contacts_port}")));
+
+    let mut contacts_process = start(&bin.join("muster-contacts"), &contacts_env)?;
+    let mut messaging_process = start(&bin.join("muster-messaging"), &messaging_env)?;
+    wait_for(contacts_port).await?;
+    wait_for(messaging_port).await?;
+
+    let tenant = TenantId::new();
+    let token = Signer::new(SECRET).mint("bench", Some(tenant), Duration::from_secs(7200));
+    let channel = |port: u16| {
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("a valid address")
+            .connect_lazy()
+    };
+    let mut contacts =
+        ContactsServiceClient::with_interceptor(channel(contacts_port), Bearer::new(&token));
+    let mut messaging =
+        MessagingServiceClient::with_interceptor(channel(messaging_port), Bearer::new(&token));
+
+    let file = std::env::temp_dir().join(format!("muster-bench-{}.csv", muster_testkit::unique()));
+    write_people(&file, recipients)?;
+    let started = Instant::now();
+    import(&mut contacts, &file).await?;
+    let import_time = started.elapsed();
+    let _ = std::fs::remove_file(&file);
+    println!("      imported {recipients} people in {:.1} s", import_time.as_secs_f64());
+
+    let template = messaging
+        .create_template(messaging::CreateTemplateRequest {
+            template: Some(messaging::Template {
+                name: "Bench".into(),
+                subject: "Rendez-vous samedi, {{ first_name }}".into(),
+                text_body: "Bonjour {{ first_name }},\nLa rentrée militante commence.\n".repeat(8),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let campaign = messaging
+        .create_campaign(messaging::CreateCampaignRequest {
+            campaign: Some(messaging::Campaign {
+                name: "Bench".into(),
+                template_id: template.id,
+                segment: Some(contacts::SegmentFilter::default()),
+                from_email: "equipe@example.org".into(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+
+    let launched_at = Instant::now();
+    let action = messaging::CampaignActionRequest { id: campaign.id.clone() };
+    messaging.launch_campaign(action).await?;
+    let mut launch = None;
+    let mut last_report = Instant::now();
+    let done = loop {
+        let request = messaging::GetCampaignRequest { id: campaign.id.clone() };
+        let state = messaging.get_campaign(request).await?.into_inner();
+        let counts = state.counts.unwrap_or_default();
+        if launch.is_none() && state.state != messaging::CampaignState::Launching as i32 {
+            launch = Some(launched_at.elapsed());
+        }
+        if state.state == messaging::CampaignState::Completed as i32 {
+            break counts;
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            println!("      … {} of {} sent", counts.sent, counts.total);
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let elapsed = launched_at.elapsed();
+    let launch = launch.unwrap_or(elapsed);
+
+    let received = count_files(sink.dir())?;
+    let contacts_peak_kib = peak_kib(&contacts_process);
+    let messaging_peak_kib = peak_kib(&messaging_process);
+    let _ = contacts_process.kill().await;
+    let _ = messaging_process.kill().await;
+    let dir = sink.dir().to_owned();
+    sink.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+    muster_testkit::drop_database(&contacts_db).await?;
+    muster_testkit::drop_database(&messaging_db).await?;
+    muster_testkit::drop_topology(&amqp).await?;
+
+    Ok(Run {
+        import: import_time,
+        launch,
+        sending: elapsed.saturating_sub(launch),
+        send: Rate { count: done.sent, elapsed },
+        received,
+        contacts_peak_kib,
+        messaging_peak_kib,
+    })
+}
+
+fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Child> {
+    let mut command = Command::new(binary);
+    command.arg("all").stdin(Stdio::null()).stdout(Stdio::null()).kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().with_context(|| {
+        format!("starting {}: build the release binaries first (make bench does)", binary.display())
+    })
+}
+
+async fn wait_for(port: u16) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("nothing listens on port {port} after 30 s")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// People in the French Excel export's shape, all consenting to e-mail.
+fn write_people(path: &PathBuf, count: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    out.write_all(
+        b"Civilite;Prenom;Nom;E-mail;Telephone portable;Adresse;Code postal;Ville;\
+          Date de naissance;Etiquettes;Consentement e-mail;Date du consentement;Origine\r\n",
+    )?;
+    for n in 0..count {
+        writeln!(
+            out,
+            "Mme;Camille;Martin{n};camille.martin{n}@example.org;06 12 34 {:02} {:02};\
+             {n}, rue de la Paix;690{:02};Lyon;01/02/1980;adherent, newsletter;oui;\
+             17/09/2026 10:04;formulaire site\r",
+            n % 100,
+            (n / 100) % 100,
+            n % 10,
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn import(
+    contacts: &mut ContactsServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+    >,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path)?;
+    let header = contacts::ImportHeader {
+        file_name: "bench.csv".into(),
+        preset: contacts::ImportPreset::FrExcel as i32,
+        size_bytes: bytes.len() as u64,
+        ..Default::default()
+    };
+    let mut parts = vec![contacts::UploadImportRequest {
+        part: Some(contacts::upload_import_request::Part::Header(header)),
+    }];
+    for chunk in bytes.chunks(256 * 1024) {
+        parts.push(contacts::UploadImportRequest {
+            part: Some(contacts::upload_import_request::Part::Chunk(chunk.to_vec())),
+        });
+    }
+    let job = contacts.upload_import(futures::stream::iter(parts)).await?.into_inner();
+    loop {
+        let request = contacts::GetImportRequest { id: job.id.clone() };
+        let job = contacts.get_import(request).await?.into_inner();
+        match contacts::ImportState::try_from(job.state)? {
+            contacts::ImportState::Succeeded => return Ok(()),
+            contacts::ImportState::Failed => anyhow::bail!("the import failed: {}", job.error),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn count_files(dir: &Path) -> anyhow::Result<u64> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        count += if path.is_dir() { count_files(&path)? } else { 1 };
+    }
+    Ok(count)
+}
+
+/// The peak resident memory of a running child (VmHWM), in KiB.
+fn peak_kib(child: &Child) -> u64 {
+    let Some(pid) = child.id() else { return 0 };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
