@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 state=$root/.muster
-bin=$root/target/debug
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -99,7 +99,7 @@ Messages received by the SMTP sink: $received, one file each in .muster/mail/
 Everything is still running:
   gateway   http://127.0.0.1:8080   (export MUSTER_API_KEY=\$(cat .muster/api-key))
   contacts  127.0.0.1:50051 (gRPC)   messaging 127.0.0.1:50052 (gRPC)
-  try:      target/debug/muster people list --limit 5
-            target/debug/muster campaign status $campaign
+  try:      ${bin#$root/}/muster people list --limit 5
+            ${bin#$root/}/muster campaign status $campaign
 Stop it all with: make stop
 TXT

@@ -49,6 +49,15 @@ pub struct Signer {
 impl Signer {
     /// A signer over `secret`.
     pub fn new(secret: &str) -> Self {
+        if secret == crate::config::DEVELOPMENT_TOKEN_SECRET {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "auth.token_secret is the development default: anyone can forge \
+                     credentials and unsubscribe links; set MUSTER_AUTH__TOKEN_SECRET"
+                )
+            });
+        }
         Self {
             key: secret.as_bytes().into(),
         }

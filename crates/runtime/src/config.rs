@@ -83,6 +83,9 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
+/// The `auth.token_secret` of [`COMMON_DEFAULTS`]: for local development only.
+pub const DEVELOPMENT_TOKEN_SECRET: &str = "muster-local-development-secret-change-me";
+
 /// Defaults shared by every service, merged under each service's own.
 pub const COMMON_DEFAULTS: &str = r#"
 [amqp]

@@ -20,11 +20,17 @@ pub struct Filter {
 impl Filter {
     /// Checks a filter from the API; errors name the field.
     pub fn parse(filter: &SegmentFilter) -> Result<Self, ApiError> {
-        let clean = |values: &[String]| -> Vec<String> {
+        // An empty value would silently widen the filter to everyone.
+        let clean = |values: &[String], field: &str| -> Result<Vec<String>, ApiError> {
             values
                 .iter()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+                .map(|v| match v.trim() {
+                    "" => Err(ApiError::invalid(
+                        format!("filter.{field}"),
+                        "contains an empty value; leave the list out to match anyone",
+                    )),
+                    v => Ok(v.to_owned()),
+                })
                 .collect()
         };
         let email_consent = match ConsentState::try_from(filter.email_consent) {
@@ -40,7 +46,7 @@ impl Filter {
             }
         };
         let mut postal_patterns = Vec::new();
-        for prefix in clean(&filter.postal_code_prefixes) {
+        for prefix in clean(&filter.postal_code_prefixes, "postal_code_prefixes")? {
             if !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(ApiError::invalid(
                     "filter.postal_code_prefixes",
@@ -50,12 +56,12 @@ impl Filter {
             postal_patterns.push(format!("{prefix}%"));
         }
         Ok(Self {
-            tags_any: clean(&filter.tags_any),
-            tags_all: clean(&filter.tags_all),
-            tags_none: clean(&filter.tags_none),
+            tags_any: clean(&filter.tags_any, "tags_any")?,
+            tags_all: clean(&filter.tags_all, "tags_all")?,
+            tags_none: clean(&filter.tags_none, "tags_none")?,
             email_consent,
             postal_patterns,
-            departements: clean(&filter.departements)
+            departements: clean(&filter.departements, "departements")?
                 .iter()
                 .map(|d| d.to_uppercase())
                 .collect(),
@@ -143,6 +149,16 @@ mod tests {
              AND NOT (tags && $3) AND email_consent = $4 AND departement = ANY($5) \
              AND email_key IS NOT NULL"
         );
+    }
+
+    #[test]
+    fn an_empty_tag_is_refused_rather_than_matching_everyone() {
+        let filter = SegmentFilter {
+            tags_any: vec![" ".into()],
+            ..Default::default()
+        };
+        let error = Filter::parse(&filter).unwrap_err();
+        assert!(error.to_string().starts_with("filter.tags_any"), "{error}");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub async fn run(pool: PgPool, task: ImportTask) {
         Ok(()) => ("succeeded", None),
         Err(error) => {
             tracing::warn!(error = format!("{error:#}"), "import failed");
-            ("failed", Some(format!("{error:#}")))
+            ("failed", Some(storable(&format!("{error:#}"))))
         }
     };
     let finished =
@@ -239,6 +239,9 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                 Some((false, *time, evidence.as_slice()))
             }
         };
+        // E-mail consent belongs with an address: a row whose address was
+        // invalid states nothing about it.
+        let consent = consent.filter(|_| row.email.is_some());
         match index.get(&key) {
             Some(&at) => {
                 let candidate = &mut order[at].1;
@@ -506,4 +509,14 @@ async fn record_issues(tx: &mut PgConnection, id: Uuid, batch: &Batch) -> sqlx::
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// An error message as stored and shown: no NUL byte (PostgreSQL text cannot
+/// hold one), at most 1,000 characters.
+fn storable(message: &str) -> String {
+    let mut kept: String = message.chars().filter(|c| *c != '\0').take(1_000).collect();
+    if message.chars().count() > 1_000 {
+        kept.push('…');
+    }
+    kept
 }

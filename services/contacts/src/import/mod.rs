@@ -21,6 +21,9 @@ use crate::domain::{EmailAddress, PhoneNumber};
 use columns::Columns;
 use decode::Decoding;
 
+/// A record spanning more physical lines than this is a quote left open.
+const MAX_RECORD_LINES: u64 = 200;
+
 /// The layout of a file: a known export format, or columns named by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant, reason = "one per import, not worth a box")]
@@ -324,6 +327,26 @@ impl<R: Read> ImportReader<R> {
             }
         }
         let line = self.record.position().map_or(0, csv::Position::line);
+        let spanned = self.csv.position().line().saturating_sub(line);
+        if spanned > MAX_RECORD_LINES {
+            // Far more line breaks than any real field holds: a quote was
+            // opened and never closed, and swallowed the rows after it.
+            let reason = format!(
+                "a quoted field opened on this line runs over {spanned} lines: a closing quote \
+                 is probably missing, and the rows it swallowed are not imported; fix the \
+                 quote and import the file again (rows already imported merge)"
+            );
+            let issue = RowIssue {
+                line,
+                field: "row",
+                value: String::new(),
+                reason,
+            };
+            return Some(RowOutcome::Rejected {
+                line,
+                issues: vec![issue],
+            });
+        }
         Some(row::read(
             &self.record,
             line,

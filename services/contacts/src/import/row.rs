@@ -121,6 +121,22 @@ impl<'r> Fields<'r> {
         if text.is_empty() {
             return None;
         }
+        if text.contains('\0') {
+            self.issue(
+                field,
+                raw,
+                "contains NUL bytes: is this really a text (CSV) file?",
+            );
+            return None;
+        }
+        if text.len() > MAX_FIELD_BYTES {
+            self.issue(
+                field,
+                raw,
+                format!("longer than {MAX_FIELD_BYTES} bytes: not imported"),
+            );
+            return None;
+        }
         if text.contains('\u{FFFD}') {
             self.undecodable(field, raw);
             return None;
@@ -137,7 +153,7 @@ impl<'r> Fields<'r> {
         self.issues.push(RowIssue {
             line: self.line,
             field,
-            value: value.to_owned(),
+            value: shown(value),
             reason: reason.into(),
         });
     }
@@ -149,6 +165,18 @@ impl<'r> Fields<'r> {
         );
         self.issue(field, value, reason);
     }
+}
+
+/// A field longer than this is not contact data.
+const MAX_FIELD_BYTES: usize = 4_000;
+
+/// A value as a report shows it: without NUL bytes, cut at 200 characters.
+fn shown(value: &str) -> String {
+    let mut shown: String = value.chars().filter(|c| *c != '\0').take(200).collect();
+    if value.chars().count() > 200 {
+        shown.push('…');
+    }
+    shown
 }
 
 fn is_blank(record: &ByteRecord) -> bool {

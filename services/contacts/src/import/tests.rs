@@ -658,3 +658,40 @@ fn an_organization_abroad_reads_national_numbers_and_rows_in_its_own_country() {
     assert_eq!(row.phone.as_ref().map(|p| p.as_str()), Some("+32470123456"));
     assert_eq!(row.country.as_deref(), Some("BE"));
 }
+
+#[test]
+fn a_quote_left_open_rejects_its_row_and_says_what_was_swallowed() {
+    let mut input = String::from("email,name\nann@example.org,\"Ann\n");
+    for n in 0..300 {
+        input.push_str(&format!("person{n}@example.org,Person {n}\n"));
+    }
+    let rows = read_str(input.as_bytes(), email_only());
+    let RowOutcome::Rejected { line, issues } = &rows[0] else {
+        panic!("expected a rejected row, got {:?}", rows[0]);
+    };
+    assert_eq!(*line, 2);
+    assert!(
+        issues[0].reason.contains("closing quote"),
+        "{}",
+        issues[0].reason
+    );
+}
+
+#[test]
+fn nul_bytes_and_huge_values_are_dropped_with_a_short_report() {
+    let huge = "x".repeat(10_000);
+    let input = format!("email,name\nann@example.org,A\0nn\nbob@example.org,{huge}\n");
+    let rows = read_str(input.as_bytes(), email_only());
+    let (ann, bob) = (row(&rows[0]), row(&rows[1]));
+    assert_eq!(
+        (ann.first_name.as_deref(), bob.first_name.as_deref()),
+        (None, None)
+    );
+    assert!(!ann.issues[0].value.contains('\0'));
+    assert!(bob.issues[0].value.chars().count() <= 201);
+    assert!(
+        bob.issues[0].reason.starts_with("longer than"),
+        "{}",
+        bob.issues[0].reason
+    );
+}
