@@ -248,3 +248,71 @@ async fn an_upload_cut_short_fails_instead_of_importing_half_a_file() -> anyhow:
     assert_eq!(people, 0);
     stack.stop().await
 }
+
+#[tokio::test]
+async fn people_are_placed_in_their_commune_departement_region_and_time_zone() -> anyhow::Result<()>
+{
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let path = data_file("adherents-export-excel-fr.csv");
+    stack.import(tenant, &path, ImportPreset::FrExcel).await?;
+
+    let placed = |email: &'static str| {
+        let pool = stack.contacts_pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, String, String)>(
+                "SELECT commune_insee, departement, region, time_zone FROM people
+                 WHERE tenant_id = $1 AND email_key = $2",
+            )
+            .bind(tenant)
+            .bind(email)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    let marcelle = placed("marcelle.rousset@mail.example.fr").await?;
+    assert_eq!(
+        marcelle,
+        (
+            "94019".into(),
+            "94".into(),
+            "11".into(),
+            "Europe/Paris".into()
+        )
+    );
+    let daniel = placed("daniel.marchand@exemple.test").await?;
+    assert_eq!(
+        daniel,
+        (
+            "97415".into(),
+            "974".into(),
+            "04".into(),
+            "Indian/Reunion".into()
+        )
+    );
+
+    let mut contacts = stack.contacts(tenant).await?;
+    let count = |regions: Vec<String>| muster_proto::contacts::v1::CountSegmentRequest {
+        filter: Some(SegmentFilter {
+            regions,
+            ..Default::default()
+        }),
+    };
+    let reunion = contacts
+        .count_segment(count(vec!["04".into()]))
+        .await?
+        .into_inner()
+        .count;
+    let expected: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND postal_code LIKE '974%'",
+    )
+    .bind(tenant)
+    .fetch_one(&stack.contacts_pool)
+    .await?;
+    assert!(reunion > 0);
+    assert_eq!(
+        reunion as i64, expected,
+        "every 974 postal code is in La Réunion"
+    );
+    stack.stop().await
+}

@@ -44,7 +44,10 @@ admin_addr = "127.0.0.1:9151"
 spool_dir = ""
 "#;
 
-const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![1 => "0001_people.sql"];
+const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
+    1 => "0001_people.sql",
+    2 => "0002_territory.sql",
+];
 
 /// Everything contacts is configured with.
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,8 @@ pub struct Filter {
     email_consent: Option<&'static str>,
     postal_patterns: Vec<String>,
     departements: Vec<String>,
+    communes: Vec<String>,
+    regions: Vec<String>,
     require_email: bool,
 }
 
@@ -65,6 +67,8 @@ impl Filter {
                 .iter()
                 .map(|d| d.to_uppercase())
                 .collect(),
+            communes: clean(&filter.communes, "communes")?,
+            regions: clean(&filter.regions, "regions")?,
             require_email: filter.require_email,
         })
     }
@@ -104,6 +108,18 @@ impl Filter {
             query
                 .push(" AND departement = ANY(")
                 .push_bind(&self.departements)
+                .push(")");
+        }
+        if !self.communes.is_empty() {
+            query
+                .push(" AND commune_insee = ANY(")
+                .push_bind(&self.communes)
+                .push(")");
+        }
+        if !self.regions.is_empty() {
+            query
+                .push(" AND region = ANY(")
+                .push_bind(&self.regions)
                 .push(")");
         }
         if self.require_email {

@@ -41,6 +41,14 @@ pub struct SegmentArgs {
     #[arg(long = "departement", value_name = "CODE")]
     departements: Vec<String>,
 
+    /// People living in one of these communes (INSEE code, "69123").
+    #[arg(long = "commune", value_name = "INSEE")]
+    communes: Vec<String>,
+
+    /// People living in one of these régions (code, "84").
+    #[arg(long = "region", value_name = "CODE")]
+    regions: Vec<String>,
+
     /// Only people with an e-mail address.
     #[arg(long)]
     require_email: bool,
@@ -63,6 +71,8 @@ struct Filter<'a> {
     email_consent: Option<Consent>,
     postal_code_prefixes: &'a [String],
     departements: &'a [String],
+    communes: &'a [String],
+    regions: &'a [String],
     require_email: bool,
 }
 
@@ -76,6 +86,8 @@ impl SegmentArgs {
             email_consent: self.consent,
             postal_code_prefixes: &self.postal_prefixes,
             departements: &self.departements,
+            communes: &self.communes,
+            regions: &self.regions,
             require_email: self.require_email,
         };
         serde_json::to_value(filter).expect("a filter serializes")

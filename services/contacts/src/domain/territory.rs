@@ -1,4 +1,142 @@
-//! French territory derived from a postal code.
+//! French territory: postal code → commune (INSEE code) → département →
+//! région, from the table in `data/territories.tsv` (derived from Etalab's
+//! official geography, Licence Ouverte; see `data/build-territories.py`),
+//! and the time zone of overseas places.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// Where a postal address is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The commune's INSEE code ("69123").
+    pub commune: &'static str,
+    pub commune_name: &'static str,
+    pub departement: &'static str,
+    pub region: &'static str,
+}
+
+struct Commune {
+    code: &'static str,
+    name: &'static str,
+    folded: String,
+    departement: &'static str,
+    population: u64,
+}
+
+struct Table {
+    communes: Vec<Commune>,
+    by_postal_code: HashMap<&'static str, Vec<usize>>,
+    region_of: HashMap<&'static str, &'static str>,
+}
+
+static TABLE: LazyLock<Table> = LazyLock::new(|| parse(include_str!("../../data/territories.tsv")));
+
+fn parse(source: &'static str) -> Table {
+    let mut table = Table {
+        communes: Vec::new(),
+        by_postal_code: HashMap::new(),
+        region_of: HashMap::new(),
+    };
+    for line in source.lines().filter(|line| !line.starts_with('#')) {
+        let fields: Vec<&'static str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["D", code, _, region, _] => {
+                table.region_of.insert(code, region);
+            }
+            ["C", code, name, departement, extra] => {
+                let (postal_codes, population) = extra.split_once(';').unwrap_or((extra, "0"));
+                let index = table.communes.len();
+                table.communes.push(Commune {
+                    code,
+                    name,
+                    folded: fold(name),
+                    departement,
+                    population: population.parse().unwrap_or(0),
+                });
+                for postal_code in postal_codes.split(',').filter(|p| !p.is_empty()) {
+                    table
+                        .by_postal_code
+                        .entry(postal_code)
+                        .or_default()
+                        .push(index);
+                }
+            }
+            _ => {}
+        }
+    }
+    table
+}
+
+/// The place of a French postal code; where several communes share it, the
+/// one named `city`, else the most populous.
+pub fn locate(postal_code: &str, city: Option<&str>) -> Option<Place> {
+    let table = &*TABLE;
+    let candidates = table.by_postal_code.get(postal_code.trim())?;
+    let wanted = city.map(fold);
+    let chosen = candidates
+        .iter()
+        .map(|&i| &table.communes[i])
+        .max_by_key(|c| (wanted.as_deref() == Some(c.folded.as_str()), c.population))?;
+    Some(Place {
+        commune: chosen.code,
+        commune_name: chosen.name,
+        departement: chosen.departement,
+        region: table
+            .region_of
+            .get(chosen.departement)
+            .copied()
+            .unwrap_or(""),
+    })
+}
+
+/// The IANA time zone of a département (overseas ones differ from Paris).
+pub fn time_zone(departement: &str) -> &'static str {
+    match departement {
+        "971" => "America/Guadeloupe",
+        "972" => "America/Martinique",
+        "973" => "America/Cayenne",
+        "974" => "Indian/Reunion",
+        "975" => "America/Miquelon",
+        "976" => "Indian/Mayotte",
+        "977" => "America/St_Barthelemy",
+        "978" => "America/Marigot",
+        "986" => "Pacific/Wallis",
+        "987" => "Pacific/Tahiti",
+        "988" => "Pacific/Noumea",
+        _ => "Europe/Paris",
+    }
+}
+
+/// A name folded for comparison: lowercase, no accents, words joined by
+/// single spaces, "st"/"ste" spelled out.
+fn fold(name: &str) -> String {
+    let plain: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            'à' | 'â' | 'ä' | 'á' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' | 'í' => 'i',
+            'ô' | 'ö' | 'ó' => 'o',
+            'ù' | 'û' | 'ü' | 'ú' => 'u',
+            'ç' => 'c',
+            'ÿ' => 'y',
+            'œ' => 'o',
+            c if c.is_alphanumeric() => c,
+            _ => ' ',
+        })
+        .collect();
+    plain
+        .split_whitespace()
+        .map(|word| match word {
+            "st" => "saint",
+            "ste" => "sainte",
+            word => word,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The département of a French postal code ("75011" → "75", "20090" → "2A",
 /// "97110" → "971"), `None` when the code is not five digits.
@@ -19,7 +157,30 @@ pub fn departement_of(postal_code: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::departement_of;
+    use super::*;
+
+    #[test]
+    fn a_postal_code_shared_by_communes_is_settled_by_the_city_name() {
+        let paris = locate("75011", Some("Paris")).unwrap();
+        assert_eq!(
+            (paris.commune, paris.departement, paris.region),
+            ("75056", "75", "11")
+        );
+        let default = locate("97110", None).unwrap();
+        assert_eq!((default.departement, default.region), ("971", "01"));
+        assert_eq!(time_zone(default.departement), "America/Guadeloupe");
+        assert_eq!(time_zone("69"), "Europe/Paris");
+        assert_eq!(locate("00000", None), None);
+    }
+
+    #[test]
+    fn a_city_spelt_without_accents_or_with_st_still_matches() {
+        let candidates = TABLE.by_postal_code.get("56120").unwrap();
+        assert!(candidates.len() > 1, "56120 is shared by several communes");
+        let josselin = locate("56120", Some("JOSSELIN")).unwrap();
+        assert_eq!(josselin.commune_name, "Josselin");
+        assert_eq!(fold("St-Étienne-de-Tinée"), "saint etienne de tinee");
+    }
 
     #[test]
     fn departements_come_from_the_postal_code() {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
-use crate::domain::territory::departement_of;
+use crate::domain::territory::{self, Place, departement_of};
 use crate::events;
 
 /// Rows written per transaction.
@@ -296,18 +296,50 @@ fn stronger<'a>(a: Statement<'a>, b: Statement<'a>) -> Statement<'a> {
     }
 }
 
+/// Where a row's address is, when it is in France.
+struct Territory {
+    place: Option<Place>,
+    departement: Option<String>,
+    time_zone: Option<&'static str>,
+}
+
+impl Territory {
+    fn of(row: &ImportRow) -> Self {
+        let french = matches!(row.country.as_deref(), None | Some("FR"));
+        let Some(postal_code) = row.postal_code.as_deref().filter(|_| french) else {
+            return Self {
+                place: None,
+                departement: None,
+                time_zone: None,
+            };
+        };
+        let place = territory::locate(postal_code, row.city.as_deref());
+        let departement = place
+            .map(|p| p.departement.to_owned())
+            .or_else(|| departement_of(postal_code));
+        let time_zone = departement.as_deref().map(territory::time_zone);
+        Self {
+            place,
+            departement,
+            time_zone,
+        }
+    }
+}
+
 const UPSERT_BY_EMAIL: &str = "
     INSERT INTO people AS p (id, tenant_id, first_name, last_name, email, email_key, phone,
-        address_line1, postal_code, city, country, departement, birth_date, tags, external_ids)
+        address_line1, postal_code, city, country, departement, birth_date, tags, external_ids,
+        commune_insee, region, time_zone)
     SELECT u.id, $1, u.first_name, u.last_name, u.email, u.email_key, u.phone,
         u.address_line1, u.postal_code, u.city, u.country, u.departement, u.birth_date,
         CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, E'\\x1f') END,
-        u.external_ids::jsonb
+        u.external_ids::jsonb, u.commune_insee, u.region, u.time_zone
     FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::date[],
-        $14::text[], $15::text[])
+        $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
         AS u(id, first_name, last_name, email, email_key, phone, address_line1, postal_code,
-             city, country, departement, birth_date, tags, external_ids)
+             city, country, departement, birth_date, tags, external_ids, commune_insee, region,
+             time_zone)
     ON CONFLICT {target} DO UPDATE SET
         first_name = COALESCE(p.first_name, EXCLUDED.first_name),
         last_name = COALESCE(p.last_name, EXCLUDED.last_name),
@@ -317,6 +349,9 @@ const UPSERT_BY_EMAIL: &str = "
         city = CASE WHEN {no_address} THEN EXCLUDED.city ELSE p.city END,
         country = CASE WHEN {no_address} THEN EXCLUDED.country ELSE p.country END,
         departement = CASE WHEN {no_address} THEN EXCLUDED.departement ELSE p.departement END,
+        commune_insee = CASE WHEN {no_address} THEN EXCLUDED.commune_insee ELSE p.commune_insee END,
+        region = CASE WHEN {no_address} THEN EXCLUDED.region ELSE p.region END,
+        time_zone = CASE WHEN {no_address} THEN EXCLUDED.time_zone ELSE p.time_zone END,
         birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
         tags = p.tags || ARRAY(SELECT t FROM unnest(EXCLUDED.tags) AS t WHERE t <> ALL(p.tags)),
         external_ids = EXCLUDED.external_ids || p.external_ids,
@@ -345,10 +380,9 @@ async fn upsert(
         group.iter().map(|c| f(c.row)).collect()
     };
     let ids: Vec<Uuid> = group.iter().map(|c| c.id).collect();
-    let departements: Vec<Option<String>> = group
-        .iter()
-        .map(|c| c.row.postal_code.as_deref().and_then(departement_of))
-        .collect();
+    let places: Vec<Territory> = group.iter().map(|c| Territory::of(c.row)).collect();
+    let territory =
+        |f: fn(&Territory) -> Option<&str>| -> Vec<Option<&str>> { places.iter().map(f).collect() };
     let tags: Vec<String> = group.iter().map(|c| c.tags.join("\u{1f}")).collect();
     let external_ids: Vec<String> = group
         .iter()
@@ -370,10 +404,13 @@ async fn upsert(
             .bind(column(|r| r.postal_code.as_deref()))
             .bind(column(|r| r.city.as_deref()))
             .bind(column(|r| r.country.as_deref()))
-            .bind(&departements)
+            .bind(territory(|t| t.departement.as_deref()))
             .bind(&birth_dates)
             .bind(&tags)
             .bind(&external_ids)
+            .bind(territory(|t| t.place.map(|p| p.commune)))
+            .bind(territory(|t| t.place.map(|p| p.region)))
+            .bind(territory(|t| t.time_zone))
             .fetch_all(&mut *tx)
             .await
             .context("writing people")?;

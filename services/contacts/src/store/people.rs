@@ -13,7 +13,8 @@ use crate::segment::Filter;
 
 const COLUMNS: &str = "id, first_name, last_name, email, phone, address_line1, postal_code, city, \
     country, departement, birth_date, tags, external_ids, email_consent, email_consent_at, \
-    email_consent_source, email_consent_evidence, created_at, updated_at";
+    email_consent_source, email_consent_evidence, created_at, updated_at, commune_insee, region, \
+    time_zone";
 
 #[derive(sqlx::FromRow)]
 struct PersonRow {
@@ -36,6 +37,9 @@ struct PersonRow {
     email_consent_evidence: Option<serde_json::Value>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    commune_insee: Option<String>,
+    region: Option<String>,
+    time_zone: Option<String>,
 }
 
 /// One person of `tenant`.
@@ -102,6 +106,8 @@ fn into_proto(row: PersonRow) -> pb::Person {
             city: row.city.unwrap_or_default(),
             country: row.country.unwrap_or_default(),
             departement: row.departement.unwrap_or_default(),
+            commune_insee: row.commune_insee.unwrap_or_default(),
+            region: row.region.unwrap_or_default(),
         }),
         birth_date: row.birth_date.map(|d| d.to_string()).unwrap_or_default(),
         tags: row.tags,
@@ -114,5 +120,6 @@ fn into_proto(row: PersonRow) -> pb::Person {
         external_ids: strings(Some(row.external_ids)),
         create_time: Some(to_proto(row.created_at)),
         update_time: Some(to_proto(row.updated_at)),
+        time_zone: row.time_zone.unwrap_or_default(),
     }
 }

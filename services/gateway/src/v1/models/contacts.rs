@@ -257,6 +257,8 @@ pub struct PostalAddress {
     pub city: Option<String>,
     pub country: Option<String>,
     pub departement: Option<String>,
+    pub commune_insee: Option<String>,
+    pub region: Option<String>,
 }
 
 impl From<proto::PostalAddress> for PostalAddress {
@@ -267,6 +269,8 @@ impl From<proto::PostalAddress> for PostalAddress {
             city: non_empty(address.city),
             country: non_empty(address.country),
             departement: non_empty(address.departement),
+            commune_insee: non_empty(address.commune_insee),
+            region: non_empty(address.region),
         }
     }
 }
@@ -286,6 +290,8 @@ pub struct Person {
     pub external_ids: HashMap<String, String>,
     pub create_time: Option<DateTime<Utc>>,
     pub update_time: Option<DateTime<Utc>>,
+    /// IANA time zone of where the person lives.
+    pub time_zone: Option<String>,
 }
 
 impl From<proto::Person> for Person {
@@ -303,6 +309,7 @@ impl From<proto::Person> for Person {
             external_ids: person.external_ids,
             create_time: instant(person.create_time),
             update_time: instant(person.update_time),
+            time_zone: non_empty(person.time_zone),
         }
     }
 }
@@ -324,6 +331,10 @@ pub struct SegmentFilter {
     pub email_consent: Option<ConsentState>,
     pub postal_code_prefixes: Vec<String>,
     pub departements: Vec<String>,
+    /// Communes by INSEE code ("69123").
+    pub communes: Vec<String>,
+    /// Régions by code ("84").
+    pub regions: Vec<String>,
     pub require_email: bool,
 }
 
@@ -337,6 +348,8 @@ impl From<SegmentFilter> for proto::SegmentFilter {
             email_consent: consent.to_proto().into(),
             postal_code_prefixes: filter.postal_code_prefixes,
             departements: filter.departements,
+            communes: filter.communes,
+            regions: filter.regions,
             require_email: filter.require_email,
         }
     }
@@ -352,6 +365,8 @@ impl From<proto::SegmentFilter> for SegmentFilter {
             email_consent: (consent != ConsentState::Unspecified).then_some(consent),
             postal_code_prefixes: filter.postal_code_prefixes,
             departements: filter.departements,
+            communes: filter.communes,
+            regions: filter.regions,
             require_email: filter.require_email,
         }
     }
