@@ -80,6 +80,7 @@ impl Stack {
         messaging_settings.services.contacts_url = format!("http://127.0.0.1:{contacts_port}");
         messaging_settings.smtp.port = sink.port();
         messaging_settings.sender.stale_claim_secs = 5;
+        messaging_settings.ratelimit.prefix = format!("muster:t:{}:", muster_testkit::unique());
         let messaging = muster_messaging::build(messaging_settings.clone(), messaging_mode).await?;
         let messaging_port = messaging.grpc_port().unwrap_or_default();
         let messaging_pool = messaging.pool().clone();
@@ -168,6 +169,27 @@ impl Stack {
         path: &Path,
         preset: contacts::ImportPreset,
     ) -> anyhow::Result<contacts::ImportJob> {
+        self.upload(tenant, path, preset, None).await
+    }
+
+    /// Uploads `path` with explicit columns and waits for the import to finish.
+    pub async fn import_custom(
+        &self,
+        tenant: TenantId,
+        path: &Path,
+        mapping: contacts::ColumnMapping,
+    ) -> anyhow::Result<contacts::ImportJob> {
+        self.upload(tenant, path, contacts::ImportPreset::Custom, Some(mapping))
+            .await
+    }
+
+    async fn upload(
+        &self,
+        tenant: TenantId,
+        path: &Path,
+        preset: contacts::ImportPreset,
+        mapping: Option<contacts::ColumnMapping>,
+    ) -> anyhow::Result<contacts::ImportJob> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let name = path
             .file_name()
@@ -177,6 +199,7 @@ impl Stack {
         let header = contacts::ImportHeader {
             file_name: name,
             preset: preset as i32,
+            mapping,
             size_bytes: bytes.len() as u64,
             ..Default::default()
         };
@@ -240,6 +263,16 @@ impl Stack {
         tenant: TenantId,
         segment: contacts::SegmentFilter,
     ) -> anyhow::Result<messaging::Campaign> {
+        self.create_campaign_from(tenant, segment, "Muster").await
+    }
+
+    /// Creates a template and a draft campaign to `segment` from `from_name`.
+    pub async fn create_campaign_from(
+        &self,
+        tenant: TenantId,
+        segment: contacts::SegmentFilter,
+        from_name: &str,
+    ) -> anyhow::Result<messaging::Campaign> {
         let mut client = self.messaging(tenant).await?;
         let template = client
             .create_template(messaging::CreateTemplateRequest {
@@ -259,7 +292,7 @@ impl Stack {
                     name: "Appel".into(),
                     template_id: template.id,
                     segment: Some(segment),
-                    from_name: "Muster".into(),
+                    from_name: from_name.into(),
                     from_email: "equipe@example.org".into(),
                     ..Default::default()
                 }),

@@ -291,3 +291,54 @@ async fn an_unsubscribe_link_stops_later_campaigns_and_reaches_contacts() -> any
     );
     stack.stop().await
 }
+
+#[tokio::test]
+async fn a_line_break_in_a_name_neither_adds_a_header_nor_stops_the_sender() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let file = std::env::temp_dir().join(format!("crlf-{}.csv", muster_testkit::unique()));
+    std::fs::write(
+        &file,
+        "email,first,consent,consent_time\r\n\
+         zoe@example.org,\"Zoé\r\nBcc: victim@example.net\",oui,2026-01-01 10:00\r\n",
+    )?;
+    let mapping = contacts::ColumnMapping {
+        email: "email".into(),
+        first_name: "first".into(),
+        email_consent: "consent".into(),
+        email_consent_time: "consent_time".into(),
+        ..Default::default()
+    };
+    let job = stack.import_custom(tenant, &file, mapping).await?;
+    assert_eq!(job.counts.unwrap().consent_granted, 1, "{job:?}");
+
+    let refused = stack
+        .create_campaign_from(
+            tenant,
+            contacts::SegmentFilter::default(),
+            "Équipe\r\nBcc: x@example.net",
+        )
+        .await;
+    let status = refused.unwrap_err().downcast::<tonic::Status>()?;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("campaign.from_name"),
+        "{}",
+        status.message()
+    );
+
+    let campaign = stack
+        .launch_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    let done = stack.wait_completed(tenant, &campaign.id).await?;
+    assert_eq!(done.counts.unwrap().sent, 1);
+    let raw = stack.sink.messages()?.remove(0).raw;
+    let headers = raw.split("\n\n").next().unwrap_or_default();
+    assert!(headers.contains("To: =?utf-8?"), "{headers}");
+    assert!(
+        !headers.lines().any(|line| line.starts_with("Bcc:")),
+        "{headers}"
+    );
+    std::fs::remove_file(file)?;
+    stack.stop().await
+}

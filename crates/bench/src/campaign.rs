@@ -37,7 +37,10 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
     let amqp = muster_testkit::fresh_amqp();
     let contacts_db = muster_testkit::fresh_database("bench").await?;
     let messaging_db = muster_testkit::fresh_database("bench").await?;
-    let bin = std::env::current_exe()?.parent().context("the bench binary's folder")?.to_owned();
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("the bench binary's folder")?
+        .to_owned();
     let (contacts_port, messaging_port) = (free_port()?, free_port()?);
 
     let common = |db: &str| {
@@ -54,8 +57,10 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
     let mut messaging_env = common(&messaging_db.url);
     messaging_env.push(("MUSTER_LISTEN__ADDR", format!("127.0.0.1:{messaging_port}")));
     messaging_env.push(("MUSTER_SMTP__PORT", sink.port().to_string()));
-    messaging_env
-        .push(("MUSTER_SERVICES__CONTACTS_URL", format!("http://127.0.0.1:{contacts_port}")));
+    messaging_env.push((
+        "MUSTER_SERVICES__CONTACTS_URL",
+        format!("http://127.0.0.1:{contacts_port}"),
+    ));
 
     let mut contacts_process = start(&bin.join("muster-contacts"), &contacts_env)?;
     let mut messaging_process = start(&bin.join("muster-messaging"), &messaging_env)?;
@@ -80,7 +85,10 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
     import(&mut contacts, &file).await?;
     let import_time = started.elapsed();
     let _ = std::fs::remove_file(&file);
-    println!("      imported {recipients} people in {:.1} s", import_time.as_secs_f64());
+    println!(
+        "      imported {recipients} people in {:.1} s",
+        import_time.as_secs_f64()
+    );
 
     let template = messaging
         .create_template(messaging::CreateTemplateRequest {
@@ -107,12 +115,16 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
         .into_inner();
 
     let launched_at = Instant::now();
-    let action = messaging::CampaignActionRequest { id: campaign.id.clone() };
+    let action = messaging::CampaignActionRequest {
+        id: campaign.id.clone(),
+    };
     messaging.launch_campaign(action).await?;
     let mut launch = None;
     let mut last_report = Instant::now();
     let done = loop {
-        let request = messaging::GetCampaignRequest { id: campaign.id.clone() };
+        let request = messaging::GetCampaignRequest {
+            id: campaign.id.clone(),
+        };
         let state = messaging.get_campaign(request).await?.into_inner();
         let counts = state.counts.unwrap_or_default();
         if launch.is_none() && state.state != messaging::CampaignState::Launching as i32 {
@@ -146,7 +158,10 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
         import: import_time,
         launch,
         sending: elapsed.saturating_sub(launch),
-        send: Rate { count: done.sent, elapsed },
+        send: Rate {
+            count: done.sent,
+            elapsed,
+        },
         received,
         contacts_peak_kib,
         messaging_peak_kib,
@@ -155,18 +170,28 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
 
 fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Child> {
     let mut command = Command::new(binary);
-    command.arg("all").stdin(Stdio::null()).stdout(Stdio::null()).kill_on_drop(true);
+    command
+        .arg("all")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
     for (key, value) in env {
         command.env(key, value);
     }
     command.spawn().with_context(|| {
-        format!("starting {}: build the release binaries first (make bench does)", binary.display())
+        format!(
+            "starting {}: build the release binaries first (make bench does)",
+            binary.display()
+        )
     })
 }
 
 async fn wait_for(port: u16) -> anyhow::Result<()> {
     for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -175,7 +200,9 @@ async fn wait_for(port: u16) -> anyhow::Result<()> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// People in the French Excel export's shape, all consenting to e-mail.
@@ -222,7 +249,10 @@ async fn import(
             part: Some(contacts::upload_import_request::Part::Chunk(chunk.to_vec())),
         });
     }
-    let job = contacts.upload_import(futures::stream::iter(parts)).await?.into_inner();
+    let job = contacts
+        .upload_import(futures::stream::iter(parts))
+        .await?
+        .into_inner();
     loop {
         let request = contacts::GetImportRequest { id: job.id.clone() };
         let job = contacts.get_import(request).await?.into_inner();
@@ -238,7 +268,11 @@ fn count_files(dir: &Path) -> anyhow::Result<u64> {
     let mut count = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        count += if path.is_dir() { count_files(&path)? } else { 1 };
+        count += if path.is_dir() {
+            count_files(&path)?
+        } else {
+            1
+        };
     }
     Ok(count)
 }

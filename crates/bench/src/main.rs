@@ -43,7 +43,10 @@ async fn main() -> anyhow::Result<()> {
     println!("      {:.0} msg/s", broker.per_second());
 
     let sample = raw::sample_email();
-    println!("\n[2/3] raw SMTP: smtp-sink, pooled client, {}-byte prebuilt messages", sample.len());
+    println!(
+        "\n[2/3] raw SMTP: smtp-sink, pooled client, {}-byte prebuilt messages",
+        sample.len()
+    );
     let smtp = raw::smtp(raw_messages, &sample).await?;
     println!("      {:.0} msg/s", smtp.per_second());
 
@@ -56,17 +59,43 @@ async fn main() -> anyhow::Result<()> {
     let e2e = run.send.per_second();
     println!("\n| figure | value |");
     println!("|---|---|");
-    println!("| raw broker, messages/s (publish+confirm, consume+ack) | {:.0} |", broker.per_second());
+    println!(
+        "| raw broker, messages/s (publish+confirm, consume+ack) | {:.0} |",
+        broker.per_second()
+    );
     println!("| raw broker, deliveries/s at {per_job:.0} per send job | {broker_deliveries:.0} |");
     println!("| raw SMTP sink, messages/s | {:.0} |", smtp.per_second());
     println!("| end to end, launch → last message received, messages/s | {e2e:.0} |");
-    println!("| ratio end to end / min(raw ceilings) | {:.2} |", e2e / ceiling);
-    println!("| launch (materialise {} deliveries + jobs) | {:.1} s |", run.send.count, run.launch.as_secs_f64());
-    println!("| sending after launch | {:.1} s |", run.sending.as_secs_f64());
-    println!("| import of {} rows (for context) | {:.1} s |", recipients, run.import.as_secs_f64());
-    println!("| peak memory, contacts | {} MiB |", run.contacts_peak_kib / 1024);
-    println!("| peak memory, messaging | {} MiB |", run.messaging_peak_kib / 1024);
-    println!("| received by the sink / deliveries sent | {} / {} |", run.received, run.send.count);
+    println!(
+        "| ratio end to end / min(raw ceilings) | {:.2} |",
+        e2e / ceiling
+    );
+    println!(
+        "| launch (materialise {} deliveries + jobs) | {:.1} s |",
+        run.send.count,
+        run.launch.as_secs_f64()
+    );
+    println!(
+        "| sending after launch | {:.1} s |",
+        run.sending.as_secs_f64()
+    );
+    println!(
+        "| import of {} rows (for context) | {:.1} s |",
+        recipients,
+        run.import.as_secs_f64()
+    );
+    println!(
+        "| peak memory, contacts | {} MiB |",
+        run.contacts_peak_kib / 1024
+    );
+    println!(
+        "| peak memory, messaging | {} MiB |",
+        run.messaging_peak_kib / 1024
+    );
+    println!(
+        "| received by the sink / deliveries sent | {} / {} |",
+        run.received, run.send.count
+    );
     Ok(())
 }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
 use lettre::message::{Mailbox, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -36,10 +36,18 @@ pub fn sample_email() -> Vec<u8> {
 }
 
 fn build_email() -> Message {
-    let body = "Bonjour Zoé,\n\nLa rentrée militante commence : retrouvez-nous samedi.\n".repeat(12);
+    let body =
+        "Bonjour Zoé,\n\nLa rentrée militante commence : retrouvez-nous samedi.\n".repeat(12);
     Message::builder()
-        .from("Muster <equipe@example.org>".parse().expect("a valid address"))
-        .to(Mailbox::new(None, "zoe@example.org".parse().expect("a valid address")))
+        .from(
+            "Muster <equipe@example.org>"
+                .parse()
+                .expect("a valid address"),
+        )
+        .to(Mailbox::new(
+            None,
+            "zoe@example.org".parse().expect("a valid address"),
+        ))
         .subject("Rendez-vous samedi")
         .singlepart(SinglePart::plain(body))
         .expect("a valid message")
@@ -55,9 +63,16 @@ pub async fn broker(count: u64, size: usize) -> anyhow::Result<Rate> {
     let body = vec![b'x'; size];
 
     let consumer_channel = bus.channel().await?;
-    consumer_channel.basic_qos(64, BasicQosOptions::default()).await?;
+    consumer_channel
+        .basic_qos(64, BasicQosOptions::default())
+        .await?;
     let mut consumer = consumer_channel
-        .basic_consume(queue.as_str().into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.as_str().into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
 
     let started = Instant::now();
@@ -89,7 +104,10 @@ pub async fn broker(count: u64, size: usize) -> anyhow::Result<Rate> {
 
     let mut acked = 0;
     while acked < count {
-        let delivery = consumer.next().await.ok_or_else(|| anyhow::anyhow!("consumer ended"))??;
+        let delivery = consumer
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("consumer ended"))??;
         delivery.acker.ack(BasicAckOptions::default()).await?;
         acked += 1;
     }

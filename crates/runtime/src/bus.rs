@@ -104,15 +104,13 @@ impl Bus {
             .await
             .context("declaring the dead-letter exchange")?;
         for spec in queues {
-            self.declare_queue(&channel, spec)
-                .await
-                .with_context(|| {
-                    let name = self.name(spec.name);
-                    format!(
-                        "declaring queue {name}; if an older version declared it with other \
+            self.declare_queue(&channel, spec).await.with_context(|| {
+                let name = self.name(spec.name);
+                format!(
+                    "declaring queue {name}; if an older version declared it with other \
                          arguments, drain it and remove it (rabbitmqctl delete_queue {name})"
-                    )
-                })?;
+                )
+            })?;
         }
         let _ = channel.close(200, "declared".into()).await;
         Ok(())
@@ -235,7 +233,10 @@ pub const EMAIL_SEND_RETRY_DELAYS: &[Duration] = &[
 pub const TOPOLOGY: &[QueueSpec] = &[
     QueueSpec {
         name: "contacts.unsubscribes",
-        bindings: &["messaging.delivery.unsubscribed"],
+        bindings: &[
+            "messaging.delivery.unsubscribed",
+            "messaging.delivery.complained",
+        ],
         retry_delays: &[],
     },
     QueueSpec {

@@ -1,7 +1,8 @@
 //! The gateway: Muster's only public entry point. It owns organizations and
 //! their API keys, serves REST/JSON over the contacts and messaging gRPC
 //! services (calling them with a short-lived credential for the caller's
-//! organization), and serves the public unsubscribe pages.
+//! organization), and serves the public unsubscribe pages and the webhooks
+//! through which providers and mail relays report bounces and complaints.
 
 mod auth;
 mod error;
@@ -12,9 +13,10 @@ mod tenants;
 mod unsubscribe;
 mod upstream;
 mod v1;
+mod webhooks;
 
 pub use error::{HttpError, classify};
-pub use settings::{PublicSettings, ServicesSettings, Settings};
+pub use settings::{PublicSettings, ServicesSettings, Settings, WebhookSettings};
 pub use startup::{Application, MIGRATIONS, build, migrate};
 pub use tenants::{
     ApiKey, ApiKeyId, Organization, country_code, create_api_key, create_tenant,

@@ -22,6 +22,9 @@ messaging_url = "http://127.0.0.1:50052"
 
 [public]
 base_url = "http://127.0.0.1:8080"
+
+[webhooks]
+token = ""
 "#;
 
 /// Everything the gateway reads at start-up.
@@ -33,6 +36,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub services: ServicesSettings,
     pub public: PublicSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// Where the gRPC services behind the gateway listen.
@@ -47,6 +51,22 @@ pub struct ServicesSettings {
 pub struct PublicSettings {
     /// The public origin of the gateway, e.g. `https://act.example.org`.
     pub base_url: String,
+}
+
+/// The provider webhooks under `/webhooks/`.
+#[derive(Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// The shared secret a provider puts in the URL query (`?token=`); set it
+    /// from the environment. Empty turns the webhooks off.
+    pub token: String,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Settings {
@@ -66,5 +86,14 @@ mod tests {
         assert_eq!(settings.listen.addr, "127.0.0.1:8080");
         assert_eq!(settings.services.contacts_url, "http://127.0.0.1:50051");
         assert_eq!(settings.services.messaging_url, "http://127.0.0.1:50052");
+    }
+
+    #[test]
+    fn webhooks_are_off_by_default_and_their_token_stays_out_of_logs() {
+        let mut settings: Settings =
+            config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}")).unwrap();
+        assert_eq!(settings.webhooks.token, "");
+        settings.webhooks.token = "s3cret-hook".into();
+        assert!(!format!("{settings:?}").contains("s3cret-hook"));
     }
 }

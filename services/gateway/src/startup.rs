@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::HttpError;
-use crate::settings::Settings;
+use crate::settings::{Settings, WebhookSettings};
 use crate::upstream::Upstreams;
-use crate::{auth, unsubscribe, v1};
+use crate::{auth, unsubscribe, v1, webhooks};
 
 /// The gateway's schema, applied in order.
 pub const MIGRATIONS: &[Migration] = muster_runtime::migrations![
@@ -34,6 +34,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub pool: PgPool,
     pub upstreams: Upstreams,
+    pub webhooks: WebhookSettings,
 }
 
 /// A gateway bound to its ports, ready to serve.
@@ -65,6 +66,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let router = router(AppState {
         pool: pool.clone(),
         upstreams,
+        webhooks: settings.webhooks.clone(),
     });
     Ok(Application {
         http,
@@ -89,6 +91,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1::router().route_layer(api_key))
         .merge(unsubscribe::router())
+        .merge(webhooks::router())
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { HttpError::from(ApiError::not_found("route")) })
         .with_state(state)

@@ -2,6 +2,7 @@
 
 use muster_proto::events::v1::DeliveryUnsubscribed;
 use muster_proto::messaging::v1 as pb;
+use muster_proto::messaging::v1::ingest_bounce_request::Source;
 use muster_proto::messaging::v1::messaging_service_server::MessagingService;
 use muster_runtime::outbox::{Destination, Outgoing};
 use muster_runtime::{ApiError, TenantId, auth};
@@ -10,8 +11,11 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::BounceSettings;
+use crate::bounces::{self, record};
 use crate::jobs;
 use crate::launch::Launcher;
+use crate::ratelimit;
 use crate::render::Templates;
 use crate::store::{self, CAMPAIGN_COLUMNS, CampaignRow};
 use crate::unsubscribe::Tokens;
@@ -24,6 +28,8 @@ pub struct Api {
     pub tokens: Tokens,
     /// A claim older than this belongs to a sender that died mid-send.
     pub stale_claim: std::time::Duration,
+    /// When transient bounces suppress an address.
+    pub bounces: BounceSettings,
 }
 
 fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
@@ -137,7 +143,7 @@ impl MessagingService for Api {
         let name = required(&template.name, "template.name")?;
         required(&template.subject, "template.subject")?;
         required(&template.text_body, "template.text_body")?;
-        Templates::compile(&template.subject, &template.text_body, &template.html_body)?;
+        Templates::check(&template.subject, &template.text_body, &template.html_body)?;
         let id = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO templates (id, tenant_id, name, subject, text_body, html_body)
@@ -178,6 +184,19 @@ impl MessagingService for Api {
         let template = parse_id(&campaign.template_id, "campaign.template_id")?;
         store::template(&self.pool, tenant, template).await?;
         let from_email = required(&campaign.from_email, "campaign.from_email")?;
+        for (field, value) in [
+            ("campaign.from_name", &campaign.from_name),
+            ("campaign.from_email", &campaign.from_email),
+            ("campaign.reply_to", &campaign.reply_to),
+        ] {
+            if value.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    field,
+                    "must be one line without control characters",
+                )
+                .into());
+            }
+        }
         if from_email.parse::<lettre::Address>().is_err() {
             return Err(ApiError::invalid("campaign.from_email", "not an e-mail address").into());
         }
@@ -378,5 +397,52 @@ impl MessagingService for Api {
             masked_email: mask(&target.email),
             already_unsubscribed: inserted == 0,
         }))
+    }
+
+    async fn ingest_bounce(
+        &self,
+        request: Request<pb::IngestBounceRequest>,
+    ) -> Result<Response<pb::IngestBounceResponse>, Status> {
+        let caller = auth::caller(&request)?.tenant;
+        let source = request.into_inner().source;
+        let (report, raw) = match &source {
+            Some(Source::RawMessage(raw)) => (
+                bounces::parse_message(raw)
+                    .map_err(|e| ApiError::invalid("raw_message", e.to_string()))?,
+                raw.as_slice(),
+            ),
+            Some(Source::Provider(notification)) => (
+                bounces::parse_webhook(&notification.provider, &notification.body)
+                    .map_err(|e| ApiError::invalid("provider", e.to_string()))?,
+                notification.body.as_slice(),
+            ),
+            None => return Err(ApiError::invalid("source", "is required").into()),
+        };
+        let received = record::Received {
+            report: &report,
+            raw,
+        };
+        let response = record::ingest(&self.pool, &self.bounces, caller, received).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn set_rate_limit(
+        &self,
+        request: Request<pb::SetRateLimitRequest>,
+    ) -> Result<Response<pb::RateLimit>, Status> {
+        let caller = auth::caller(&request)?.tenant;
+        let limit = request.into_inner().rate_limit.unwrap_or_default();
+        let saved = ratelimit::set(&self.pool, caller, limit).await?;
+        tracing::info!(tenant_id = ?caller, scope = saved.scope, "rate limit set");
+        Ok(Response::new(saved))
+    }
+
+    async fn list_rate_limits(
+        &self,
+        request: Request<pb::ListRateLimitsRequest>,
+    ) -> Result<Response<pb::ListRateLimitsResponse>, Status> {
+        let caller = auth::caller(&request)?.tenant;
+        let rate_limits = ratelimit::list(&self.pool, caller).await?;
+        Ok(Response::new(pb::ListRateLimitsResponse { rate_limits }))
     }
 }

@@ -2,9 +2,11 @@
 //! the suppression list, unsubscribe links and the e-mail senders.
 
 pub mod api;
+pub mod bounces;
 pub mod consumers;
 pub mod jobs;
 pub mod launch;
+pub mod ratelimit;
 pub mod render;
 pub mod segment;
 pub mod sender;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use muster_runtime::service::Mode;
 
+pub use ratelimit::RateLimitSettings;
 pub use sender::SmtpSettings;
 
 const DEFAULTS: &str = r#"
@@ -57,9 +60,29 @@ stale_claim_secs = 120
 
 [public]
 base_url = "http://127.0.0.1:8080"
+
+[bounces]
+transient_limit = 3
+transient_window_days = 7
+
+[ratelimit]
+redis_url = "redis://127.0.0.1:6379"
+prefix = "muster:rl:"
+provider = ""
+refresh_secs = 5
+
+[ratelimit.default_tenant]
+per_second = 0
+per_hour = 0
+per_day = 0
+burst = 0
 "#;
 
-const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![1 => "0001_messaging.sql"];
+const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
+    1 => "0001_messaging.sql",
+    2 => "0002_bounces.sql",
+    3 => "0003_rate_limits.sql",
+];
 
 /// Everything messaging is configured with.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +96,8 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub sender: SenderSettings,
     pub public: PublicSettings,
+    pub bounces: BounceSettings,
+    pub ratelimit: RateLimitSettings,
 }
 
 /// The services messaging calls.
@@ -103,6 +128,15 @@ impl SenderSettings {
 pub struct PublicSettings {
     /// Where the gateway's public endpoints (unsubscribe) are reached.
     pub base_url: String,
+}
+
+/// When transient bounces suppress an address.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BounceSettings {
+    /// Transient bounces within the window that suppress the address.
+    pub transient_limit: u32,
+    /// The window, in days, counted back from the latest bounce.
+    pub transient_window_days: u32,
 }
 
 /// The messaging binary.
@@ -208,6 +242,7 @@ impl Application {
                 launcher,
                 tokens: tokens.clone(),
                 stale_claim: settings.sender.stale_claim(),
+                bounces: settings.bounces.clone(),
             };
             let router = router.add_service(MessagingServiceServer::with_interceptor(
                 api,
@@ -219,7 +254,17 @@ impl Application {
         if self.mode.works() {
             let smtp = sender::transport(&settings.smtp);
             let public_url = settings.public.base_url.clone();
-            let sender = sender::Sender::new(self.pool.clone(), smtp, tokens, public_url);
+            let limiter = ratelimit::Limiter::new(
+                &settings.ratelimit,
+                &settings.smtp.host,
+                self.pool.clone(),
+            )?;
+            let pacing = sender::Pacing {
+                limiter,
+                keep_claim_every: settings.sender.stale_claim() / 3,
+                shutdown: tasks.shutdown(),
+            };
+            let sender = sender::Sender::new(self.pool.clone(), smtp, tokens, public_url, pacing);
             let concurrency = settings.sender.concurrency;
             let options = ConsumerOptions {
                 queue: jobs::SEND_QUEUE,

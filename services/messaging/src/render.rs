@@ -18,6 +18,27 @@ pub struct MergeFields<'a> {
     pub unsubscribe_url: &'a str,
 }
 
+impl MergeFields<'_> {
+    /// The merge fields a template may use.
+    pub const NAMES: [&'static str; 5] = [
+        "first_name",
+        "last_name",
+        "email",
+        "city",
+        "unsubscribe_url",
+    ];
+
+    fn context(&self) -> minijinja::Value {
+        minijinja::context! {
+            first_name => self.first_name,
+            last_name => self.last_name,
+            email => self.email,
+            city => self.city,
+            unsubscribe_url => self.unsubscribe_url,
+        }
+    }
+}
+
 /// A rendered message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rendered {
@@ -35,9 +56,52 @@ pub struct Templates {
 impl Templates {
     /// Compiles a template's parts; a syntax error names the field.
     pub fn compile(subject: &str, text: &str, html: &str) -> Result<Self, ApiError> {
+        Self::compile_with(subject, text, html, UndefinedBehavior::Chainable)
+    }
+
+    /// Compiles and renders once with sample values, refusing merge fields
+    /// that do not exist (`{{ firstname }}`) before anything is sent.
+    pub fn check(subject: &str, text: &str, html: &str) -> Result<(), ApiError> {
+        let strict = Self::compile_with(subject, text, html, UndefinedBehavior::Strict)?;
+        let sample = MergeFields {
+            first_name: "Camille",
+            last_name: "Martin",
+            email: "camille@example.org",
+            city: "Lyon",
+            unsubscribe_url: "https://example.org/u/token",
+        };
+        let parts = [
+            (SUBJECT, "template.subject"),
+            (TEXT, "template.text_body"),
+            (HTML, "template.html_body"),
+        ];
+        for (name, field) in parts {
+            let Ok(template) = strict.env.get_template(name) else {
+                continue;
+            };
+            template.render(sample.context()).map_err(|e| {
+                let reason = match e.kind() {
+                    minijinja::ErrorKind::UndefinedError => format!(
+                        "unknown merge field ({e}); the fields are {}",
+                        MergeFields::NAMES.join(", ")
+                    ),
+                    _ => format!("template error: {e}"),
+                };
+                ApiError::invalid(field, reason)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn compile_with(
+        subject: &str,
+        text: &str,
+        html: &str,
+        undefined: UndefinedBehavior,
+    ) -> Result<Self, ApiError> {
         let mut env = Environment::new();
         // Template names decide escaping: only `.html` escapes.
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_undefined_behavior(undefined);
         let parts = [
             (SUBJECT, subject, "template.subject"),
             (TEXT, text, "template.text_body"),
@@ -57,13 +121,7 @@ impl Templates {
 
     /// Renders the message of one recipient.
     pub fn render(&self, fields: &MergeFields<'_>) -> Result<Rendered, minijinja::Error> {
-        let context = minijinja::context! {
-            first_name => fields.first_name,
-            last_name => fields.last_name,
-            email => fields.email,
-            city => fields.city,
-            unsubscribe_url => fields.unsubscribe_url,
-        };
+        let context = fields.context();
         let subject = self.env.get_template(SUBJECT)?.render(context.clone())?;
         // A subject is one line: a merge field must not add headers.
         let subject = subject.replace(['\r', '\n'], " ").trim().to_owned();
@@ -119,6 +177,18 @@ mod tests {
             .unwrap();
         assert_eq!(rendered.subject, "Hi Ann  Bcc: victim@example.org");
         assert_eq!(rendered.html, None);
+    }
+
+    #[test]
+    fn a_misspelt_merge_field_is_refused_naming_the_fields_that_exist() {
+        let error = Templates::check("Bonjour {{ firstname }}", "ok", "").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("template.subject: unknown merge field"),
+            "{message}"
+        );
+        assert!(message.contains("first_name, last_name"), "{message}");
+        assert!(Templates::check("{{ first_name }}", "{{ unsubscribe_url }}", "").is_ok());
     }
 
     #[test]

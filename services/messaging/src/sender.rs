@@ -1,7 +1,8 @@
 //! The e-mail sender: consumes send jobs, claims each delivery before
 //! sending (so no one gets a campaign twice, whatever the redeliveries, the
 //! pauses or the number of senders), re-checks suppression at send time,
-//! renders, sends over pooled SMTP connections and records the answer.
+//! renders, waits for its turn under the rate limits, sends over pooled SMTP
+//! connections and records the answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,15 +21,21 @@ use prost::Message;
 use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::jobs;
+use crate::ratelimit::Limiter;
 use crate::render::{MergeFields, Rendered, Templates};
 use crate::store;
 use crate::unsubscribe::Tokens;
 
 /// Attempts of one delivery before it is failed.
 const MAX_ATTEMPTS: i32 = 5;
+
+/// A delivery whose next turn under the rate limits is further away than
+/// this is given back to a retry queue rather than held.
+const LONG_WAIT: Duration = Duration::from_secs(60);
 
 /// What the SMTP server's answer means for a delivery.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,6 +101,35 @@ struct CampaignContext {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     domain: String,
+    /// The sender identity rate limits count under (the from address).
+    sender: String,
+}
+
+/// How a sender waits for its turn under the rate limits.
+pub struct Pacing {
+    pub limiter: Limiter,
+    /// How often a delivery's claim is renewed while it waits, so that it
+    /// is not taken for the claim of a dead process.
+    pub keep_claim_every: Duration,
+    /// Stops the waiting: waiting deliveries go back to the queue.
+    pub shutdown: CancellationToken,
+}
+
+/// How handling one delivery ended.
+enum Step {
+    /// Sent, recorded, or nothing to do.
+    Done,
+    /// Not sent, and to be enqueued again on this queue with the rest of
+    /// its job: the process stops, or its turn is far away.
+    GiveBack(String),
+}
+
+/// What waiting for the rate limiter ended with.
+enum Turn {
+    Go,
+    GiveBack(String),
+    /// The claim was taken away meanwhile (reported unknown): never send.
+    ClaimLost,
 }
 
 /// Handles `messaging.email.send`.
@@ -103,6 +139,7 @@ pub struct Sender {
     pub tokens: Tokens,
     /// Base of the public unsubscribe links, e.g. `https://act.example.org`.
     pub public_url: String,
+    pacing: Pacing,
     campaigns: RwLock<HashMap<Uuid, Arc<CampaignContext>>>,
 }
 
@@ -118,12 +155,13 @@ struct Claimed {
 }
 
 impl Sender {
-    /// A sender over `pool` and `smtp`.
+    /// A sender over `pool` and `smtp`, paced by `pacing`.
     pub fn new(
         pool: PgPool,
         smtp: AsyncSmtpTransport<Tokio1Executor>,
         tokens: Tokens,
         public_url: String,
+        pacing: Pacing,
     ) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
         Self {
@@ -131,6 +169,7 @@ impl Sender {
             smtp,
             tokens,
             public_url,
+            pacing,
             campaigns: RwLock::default(),
         }
     }
@@ -175,6 +214,7 @@ impl Sender {
             from,
             reply_to,
             domain,
+            sender: row.from_email.trim().to_lowercase(),
         });
         self.campaigns
             .write()
@@ -190,7 +230,7 @@ impl Sender {
         campaign: Uuid,
         context: &CampaignContext,
         delivery: Uuid,
-    ) -> Result<(), HandleError> {
+    ) -> Result<Step, HandleError> {
         let claimed: Option<Claimed> = sqlx::query_as(
             "UPDATE deliveries d SET
                 state = CASE WHEN EXISTS (SELECT 1 FROM suppressions s
@@ -214,17 +254,32 @@ impl Sender {
         .fetch_optional(&self.pool)
         .await?;
         let Some(claimed) = claimed else {
-            return Ok(());
+            return Ok(Step::Done);
         };
         if claimed.state == "suppressed" {
-            return Ok(());
+            return Ok(Step::Done);
         }
 
-        let email = match self.build(tenant, context, delivery, &claimed) {
+        // A message that cannot be built fails its delivery, never the
+        // process: the mail library panics on some malformed headers.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.build(tenant, context, delivery, &claimed)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the message could not be built")));
+        let email = match built {
             Ok(email) => email,
-            Err(error) => return self.finish(delivery, "failed", &format!("{error:#}")).await,
+            Err(error) => {
+                self.finish(delivery, "failed", &format!("{error:#}"))
+                    .await?;
+                return Ok(Step::Done);
+            }
         };
-        match classify(self.smtp.send(email).await) {
+        match self.wait_turn(tenant, context, delivery).await? {
+            Turn::Go => {}
+            Turn::ClaimLost => return Ok(Step::Done),
+            Turn::GiveBack(queue) => return Ok(Step::GiveBack(queue)),
+        }
+        let recorded = match classify(self.smtp.send(email).await) {
             Outcome::Sent(answer) => {
                 sqlx::query(
                     "UPDATE deliveries SET state = 'sent', sent_at = now(), provider_message_id = $2
@@ -246,7 +301,83 @@ impl Sender {
                 let step = (claimed.attempts.max(1) - 1) as usize;
                 self.retry(tenant, campaign, delivery, step, &reason).await
             }
+        };
+        recorded.map(|()| Step::Done)
+    }
+
+    /// Waits for the delivery's turn under the rate limits, renewing its
+    /// claim meanwhile; gives it back when the process stops or the turn is
+    /// further than [`LONG_WAIT`].
+    ///
+    /// TODO(#3): a sender killed while it waits leaves its claims to be
+    /// reported unknown although nothing was sent; taking the turn before
+    /// the claim would avoid that at the cost of turns spent on nothing.
+    async fn wait_turn(
+        &self,
+        tenant: TenantId,
+        context: &CampaignContext,
+        delivery: Uuid,
+    ) -> Result<Turn, HandleError> {
+        let limiter = &self.pacing.limiter;
+        let acquire =
+            limiter.acquire_within(tenant, &context.sender, limiter.provider(), LONG_WAIT);
+        tokio::pin!(acquire);
+        let every = self.pacing.keep_claim_every;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                biased;
+                granted = &mut acquire => {
+                    return Ok(match granted {
+                        Ok(()) => Turn::Go,
+                        Err(wait) => Turn::GiveBack(queue_after(wait)),
+                    });
+                }
+                () = self.pacing.shutdown.cancelled() => {
+                    return Ok(Turn::GiveBack(jobs::SEND_QUEUE.to_owned()));
+                }
+                _ = renew.tick() => {
+                    if !self.keep_claim(delivery).await? {
+                        return Ok(Turn::ClaimLost);
+                    }
+                }
+            }
         }
+    }
+
+    /// Renews a claim; false when it is no longer held.
+    async fn keep_claim(&self, delivery: Uuid) -> Result<bool, HandleError> {
+        let kept = sqlx::query(
+            "UPDATE deliveries SET claimed_at = now() WHERE id = $1 AND state = 'sending'",
+        )
+        .bind(delivery)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(kept == 1)
+    }
+
+    /// Returns the unsent `claimed` delivery to the queue and enqueues the
+    /// job's `rest` (which includes it) again on `queue`.
+    async fn give_back(
+        &self,
+        tenant: TenantId,
+        campaign: Uuid,
+        claimed: Uuid,
+        rest: &[Uuid],
+        queue: &str,
+    ) -> Result<(), HandleError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET state = 'queued', attempts = attempts - 1
+             WHERE id = $1 AND state = 'sending'",
+        )
+        .bind(claimed)
+        .execute(&mut *tx)
+        .await?;
+        jobs::enqueue(&mut tx, tenant, campaign, rest, queue).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     fn build(
@@ -344,16 +475,45 @@ impl Handler for Sender {
         let campaign = Uuid::parse_str(&job.campaign_id)
             .map_err(|_| HandleError::Permanent(anyhow::anyhow!("campaign_id is not an id")))?;
         let context = self.context(message.tenant_id, campaign).await?;
-        for id in &job.delivery_ids {
-            let Ok(delivery) = Uuid::parse_str(id) else {
-                tracing::warn!(campaign_id = %campaign, "send job names a malformed delivery id");
-                continue;
-            };
-            self.deliver(message.tenant_id, campaign, &context, delivery)
+        let deliveries: Vec<Uuid> = job
+            .delivery_ids
+            .iter()
+            .filter_map(|id| {
+                let parsed = Uuid::parse_str(id).ok();
+                if parsed.is_none() {
+                    tracing::warn!(
+                        campaign_id = %campaign,
+                        "send job names a malformed delivery id"
+                    );
+                }
+                parsed
+            })
+            .collect();
+        for (done, &delivery) in deliveries.iter().enumerate() {
+            let step = self
+                .deliver(message.tenant_id, campaign, &context, delivery)
                 .await?;
+            if let Step::GiveBack(queue) = step {
+                let rest = &deliveries[done..];
+                tracing::info!(campaign_id = %campaign, deliveries = rest.len(), queue,
+                    "deliveries given back to the queue unsent");
+                return self
+                    .give_back(message.tenant_id, campaign, delivery, rest, &queue)
+                    .await;
+            }
         }
         Ok(())
     }
+}
+
+/// The retry queue whose delay covers `wait`, or the longest.
+fn queue_after(wait: Duration) -> String {
+    let delays = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS;
+    let step = delays
+        .iter()
+        .position(|delay| *delay >= wait)
+        .unwrap_or(delays.len() - 1);
+    muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step)
 }
 
 fn mailbox(name: &str, address: &str) -> anyhow::Result<Mailbox> {
@@ -361,6 +521,12 @@ fn mailbox(name: &str, address: &str) -> anyhow::Result<Mailbox> {
         .trim()
         .parse()
         .with_context(|| "not a deliverable e-mail address")?;
+    // A display name is one line of text: contact data with line breaks or
+    // other control characters must not reach (and break) the headers.
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let name = name.trim();
     Ok(Mailbox::new(
         (!name.is_empty()).then(|| name.to_owned()),

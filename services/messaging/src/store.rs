@@ -139,6 +139,16 @@ pub async fn campaign_view(
             _ => counts.unknown = n,
         }
     }
+    let (bounced, complained): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT delivery_id) FILTER (WHERE kind <> 'complaint'),
+                count(DISTINCT delivery_id) FILTER (WHERE kind = 'complaint')
+         FROM bounces WHERE campaign_id = $1",
+    )
+    .bind(row.id)
+    .fetch_one(pool)
+    .await?;
+    counts.bounced = bounced as u64;
+    counts.complained = complained as u64;
 
     let mut state = row.state.clone();
     if state == "sending" && counts.queued == 0 && counts.sending == 0 {

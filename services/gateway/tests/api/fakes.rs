@@ -56,11 +56,23 @@ pub enum Call {
         tenant: Option<TenantId>,
         method: String,
     },
+    /// A bounce report; `provider` is empty for a raw message.
+    IngestBounce {
+        tenant: Option<TenantId>,
+        provider: String,
+        body: String,
+    },
 }
 
 /// Tokens the fake messaging service knows.
 pub const GOOD_TOKEN: &str = "good-token";
 pub const ALREADY_TOKEN: &str = "already-token";
+/// A bounce report containing this is about a delivery messaging does not know.
+pub const UNKNOWN_DELIVERY: &str = "0190b5a0-dead-7000-8000-000000000000";
+/// A bounce report containing this cannot be read.
+pub const UNREADABLE: &str = "no report here";
+/// The delivery every other bounce report is about.
+pub const BOUNCED_DELIVERY: &str = "0190b5a0-0000-7000-8000-00000000b0b0";
 /// The masked address of [`GOOD_TOKEN`], with markup to check escaping.
 pub const MASKED: &str = "<b>j***@example.org";
 
@@ -209,6 +221,20 @@ impl FakeMessaging {
 
 #[tonic::async_trait]
 impl MessagingService for FakeMessaging {
+    async fn set_rate_limit(
+        &self,
+        _: Request<messaging::SetRateLimitRequest>,
+    ) -> Result<Response<messaging::RateLimit>, Status> {
+        Err(not_faked())
+    }
+
+    async fn list_rate_limits(
+        &self,
+        _: Request<messaging::ListRateLimitsRequest>,
+    ) -> Result<Response<messaging::ListRateLimitsResponse>, Status> {
+        Err(not_faked())
+    }
+
     async fn inspect_unsubscribe(
         &self,
         request: Request<messaging::UnsubscribeRequest>,
@@ -227,6 +253,46 @@ impl MessagingService for FakeMessaging {
         let method = request.get_ref().method.clone();
         let _ = self.calls.send(Call::Unsubscribe { tenant, method });
         Self::answer(&request.get_ref().token)
+    }
+
+    async fn ingest_bounce(
+        &self,
+        request: Request<messaging::IngestBounceRequest>,
+    ) -> Result<Response<messaging::IngestBounceResponse>, Status> {
+        use messaging::ingest_bounce_request::Source;
+        let tenant = tenant_of(&request);
+        let (provider, body) = match request.into_inner().source {
+            Some(Source::RawMessage(raw)) => (String::new(), raw),
+            Some(Source::Provider(notification)) => (notification.provider, notification.body),
+            None => return Err(Status::invalid_argument("source: is required")),
+        };
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let unknown = body.contains(UNKNOWN_DELIVERY);
+        let unreadable = body.contains(UNREADABLE);
+        let _ = self.calls.send(Call::IngestBounce {
+            tenant,
+            provider,
+            body,
+        });
+        if unknown {
+            return Err(Status::not_found(format!(
+                "delivery {UNKNOWN_DELIVERY} not found"
+            )));
+        }
+        if unreadable {
+            return Err(Status::invalid_argument("not a bounce or complaint report"));
+        }
+        let bounce = messaging::IngestedBounce {
+            delivery_id: BOUNCED_DELIVERY.into(),
+            kind: messaging::BounceKind::Permanent as i32,
+            status: "5.1.1".into(),
+            reason: "user unknown".into(),
+            suppressed: true,
+            duplicate: false,
+        };
+        Ok(Response::new(messaging::IngestBounceResponse {
+            bounces: vec![bounce],
+        }))
     }
 
     async fn create_template(

@@ -1,6 +1,6 @@
 //! Starting a gateway for one test and talking to it.
 
-use muster_gateway::{PublicSettings, ServicesSettings, Settings};
+use muster_gateway::{PublicSettings, ServicesSettings, Settings, WebhookSettings};
 use muster_runtime::TenantId;
 use muster_runtime::config::{AuthSettings, ListenSettings, TelemetrySettings};
 use sqlx::PgPool;
@@ -8,6 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The secret the gateway and the fake services share.
 pub const SECRET: &str = "gateway-tests-secret";
+/// The token the gateway's webhooks expect in `?token=`.
+pub const WEBHOOK_TOKEN: &str = "webhook-tests-token";
 
 /// A running gateway; stops when dropped.
 pub struct TestGateway {
@@ -46,6 +48,9 @@ pub async fn spawn_gateway(services: ServicesSettings) -> TestGateway {
         services,
         public: PublicSettings {
             base_url: "http://127.0.0.1".into(),
+        },
+        webhooks: WebhookSettings {
+            token: WEBHOOK_TOKEN.into(),
         },
     };
 

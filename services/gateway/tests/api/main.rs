@@ -9,3 +9,4 @@ mod helpers;
 mod imports;
 mod services_down;
 mod unsubscribe;
+mod webhooks;

@@ -125,6 +125,10 @@ pub struct DeliveryCounts {
     pub cancelled: u64,
     /// Maybe received; never re-sent.
     pub unknown: u64,
+    /// Sent, then reported bounced; also counted as sent.
+    pub bounced: u64,
+    /// Sent, then reported as spam; also counted as sent.
+    pub complained: u64,
 }
 
 impl From<proto::DeliveryCounts> for DeliveryCounts {
@@ -138,6 +142,8 @@ impl From<proto::DeliveryCounts> for DeliveryCounts {
             suppressed: counts.suppressed,
             cancelled: counts.cancelled,
             unknown: counts.unknown,
+            bounced: counts.bounced,
+            complained: counts.complained,
         }
     }
 }
@@ -200,6 +206,7 @@ mod tests {
             counts: Some(proto::DeliveryCounts {
                 total: 3,
                 sent: 2,
+                bounced: 1,
                 ..Default::default()
             }),
             ..Default::default()
@@ -208,6 +215,7 @@ mod tests {
         assert_eq!(json["state"], "sending");
         assert_eq!(json["counts"]["total"], 3);
         assert_eq!(json["counts"]["sent"], 2);
+        assert_eq!(json["counts"]["bounced"], 1);
         assert_eq!(json["launch_time"], serde_json::Value::Null);
     }
 
