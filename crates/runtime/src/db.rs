@@ -1,6 +1,7 @@
 //! PostgreSQL: the pool and embedded migrations, applied in order under an
 //! advisory lock so that several processes can start at once.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -44,6 +45,22 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect(&settings.url)
         .await
         .context("connecting to PostgreSQL (database.url); is it running and does the database exist? `deploy/local/services.sh` creates it")
+}
+
+/// Opens a pool whose commits do not wait for the disk
+/// (`synchronous_commit = off`): for writes whose loss in a database crash is
+/// harmless, such as a result that is otherwise reported as unknown.
+pub async fn connect_relaxed(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(&settings.url)
+        .context("database.url is not a PostgreSQL URL")?
+        .options([("synchronous_commit", "off")]);
+    // A quarter of the main pool: these writes are short and never wait.
+    PgPoolOptions::new()
+        .max_connections((settings.max_connections / 4).max(2))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL (database.url)")
 }
 
 /// Applies the migrations not yet applied, each in its own transaction.

@@ -10,12 +10,17 @@ use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// `contacts.person.created`.
-pub fn person_created(tenant_id: TenantId) -> Outgoing<'static> {
+/// People this import or call created.
+pub const PERSON_CREATED: &str = "contacts.person.created";
+/// People an import merged new values into.
+pub const PERSON_UPDATED: &str = "contacts.person.updated";
+
+/// A person event ([`PERSON_CREATED`] or [`PERSON_UPDATED`]).
+pub fn person_changed(tenant_id: TenantId, routing_key: &'static str) -> Outgoing<'static> {
     Outgoing {
         tenant_id,
         destination: Destination::Event,
-        routing_key: "contacts.person.created",
+        routing_key,
         message_type: "muster.events.v1.PersonChanged",
     }
 }

@@ -264,7 +264,9 @@ impl Application {
                 keep_claim_every: settings.sender.stale_claim() / 3,
                 shutdown: tasks.shutdown(),
             };
-            let sender = sender::Sender::new(self.pool.clone(), smtp, tokens, public_url, pacing);
+            let results = db::connect_relaxed(&settings.database).await?;
+            let sender =
+                sender::Sender::new(self.pool.clone(), results, smtp, tokens, public_url, pacing);
             let concurrency = settings.sender.concurrency;
             let options = ConsumerOptions {
                 queue: jobs::SEND_QUEUE,

@@ -135,6 +135,10 @@ enum Turn {
 /// Handles `messaging.email.send`.
 pub struct Sender {
     pub pool: PgPool,
+    /// Results are written without waiting for the disk: a result lost in a
+    /// database crash leaves the delivery claimed, reported unknown and never
+    /// re-sent, while claims (which guard against sending twice) stay durable.
+    pub results: PgPool,
     pub smtp: AsyncSmtpTransport<Tokio1Executor>,
     pub tokens: Tokens,
     /// Base of the public unsubscribe links, e.g. `https://act.example.org`.
@@ -158,6 +162,7 @@ impl Sender {
     /// A sender over `pool` and `smtp`, paced by `pacing`.
     pub fn new(
         pool: PgPool,
+        results: PgPool,
         smtp: AsyncSmtpTransport<Tokio1Executor>,
         tokens: Tokens,
         public_url: String,
@@ -166,6 +171,7 @@ impl Sender {
         let public_url = public_url.trim_end_matches('/').to_owned();
         Self {
             pool,
+            results,
             smtp,
             tokens,
             public_url,
@@ -287,7 +293,7 @@ impl Sender {
                 )
                 .bind(delivery)
                 .bind(format!("<{delivery}@{}> {answer}", context.domain))
-                .execute(&self.pool)
+                .execute(&self.results)
                 .await?;
                 Ok(())
             }
@@ -440,7 +446,7 @@ impl Sender {
             .bind(delivery)
             .bind(state)
             .bind(reason)
-            .execute(&self.pool)
+            .execute(&self.results)
             .await?;
         Ok(())
     }

@@ -190,7 +190,7 @@ async fn write_batch(
 
     let candidates = merge_rows(&batch.rows);
     let mut ids: HashMap<Key, Uuid> = HashMap::with_capacity(candidates.len());
-    let mut created = Vec::new();
+    let (mut created, mut updated) = (Vec::new(), Vec::new());
     for by_email in [true, false] {
         let group: Vec<&Candidate> = candidates
             .iter()
@@ -201,17 +201,24 @@ async fn write_batch(
             continue;
         }
         for (key, id, inserted) in upsert(tx, task.tenant_id, by_email, &group).await? {
-            if inserted {
-                created.push(id);
+            match inserted {
+                true => created.push(id),
+                false => updated.push(id),
             }
             ids.insert(key, id);
         }
     }
     counts.created = created.len() as i64;
     counts.merged = batch.rows.len() as i64 - counts.created;
-    events::person_created(task.tenant_id)
-        .enqueue(tx, events::person_bodies(&created))
-        .await?;
+    for (key, people) in [
+        (events::PERSON_CREATED, &created),
+        (events::PERSON_UPDATED, &updated),
+    ] {
+        let bodies = events::person_bodies(people);
+        events::person_changed(task.tenant_id, key)
+            .enqueue(tx, bodies)
+            .await?;
+    }
 
     let (granted, suppressed) =
         apply_consent(tx, task.tenant_id, source, &candidates, &ids).await?;
