@@ -19,6 +19,14 @@ use crate::Rate;
 
 const SECRET: &str = "muster-bench-secret";
 
+/// The sender's settings in this run (more in flight than the defaults,
+/// which are sized for a shared development machine).
+pub const SENDER_TUNING: [(&str, u32); 3] = [
+    ("MUSTER_SENDER__CONCURRENCY", 64),
+    ("MUSTER_DATABASE__MAX_CONNECTIONS", 40),
+    ("MUSTER_SMTP__POOL_SIZE", 32),
+];
+
 /// What the end-to-end run measured.
 pub struct Run {
     pub import: Duration,
@@ -55,6 +63,9 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
     let mut contacts_env = common(&contacts_db.url);
     contacts_env.push(("MUSTER_LISTEN__ADDR", format!("127.0.0.1:{contacts_port}")));
     let mut messaging_env = common(&messaging_db.url);
+    for (key, value) in SENDER_TUNING {
+        messaging_env.push((key, value.to_string()));
+    }
     messaging_env.push(("MUSTER_LISTEN__ADDR", format!("127.0.0.1:{messaging_port}")));
     messaging_env.push(("MUSTER_SMTP__PORT", sink.port().to_string()));
     messaging_env.push((
@@ -88,6 +99,12 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
     println!(
         "      imported {recipients} people in {:.1} s",
         import_time.as_secs_f64()
+    );
+    let settle = Instant::now();
+    drain(&contacts_db, &amqp).await?;
+    println!(
+        "      the import's events reached messaging {:.1} s later",
+        settle.elapsed().as_secs_f64()
     );
 
     let template = messaging
@@ -166,6 +183,43 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
         contacts_peak_kib,
         messaging_peak_kib,
     })
+}
+
+/// Waits until contacts has published every event of the import and
+/// messaging has consumed them, so that the send is measured on its own.
+async fn drain(
+    contacts_db: &muster_runtime::config::DatabaseSettings,
+    amqp: &muster_runtime::config::AmqpSettings,
+) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(&contacts_db.url).await?;
+    let bus = muster_runtime::bus::Bus::connect(amqp, "bench-drain").await?;
+    let queue = bus.name("messaging.consent");
+    loop {
+        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&pool)
+            .await?;
+        let channel = bus.channel().await?;
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(
+                queue.as_str().into(),
+                options,
+                lapin::types::FieldTable::default(),
+            )
+            .await?;
+        let _ = channel.close(200, "done".into()).await;
+        if outbox == 0 && declared.message_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pool.close().await;
+    bus.close().await;
+    Ok(())
 }
 
 fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Child> {

@@ -51,6 +51,11 @@ async fn main() -> anyhow::Result<()> {
     println!("      {:.0} msg/s", smtp.per_second());
 
     println!("\n[3/3] campaign end to end: import, launch, send, all received");
+    let tuning: Vec<String> = campaign::SENDER_TUNING
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    println!("      messaging runs with {}", tuning.join(" "));
     let run = campaign::run(recipients).await?;
 
     let per_job = muster_messaging_job_size() as f64;

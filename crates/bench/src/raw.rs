@@ -17,6 +17,9 @@ use tokio::sync::Semaphore;
 
 use crate::Rate;
 
+/// SMTP connections, as many as the end-to-end run's sender keeps.
+const SMTP_POOL: u32 = 32;
+
 /// Deliveries per send job, as messaging batches them.
 pub const JOB_DELIVERIES: usize = 100;
 
@@ -124,7 +127,7 @@ pub async fn smtp(count: u64, _sample: &[u8]) -> anyhow::Result<Rate> {
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
         .port(sink.port())
         .timeout(Some(Duration::from_secs(30)))
-        .pool_config(PoolConfig::new().max_size(16))
+        .pool_config(PoolConfig::new().max_size(SMTP_POOL))
         .build();
     let transport = Arc::new(transport);
     let message = build_email();
