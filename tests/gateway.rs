@@ -147,7 +147,11 @@ async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_res
     let template = gateway
         .post(
             "/v1/templates",
-            json!({ "name": "Appel", "subject": "Bonjour {{ first_name }}", "text_body": "Venez !" }),
+            json!({
+                "name": "Appel",
+                "subject": "Bonjour {{ first_name }}",
+                "text_body": "Venez !",
+            }),
         )
         .await?;
     let campaign = gateway

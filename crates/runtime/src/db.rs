@@ -44,7 +44,10 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(10))
         .connect(&settings.url)
         .await
-        .context("connecting to PostgreSQL (database.url); is it running and does the database exist? `deploy/local/services.sh` creates it")
+        .context(
+            "connecting to PostgreSQL (database.url): is it running, and does the database \
+             exist? deploy/local/services.sh starts it and creates the databases",
+        )
 }
 
 /// Opens a pool whose commits do not wait for the disk

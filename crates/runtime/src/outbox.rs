@@ -56,7 +56,8 @@ impl Outgoing<'_> {
         }
         let ids: Vec<Uuid> = bodies.iter().map(|_| Uuid::now_v7()).collect();
         sqlx::query(
-            "INSERT INTO outbox (message_id, tenant_id, destination, routing_key, message_type, body)
+            "INSERT INTO outbox
+                (message_id, tenant_id, destination, routing_key, message_type, body)
              SELECT id, $2, $3, $4, $5, body FROM UNNEST($1::uuid[], $6::bytea[]) AS t(id, body)",
         )
         .bind(&ids)
@@ -187,7 +188,8 @@ impl Relay {
             match confirmation.context("waiting for a publisher confirm")? {
                 Confirmation::Ack(_) | Confirmation::NotRequested => acked.push(row.id),
                 Confirmation::Nack(_) => {
-                    tracing::warn!(message_id = %row.message_id, "broker refused a message; will retry")
+                    let message_id = row.message_id;
+                    tracing::warn!(%message_id, "broker refused a message; will retry")
                 }
             }
         }

@@ -57,7 +57,8 @@ pub enum Change {
 
 const SET_CONSENT: &str = "
     WITH s AS (
-        SELECT * FROM UNNEST($2::uuid[], $3::timestamptz[], $4::text[]) AS s(person_id, at, evidence)
+        SELECT * FROM UNNEST($2::uuid[], $3::timestamptz[], $4::text[])
+            AS s(person_id, at, evidence)
     ), changed AS (
         UPDATE people p SET email_consent = $6, email_consent_at = s.at,
             email_consent_source = $5, email_consent_evidence = s.evidence::jsonb,
@@ -66,7 +67,8 @@ const SET_CONSENT: &str = "
         WHERE p.tenant_id = $1 AND p.id = s.person_id AND {condition}
         RETURNING p.id, p.email, s.at, s.evidence
     ), logged AS (
-        INSERT INTO consent_events (tenant_id, person_id, channel, state, occurred_at, source, evidence)
+        INSERT INTO consent_events
+            (tenant_id, person_id, channel, state, occurred_at, source, evidence)
         SELECT $1, id, 'email', $6, at, $5, evidence::jsonb FROM changed
     )
     SELECT id, email, at FROM changed";

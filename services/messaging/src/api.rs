@@ -79,7 +79,8 @@ impl Api {
             }
             "cancelled" => {
                 sqlx::query(
-                    "UPDATE deliveries SET state = 'cancelled' WHERE campaign_id = $1 AND state = 'queued'",
+                    "UPDATE deliveries SET state = 'cancelled'
+                     WHERE campaign_id = $1 AND state = 'queued'",
                 )
                 .bind(id)
                 .execute(&mut *tx)

@@ -53,7 +53,11 @@ impl Launcher {
         Ok(())
     }
 
-    #[tracing::instrument(name = "messaging.campaign.launch", skip_all, fields(tenant_id = %tenant, campaign_id = %campaign))]
+    #[tracing::instrument(
+        name = "messaging.campaign.launch",
+        skip_all,
+        fields(tenant_id = %tenant, campaign_id = %campaign)
+    )]
     async fn launch(&self, tenant: TenantId, campaign: Uuid) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let row = store::campaign(&mut *tx, tenant, campaign).await?;
