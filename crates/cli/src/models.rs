@@ -113,6 +113,10 @@ pub struct DeliveryCounts {
     pub suppressed: u64,
     pub cancelled: u64,
     pub unknown: u64,
+    /// Sent, then bounced (also counted in `sent`).
+    pub bounced: u64,
+    /// Sent, then reported as spam (also counted in `sent`).
+    pub complained: u64,
 }
 
 impl DeliveryCounts {

@@ -220,4 +220,8 @@ fn print_counts(campaign: &Campaign) {
             counts.unknown
         );
     }
+    if counts.bounced + counts.complained > 0 {
+        println!("  bounced     {}  (of the sent)", counts.bounced);
+        println!("  complained  {}  (of the sent)", counts.complained);
+    }
 }
