@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Removes what interrupted test runs left behind: muster_t_* databases and
-# queues and exchanges under a test prefix (t<12 hex>.).
+# Removes what interrupted test runs left behind: muster_t_* databases,
+# queues and exchanges under a test prefix (t<12 hex>.), and the rate
+# limiter's test keys in Redis (muster:t:*).
 set -uo pipefail
 
 psql -h 127.0.0.1 -U postgres -Atq -d postgres \
@@ -16,5 +17,8 @@ if command -v rabbitmqctl >/dev/null; then
     while read -r exchange; do
       rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$exchange\">>), false, <<\"cleanup\">>)." </dev/null >/dev/null 2>&1
     done
+fi
+if command -v redis-cli >/dev/null; then
+  redis-cli --scan --pattern 'muster:t:*' 2>/dev/null | xargs -r redis-cli del >/dev/null 2>&1
 fi
 exit 0
