@@ -64,6 +64,27 @@ impl Gateway {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
+    /// Uploads `file` to `POST /v1/imports?{query}` (which must answer 201)
+    /// and waits for the import to end; returns its path and last state.
+    async fn import(&self, query: &str, file: Vec<u8>) -> anyhow::Result<(String, Value)> {
+        let upload = self
+            .http
+            .post(format!("{}/v1/imports?{query}", self.base))
+            .bearer_auth(&self.key)
+            .header("content-length", file.len())
+            .body(file)
+            .send()
+            .await?;
+        assert_eq!(upload.status().as_u16(), 201);
+        let job: Value = upload.json().await?;
+        let path = format!("/v1/imports/{}", job["id"].as_str().unwrap_or_default());
+        let job = poll(self, &path, |j| {
+            j["state"] == "succeeded" || j["state"] == "failed"
+        })
+        .await?;
+        Ok((path, job))
+    }
+
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
         anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
@@ -110,24 +131,8 @@ async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_res
     assert_eq!(anonymous.status().as_u16(), 401);
 
     let file = std::fs::read(data_file("mailchimp-audience-subscribed.csv"))?;
-    let upload = gateway
-        .http
-        .post(format!(
-            "{}/v1/imports?preset=mailchimp_subscribed&file_name=audience.csv",
-            gateway.base
-        ))
-        .bearer_auth(&gateway.key)
-        .header("content-length", file.len())
-        .body(file)
-        .send()
-        .await?;
-    assert_eq!(upload.status().as_u16(), 201);
-    let job: Value = upload.json().await?;
-    let path = format!("/v1/imports/{}", job["id"].as_str().unwrap());
-    let job = poll(&gateway, &path, |j| {
-        j["state"] == "succeeded" || j["state"] == "failed"
-    })
-    .await?;
+    let query = "preset=mailchimp_subscribed&file_name=audience.csv";
+    let (path, job) = gateway.import(query, file).await?;
     assert_eq!(job["state"], "succeeded", "{job}");
     let counts = &job["counts"];
     assert_eq!(counts["rows_read"], 5_125);
@@ -245,24 +250,8 @@ async fn an_organization_in_belgium_imports_belgian_numbers() -> anyhow::Result<
     let gateway = Gateway::start_in(&stack, &shutdown, "be").await?;
 
     let file = "Courriel;GSM\nzoe@example.org;0470 12 34 56\n";
-    let upload = gateway
-        .http
-        .post(format!(
-            "{}/v1/imports?preset=custom&map.email=Courriel&map.phone=GSM",
-            gateway.base
-        ))
-        .bearer_auth(&gateway.key)
-        .header("content-length", file.len())
-        .body(file)
-        .send()
-        .await?;
-    assert_eq!(upload.status().as_u16(), 201);
-    let job: Value = upload.json().await?;
-    let path = format!("/v1/imports/{}", job["id"].as_str().unwrap());
-    let job = poll(&gateway, &path, |j| {
-        j["state"] == "succeeded" || j["state"] == "failed"
-    })
-    .await?;
+    let query = "preset=custom&map.email=Courriel&map.phone=GSM";
+    let (_, job) = gateway.import(query, file.as_bytes().to_vec()).await?;
     assert_eq!(job["counts"]["created"], 1, "{job}");
 
     let people = gateway.get("/v1/people").await?;
