@@ -4,7 +4,10 @@ use muster_gateway::{PublicSettings, ServicesSettings, Settings, WebhookSettings
 use muster_runtime::TenantId;
 use muster_runtime::config::{AuthSettings, ListenSettings, TelemetrySettings};
 use sqlx::PgPool;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
+
+use crate::fakes::{Call, Upload, spawn_contacts, spawn_messaging};
 
 /// The secret the gateway and the fake services share.
 pub const SECRET: &str = "gateway-tests-secret";
@@ -70,6 +73,26 @@ pub async fn spawn_gateway(services: ServicesSettings) -> TestGateway {
         http: reqwest::Client::new(),
         shutdown,
     }
+}
+
+/// A gateway whose contacts is the fake, messaging stopped; the fake's uploads.
+pub async fn gateway_with_contacts() -> (TestGateway, UnboundedReceiver<Upload>) {
+    let (contacts_url, uploads) = spawn_contacts().await;
+    let services = ServicesSettings {
+        contacts_url,
+        messaging_url: closed_url().await,
+    };
+    (spawn_gateway(services).await, uploads)
+}
+
+/// A gateway whose messaging is the fake, contacts stopped; the fake's calls.
+pub async fn gateway_with_messaging() -> (TestGateway, UnboundedReceiver<Call>) {
+    let (messaging_url, calls) = spawn_messaging().await;
+    let services = ServicesSettings {
+        contacts_url: closed_url().await,
+        messaging_url,
+    };
+    (spawn_gateway(services).await, calls)
 }
 
 /// Services at addresses where nothing listens.

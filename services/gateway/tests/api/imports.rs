@@ -4,17 +4,12 @@ use futures::StreamExt;
 use muster_proto::contacts::v1::ImportPreset;
 use tokio::io::AsyncWriteExt;
 
-use crate::fakes::{Upload, spawn_contacts};
-use crate::helpers::{closed_url, json_error, spawn_gateway};
+use crate::fakes::Upload;
+use crate::helpers::{gateway_with_contacts, json_error};
 
 #[tokio::test]
 async fn a_200_mb_upload_is_streamed_to_contacts_with_its_header_and_organization() {
-    let (contacts_url, mut uploads) = spawn_contacts().await;
-    let services = muster_gateway::ServicesSettings {
-        contacts_url,
-        messaging_url: closed_url().await,
-    };
-    let gateway = spawn_gateway(services).await;
+    let (gateway, mut uploads) = gateway_with_contacts().await;
     let (tenant, key) = gateway.tenant().await;
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 200;
@@ -61,12 +56,7 @@ async fn a_200_mb_upload_is_streamed_to_contacts_with_its_header_and_organizatio
 
 #[tokio::test]
 async fn an_interrupted_upload_never_reaches_contacts_as_a_complete_file() {
-    let (contacts_url, mut uploads) = spawn_contacts().await;
-    let services = muster_gateway::ServicesSettings {
-        contacts_url,
-        messaging_url: closed_url().await,
-    };
-    let gateway = spawn_gateway(services).await;
+    let (gateway, mut uploads) = gateway_with_contacts().await;
     let (_, key) = gateway.tenant().await;
     let address = gateway.address.trim_start_matches("http://");
     let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -101,12 +91,7 @@ async fn an_interrupted_upload_never_reaches_contacts_as_a_complete_file() {
 
 #[tokio::test]
 async fn an_upload_without_a_declared_length_is_refused() {
-    let (contacts_url, mut uploads) = spawn_contacts().await;
-    let services = muster_gateway::ServicesSettings {
-        contacts_url,
-        messaging_url: closed_url().await,
-    };
-    let gateway = spawn_gateway(services).await;
+    let (gateway, mut uploads) = gateway_with_contacts().await;
     let (_, key) = gateway.tenant().await;
     let chunks = futures::stream::iter([Ok::<_, std::io::Error>(b"Email\na@b.fr\n".to_vec())]);
 

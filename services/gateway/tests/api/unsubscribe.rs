@@ -1,14 +1,5 @@
-use crate::fakes::{ALREADY_TOKEN, Call, GOOD_TOKEN, spawn_messaging};
-use crate::helpers::{TestGateway, closed_url, spawn_gateway};
-
-async fn gateway_with_messaging() -> (TestGateway, tokio::sync::mpsc::UnboundedReceiver<Call>) {
-    let (messaging_url, calls) = spawn_messaging().await;
-    let services = muster_gateway::ServicesSettings {
-        contacts_url: closed_url().await,
-        messaging_url,
-    };
-    (spawn_gateway(services).await, calls)
-}
+use crate::fakes::{ALREADY_TOKEN, Call, GOOD_TOKEN};
+use crate::helpers::gateway_with_messaging;
 
 #[tokio::test]
 async fn the_link_shows_the_escaped_masked_address_without_unsubscribing() {

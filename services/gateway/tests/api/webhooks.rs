@@ -1,19 +1,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::fakes::{BOUNCED_DELIVERY, Call, UNKNOWN_DELIVERY, UNREADABLE, spawn_messaging};
-use crate::helpers::{TestGateway, WEBHOOK_TOKEN, closed_url, json_error, spawn_gateway};
-
-async fn gateway_with_messaging() -> (TestGateway, UnboundedReceiver<Call>) {
-    let (messaging_url, calls) = spawn_messaging().await;
-    let services = muster_gateway::ServicesSettings {
-        contacts_url: closed_url().await,
-        messaging_url,
-    };
-    (spawn_gateway(services).await, calls)
-}
+use crate::fakes::{BOUNCED_DELIVERY, Call, UNKNOWN_DELIVERY, UNREADABLE};
+use crate::helpers::{WEBHOOK_TOKEN, gateway_with_messaging, json_error};
 
 fn hook(path: &str) -> String {
     format!("/webhooks/{path}?token={WEBHOOK_TOKEN}")
