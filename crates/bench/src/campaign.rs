@@ -49,7 +49,8 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
         .parent()
         .context("the bench binary's folder")?
         .to_owned();
-    let (contacts_port, messaging_port) = (free_port()?, free_port()?);
+    let (contacts_port, messaging_port) =
+        (muster_testkit::free_port()?, muster_testkit::free_port()?);
 
     let common = |db: &str| {
         vec![
@@ -75,8 +76,8 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
 
     let mut contacts_process = start(&bin.join("muster-contacts"), &contacts_env)?;
     let mut messaging_process = start(&bin.join("muster-messaging"), &messaging_env)?;
-    wait_for(contacts_port).await?;
-    wait_for(messaging_port).await?;
+    muster_testkit::wait_for_port(contacts_port, Duration::from_secs(30)).await?;
+    muster_testkit::wait_for_port(messaging_port, Duration::from_secs(30)).await?;
 
     let tenant = TenantId::new();
     let token = Signer::new(SECRET).mint("bench", Some(tenant), Duration::from_secs(7200));
@@ -238,25 +239,6 @@ fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Child> {
             binary.display()
         )
     })
-}
-
-async fn wait_for(port: u16) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("nothing listens on port {port} after 30 s")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// People in the French Excel export's shape, all consenting to e-mail.

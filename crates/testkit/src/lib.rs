@@ -54,6 +54,28 @@ pub fn fresh_amqp() -> AmqpSettings {
     }
 }
 
+/// A port free on 127.0.0.1 at the time of asking.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port(port: u16, patience: std::time::Duration) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < patience {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("nothing listens on 127.0.0.1:{port} after {patience:?}")
+}
+
 /// The root of the repository (for the shared data files).
 pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -32,7 +32,7 @@ impl SmtpSink {
 
     /// Starts a sink with extra `smtp-sink` flags (fault injection: `-r`, `-q`, …).
     pub async fn start_with(flags: &[&str]) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let port = crate::free_port()?;
         let dir = std::env::temp_dir().join(format!("muster-sink-{}", crate::unique()));
         std::fs::create_dir_all(&dir)?;
         set_mode_777(&dir)?;
@@ -87,16 +87,10 @@ async fn spawn(port: u16, dir: &Path, flags: &[&str]) -> anyhow::Result<Child> {
     let child = command.spawn().context(
         "starting smtp-sink; install it with deploy/local/services.sh (Debian package postfix)",
     )?;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(child);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("smtp-sink did not start listening on port {port}")
+    crate::wait_for_port(port, Duration::from_secs(5))
+        .await
+        .context("smtp-sink did not start")?;
+    Ok(child)
 }
 
 fn collect(dir: &Path, out: &mut Vec<ReceivedMessage>) -> anyhow::Result<()> {
@@ -131,12 +125,6 @@ pub fn smtp_sink_path() -> PathBuf {
     std::env::var_os("MUSTER_SMTP_SINK")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/sbin/smtp-sink"))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn running_as_root() -> bool {
