@@ -56,6 +56,7 @@ timeout_secs = 30
 
 [sender]
 concurrency = 16
+group_size = 8
 stale_claim_secs = 120
 
 [public]
@@ -82,6 +83,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     1 => "0001_messaging.sql",
     2 => "0002_bounces.sql",
     3 => "0003_rate_limits.sql",
+    4 => "0004_delivery_updates.sql",
 ];
 
 /// Everything messaging is configured with.
@@ -111,6 +113,10 @@ pub struct ServiceUrls {
 pub struct SenderSettings {
     /// Send jobs handled at once (each a batch of deliveries).
     pub concurrency: u16,
+    /// Deliveries of a job claimed together and sent concurrently (at most
+    /// `smtp.pool_size`): fewer database round trips per message, and at
+    /// most this many reported unknown per job when a process dies.
+    pub group_size: u16,
     /// A delivery claimed this long ago without an answer recorded is
     /// reported unknown (its sender died after, or while, handing it to SMTP).
     pub stale_claim_secs: u64,
@@ -261,12 +267,22 @@ impl Application {
             )?;
             let pacing = sender::Pacing {
                 limiter,
-                keep_claim_every: settings.sender.stale_claim() / 3,
                 shutdown: tasks.shutdown(),
             };
+            let capacity = sender::Capacity {
+                connections: settings.smtp.pool_size as usize,
+                group: settings.sender.group_size as usize,
+            };
             let results = db::connect_relaxed(&settings.database).await?;
-            let sender =
-                sender::Sender::new(self.pool.clone(), results, smtp, tokens, public_url, pacing);
+            let sender = sender::Sender::new(
+                self.pool.clone(),
+                results,
+                smtp,
+                tokens,
+                public_url,
+                pacing,
+                capacity,
+            );
             let concurrency = settings.sender.concurrency;
             let options = ConsumerOptions {
                 queue: jobs::SEND_QUEUE,

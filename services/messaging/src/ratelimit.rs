@@ -561,6 +561,15 @@ impl Limiter {
         &self.provider
     }
 
+    /// Whether any limit applies to messages of `tenant` from `sender`
+    /// through `provider`; while the limits cannot be read, assume so.
+    pub async fn applies(&self, tenant: TenantId, sender: &str, provider: &str) -> bool {
+        self.limits
+            .buckets(tenant, sender, provider)
+            .await
+            .map_or(true, |buckets| !buckets.is_empty())
+    }
+
     /// Waits until every limit on a message of `tenant` from `sender`
     /// through `provider` allows it, and counts it. While Redis or the
     /// database cannot be reached it keeps waiting: never sends unlimited.

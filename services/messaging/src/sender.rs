@@ -4,7 +4,7 @@
 //! renders, waits for its turn under the rate limits, sends over pooled SMTP
 //! connections and records the answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use muster_runtime::consumer::{HandleError, Handler, Incoming};
 use prost::Message;
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -42,7 +42,8 @@ const LONG_WAIT: Duration = Duration::from_secs(60);
 enum Outcome {
     /// Accepted (the server's answer).
     Sent(String),
-    /// Refused for good (5xx): the delivery fails with the reason.
+    /// Refused for good (5xx), or not buildable: the delivery fails with
+    /// the reason.
     Refused(String),
     /// Not handed over (4xx, or no connection): try again later.
     Retry(String),
@@ -108,31 +109,39 @@ struct CampaignContext {
 /// How a sender waits for its turn under the rate limits.
 pub struct Pacing {
     pub limiter: Limiter,
-    /// How often a delivery's claim is renewed while it waits, so that it
-    /// is not taken for the claim of a dead process.
-    pub keep_claim_every: Duration,
-    /// Stops the waiting: waiting deliveries go back to the queue.
+    /// Stops the waiting: deliveries not yet claimed go back to the queue.
     pub shutdown: CancellationToken,
 }
 
-/// How handling one delivery ended.
+/// How much one sender process hands to SMTP at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Messages in flight at once: one per pooled SMTP connection.
+    pub connections: usize,
+    /// Deliveries claimed together and then sent concurrently. A process
+    /// that dies mid-group leaves at most this many reported unknown.
+    pub group: usize,
+}
+
+/// How handling a group of deliveries ended.
 enum Step {
     /// Sent, recorded, or nothing to do.
     Done,
-    /// Not sent, and to be enqueued again on this queue with the rest of
-    /// its job: the process stops, or its turn is far away.
+    /// Nothing claimed; the group and the rest of its job go back to this
+    /// queue: the process stops, or the next turn is far away.
     GiveBack(String),
-}
-
-/// What waiting for the rate limiter ended with.
-enum Turn {
-    Go,
-    GiveBack(String),
-    /// The claim was taken away meanwhile (reported unknown): never send.
-    ClaimLost,
 }
 
 /// Handles `messaging.email.send`.
+///
+/// A job's deliveries are sent in groups. For each group the sender first
+/// waits for its turns under the rate limits and for free SMTP connections,
+/// then claims the group in one durable statement (re-checking suppression
+/// and the campaign's state), hands every claimed message to SMTP at once
+/// and records the answers in one statement. Because nothing is claimed
+/// before it can be sent, a claim with no answer recorded means the process
+/// died while the message was with SMTP: it is reported unknown, never sent
+/// again.
 pub struct Sender {
     pub pool: PgPool,
     /// Results are written without waiting for the disk: a result lost in a
@@ -144,18 +153,48 @@ pub struct Sender {
     /// Base of the public unsubscribe links, e.g. `https://act.example.org`.
     pub public_url: String,
     pacing: Pacing,
+    connections: Arc<Semaphore>,
+    group: usize,
     campaigns: RwLock<HashMap<Uuid, Arc<CampaignContext>>>,
 }
 
 /// A delivery claimed for sending.
 #[derive(sqlx::FromRow)]
 struct Claimed {
+    id: Uuid,
     state: String,
     email: String,
     first_name: String,
     last_name: String,
     city: String,
     attempts: i32,
+}
+
+/// The answers of one group, as they are written.
+#[derive(Default)]
+struct Answers {
+    /// Final states: id, state, error, the server's answer.
+    ids: Vec<Uuid>,
+    states: Vec<&'static str>,
+    errors: Vec<Option<String>>,
+    answers: Vec<Option<String>>,
+    /// Deliveries to try again, with their step on the retry ladder.
+    retries: Vec<(Uuid, usize, String)>,
+}
+
+impl Answers {
+    fn push(
+        &mut self,
+        id: Uuid,
+        state: &'static str,
+        error: Option<String>,
+        answer: Option<String>,
+    ) {
+        self.ids.push(id);
+        self.states.push(state);
+        self.errors.push(error);
+        self.answers.push(answer);
+    }
 }
 
 impl Sender {
@@ -167,8 +206,10 @@ impl Sender {
         tokens: Tokens,
         public_url: String,
         pacing: Pacing,
+        capacity: Capacity,
     ) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
+        let connections = capacity.connections.max(1);
         Self {
             pool,
             results,
@@ -176,6 +217,8 @@ impl Sender {
             tokens,
             public_url,
             pacing,
+            connections: Arc::new(Semaphore::new(connections)),
+            group: capacity.group.clamp(1, connections),
             campaigns: RwLock::default(),
         }
     }
@@ -229,15 +272,114 @@ impl Sender {
         Ok(context)
     }
 
-    /// Claims, sends and records one delivery.
-    async fn deliver(
+    /// The deliveries of `job` still waiting to be sent, in the job's order.
+    async fn pending(&self, job: &[Uuid]) -> Result<Vec<Uuid>, HandleError> {
+        let queued: HashSet<Uuid> =
+            sqlx::query_scalar("SELECT id FROM deliveries WHERE id = ANY($1) AND state = 'queued'")
+                .bind(job)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        Ok(job
+            .iter()
+            .copied()
+            .filter(|id| queued.contains(id))
+            .collect())
+    }
+
+    /// How many deliveries to claim and send together. One at a time under
+    /// a rate limit: each message then leaves as soon as its turn comes, so
+    /// that sends bunched in a group never crowd a window beyond the limit.
+    async fn group_size(&self, tenant: TenantId, context: &CampaignContext) -> usize {
+        let limiter = &self.pacing.limiter;
+        if limiter
+            .applies(tenant, &context.sender, limiter.provider())
+            .await
+        {
+            1
+        } else {
+            self.group
+        }
+    }
+
+    /// Takes turns and connections for `group`, claims it, sends what was
+    /// claimed and records the answers.
+    async fn send_group(
         &self,
         tenant: TenantId,
         campaign: Uuid,
         context: &CampaignContext,
-        delivery: Uuid,
+        group: &[Uuid],
     ) -> Result<Step, HandleError> {
-        let claimed: Option<Claimed> = sqlx::query_as(
+        for _ in group {
+            if let Err(queue) = self.wait_turn(tenant, context).await {
+                return Ok(Step::GiveBack(queue));
+            }
+        }
+        let permits = self
+            .connections
+            .clone()
+            .acquire_many_owned(group.len() as u32);
+        let mut permits = tokio::select! {
+            biased;
+            permits = permits => permits.map_err(|_| {
+                HandleError::Transient(anyhow::anyhow!("the sender is stopping"))
+            })?,
+            () = self.pacing.shutdown.cancelled() => {
+                return Ok(Step::GiveBack(jobs::SEND_QUEUE.to_owned()));
+            }
+        };
+
+        let claimed = self.claim(tenant, campaign, group).await?;
+        let sends = claimed
+            .iter()
+            .filter(|claimed| claimed.state == "sending")
+            .map(|claimed| {
+                let permit = permits.split(1);
+                async move {
+                    let outcome = self.send(tenant, context, claimed).await;
+                    drop(permit);
+                    (claimed, outcome)
+                }
+            });
+        let outcomes = futures::future::join_all(sends).await;
+        drop(permits);
+
+        let mut answers = Answers::default();
+        for (claimed, outcome) in outcomes {
+            match outcome {
+                Outcome::Sent(answer) => {
+                    let answer = format!("<{}@{}> {answer}", claimed.id, context.domain);
+                    answers.push(claimed.id, "sent", None, Some(answer));
+                }
+                Outcome::Refused(reason) => answers.push(claimed.id, "failed", Some(reason), None),
+                Outcome::Unknown(reason) => answers.push(claimed.id, "unknown", Some(reason), None),
+                Outcome::Retry(reason) if claimed.attempts >= MAX_ATTEMPTS => {
+                    let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {reason}");
+                    answers.push(claimed.id, "failed", Some(reason), None);
+                }
+                Outcome::Retry(reason) => {
+                    let step = (claimed.attempts.max(1) - 1) as usize;
+                    answers.retries.push((claimed.id, step, reason));
+                }
+            }
+        }
+        self.record(tenant, campaign, answers).await?;
+        Ok(Step::Done)
+    }
+
+    /// Claims the still-queued deliveries of `group` while their campaign is
+    /// sending; those whose address is suppressed by now are marked so
+    /// instead. One durable statement: what it returns as `sending` is
+    /// never sent by anyone else.
+    async fn claim(
+        &self,
+        tenant: TenantId,
+        campaign: Uuid,
+        group: &[Uuid],
+    ) -> Result<Vec<Claimed>, HandleError> {
+        let claimed = sqlx::query_as(
             "UPDATE deliveries d SET
                 state = CASE WHEN EXISTS (SELECT 1 FROM suppressions s
                                           WHERE s.tenant_id = d.tenant_id
@@ -250,137 +392,119 @@ impl Sender {
                 attempts = d.attempts + 1,
                 claimed_at = now()
              FROM campaigns c
-             WHERE d.id = $1 AND d.tenant_id = $2 AND d.campaign_id = $3 AND d.state = 'queued'
+             WHERE d.id = ANY($1) AND d.tenant_id = $2 AND d.campaign_id = $3
+               AND d.state = 'queued'
                AND c.id = d.campaign_id AND c.state = 'sending'
-             RETURNING d.state, d.email, d.first_name, d.last_name, d.city, d.attempts",
+             RETURNING d.id, d.state, d.email, d.first_name, d.last_name, d.city, d.attempts",
         )
-        .bind(delivery)
+        .bind(group)
         .bind(tenant)
         .bind(campaign)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let Some(claimed) = claimed else {
-            return Ok(Step::Done);
-        };
-        if claimed.state == "suppressed" {
-            return Ok(Step::Done);
-        }
-
-        // A message that cannot be built fails its delivery, never the
-        // process: the mail library panics on some malformed headers.
-        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.build(tenant, context, delivery, &claimed)
-        }))
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the message could not be built")));
-        let email = match built {
-            Ok(email) => email,
-            Err(error) => {
-                self.finish(delivery, "failed", &format!("{error:#}"))
-                    .await?;
-                return Ok(Step::Done);
-            }
-        };
-        match self.wait_turn(tenant, context, delivery).await? {
-            Turn::Go => {}
-            Turn::ClaimLost => return Ok(Step::Done),
-            Turn::GiveBack(queue) => return Ok(Step::GiveBack(queue)),
-        }
-        let recorded = match classify(self.smtp.send(email).await) {
-            Outcome::Sent(answer) => {
-                sqlx::query(
-                    "UPDATE deliveries SET state = 'sent', sent_at = now(), provider_message_id = $2
-                     WHERE id = $1",
-                )
-                .bind(delivery)
-                .bind(format!("<{delivery}@{}> {answer}", context.domain))
-                .execute(&self.results)
-                .await?;
-                Ok(())
-            }
-            Outcome::Refused(reason) => self.finish(delivery, "failed", &reason).await,
-            Outcome::Unknown(reason) => self.finish(delivery, "unknown", &reason).await,
-            Outcome::Retry(reason) if claimed.attempts >= MAX_ATTEMPTS => {
-                let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {reason}");
-                self.finish(delivery, "failed", &reason).await
-            }
-            Outcome::Retry(reason) => {
-                let step = (claimed.attempts.max(1) - 1) as usize;
-                self.retry(tenant, campaign, delivery, step, &reason).await
-            }
-        };
-        recorded.map(|()| Step::Done)
+        Ok(claimed)
     }
 
-    /// Waits for the delivery's turn under the rate limits, renewing its
-    /// claim meanwhile; gives it back when the process stops or the turn is
-    /// further than [`LONG_WAIT`].
-    ///
-    /// TODO(#3): a sender killed while it waits leaves its claims to be
-    /// reported unknown although nothing was sent; taking the turn before
-    /// the claim would avoid that at the cost of turns spent on nothing.
-    async fn wait_turn(
+    /// Builds and sends one claimed message.
+    async fn send(
         &self,
         tenant: TenantId,
         context: &CampaignContext,
-        delivery: Uuid,
-    ) -> Result<Turn, HandleError> {
-        let limiter = &self.pacing.limiter;
-        let acquire =
-            limiter.acquire_within(tenant, &context.sender, limiter.provider(), LONG_WAIT);
-        tokio::pin!(acquire);
-        let every = self.pacing.keep_claim_every;
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                biased;
-                granted = &mut acquire => {
-                    return Ok(match granted {
-                        Ok(()) => Turn::Go,
-                        Err(wait) => Turn::GiveBack(queue_after(wait)),
-                    });
-                }
-                () = self.pacing.shutdown.cancelled() => {
-                    return Ok(Turn::GiveBack(jobs::SEND_QUEUE.to_owned()));
-                }
-                _ = renew.tick() => {
-                    if !self.keep_claim(delivery).await? {
-                        return Ok(Turn::ClaimLost);
-                    }
-                }
-            }
+        claimed: &Claimed,
+    ) -> Outcome {
+        // A message that cannot be built fails its delivery, never the
+        // process: the mail library panics on some malformed headers.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.build(tenant, context, claimed)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the message could not be built")));
+        match built {
+            Ok(email) => classify(self.smtp.send(email).await),
+            Err(error) => Outcome::Refused(format!("{error:#}")),
         }
     }
 
-    /// Renews a claim; false when it is no longer held.
-    async fn keep_claim(&self, delivery: Uuid) -> Result<bool, HandleError> {
-        let kept = sqlx::query(
-            "UPDATE deliveries SET claimed_at = now() WHERE id = $1 AND state = 'sending'",
+    /// Writes the answers of one group: final states in one statement on
+    /// the results pool, retries (back to `queued`, with their jobs on the
+    /// retry queues) in one transaction.
+    async fn record(
+        &self,
+        tenant: TenantId,
+        campaign: Uuid,
+        answers: Answers,
+    ) -> Result<(), HandleError> {
+        if !answers.ids.is_empty() {
+            sqlx::query(
+                "UPDATE deliveries d SET
+                    state = r.state,
+                    error = coalesce(r.error, d.error),
+                    provider_message_id = coalesce(r.answer, d.provider_message_id),
+                    sent_at = CASE WHEN r.state = 'sent' THEN now() ELSE d.sent_at END
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                      AS r (id, state, error, answer)
+                 WHERE d.id = r.id",
+            )
+            .bind(&answers.ids)
+            .bind(&answers.states)
+            .bind(&answers.errors)
+            .bind(&answers.answers)
+            .execute(&self.results)
+            .await?;
+        }
+        if answers.retries.is_empty() {
+            return Ok(());
+        }
+        let (ids, reasons): (Vec<Uuid>, Vec<String>) = answers
+            .retries
+            .iter()
+            .map(|(id, _, reason)| (*id, format!("will retry: {reason}")))
+            .unzip();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries d SET state = 'queued', error = r.error
+             FROM unnest($1::uuid[], $2::text[]) AS r (id, error)
+             WHERE d.id = r.id",
         )
-        .bind(delivery)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(kept == 1)
+        .bind(&ids)
+        .bind(&reasons)
+        .execute(&mut *tx)
+        .await?;
+        let last = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS.len() - 1;
+        let mut by_step: BTreeMap<usize, Vec<Uuid>> = BTreeMap::new();
+        for (id, step, _) in &answers.retries {
+            by_step.entry((*step).min(last)).or_default().push(*id);
+        }
+        for (step, ids) in by_step {
+            let queue = muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step);
+            jobs::enqueue(&mut tx, tenant, campaign, &ids, &queue).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
-    /// Returns the unsent `claimed` delivery to the queue and enqueues the
-    /// job's `rest` (which includes it) again on `queue`.
+    /// Waits for one message's turn under the rate limits; gives back the
+    /// queue to return the job to when the process stops or the turn is
+    /// further than [`LONG_WAIT`]. Nothing is claimed while waiting.
+    async fn wait_turn(&self, tenant: TenantId, context: &CampaignContext) -> Result<(), String> {
+        let limiter = &self.pacing.limiter;
+        let acquire =
+            limiter.acquire_within(tenant, &context.sender, limiter.provider(), LONG_WAIT);
+        tokio::select! {
+            biased;
+            () = self.pacing.shutdown.cancelled() => Err(jobs::SEND_QUEUE.to_owned()),
+            granted = acquire => granted.map_err(queue_after),
+        }
+    }
+
+    /// Enqueues the unclaimed `rest` of a job again on `queue`.
     async fn give_back(
         &self,
         tenant: TenantId,
         campaign: Uuid,
-        claimed: Uuid,
         rest: &[Uuid],
         queue: &str,
     ) -> Result<(), HandleError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE deliveries SET state = 'queued', attempts = attempts - 1
-             WHERE id = $1 AND state = 'sending'",
-        )
-        .bind(claimed)
-        .execute(&mut *tx)
-        .await?;
         jobs::enqueue(&mut tx, tenant, campaign, rest, queue).await?;
         tx.commit().await?;
         Ok(())
@@ -390,9 +514,9 @@ impl Sender {
         &self,
         tenant: TenantId,
         context: &CampaignContext,
-        delivery: Uuid,
         claimed: &Claimed,
     ) -> anyhow::Result<Email> {
+        let delivery = claimed.id;
         let to = mailbox(
             &format!("{} {}", claimed.first_name, claimed.last_name),
             &claimed.email,
@@ -439,39 +563,6 @@ impl Sender {
         };
         email.context("building the message")
     }
-
-    /// Records a final state other than sent, with its reason.
-    async fn finish(&self, delivery: Uuid, state: &str, reason: &str) -> Result<(), HandleError> {
-        sqlx::query("UPDATE deliveries SET state = $2, error = $3 WHERE id = $1")
-            .bind(delivery)
-            .bind(state)
-            .bind(reason)
-            .execute(&self.results)
-            .await?;
-        Ok(())
-    }
-
-    /// Returns the delivery to the queue and schedules it on the retry queue.
-    async fn retry(
-        &self,
-        tenant: TenantId,
-        campaign: Uuid,
-        delivery: Uuid,
-        step: usize,
-        reason: &str,
-    ) -> Result<(), HandleError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE deliveries SET state = 'queued', error = $2 WHERE id = $1")
-            .bind(delivery)
-            .bind(format!("will retry: {reason}"))
-            .execute(&mut *tx)
-            .await?;
-        let last = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS.len() - 1;
-        let retry_queue = muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step.min(last));
-        jobs::enqueue(&mut tx, tenant, campaign, &[delivery], &retry_queue).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
 
 impl Handler for Sender {
@@ -495,16 +586,21 @@ impl Handler for Sender {
                 parsed
             })
             .collect();
-        for (done, &delivery) in deliveries.iter().enumerate() {
+        let pending = self.pending(&deliveries).await?;
+        let mut done = 0;
+        while done < pending.len() {
+            let size = self.group_size(message.tenant_id, &context).await;
+            let group = &pending[done..pending.len().min(done + size)];
             let step = self
-                .deliver(message.tenant_id, campaign, &context, delivery)
+                .send_group(message.tenant_id, campaign, &context, group)
                 .await?;
+            done += group.len();
             if let Step::GiveBack(queue) = step {
-                let rest = &deliveries[done..];
+                let rest = &pending[done - group.len()..];
                 tracing::info!(campaign_id = %campaign, deliveries = rest.len(), queue,
                     "deliveries given back to the queue unsent");
                 return self
-                    .give_back(message.tenant_id, campaign, delivery, rest, &queue)
+                    .give_back(message.tenant_id, campaign, rest, &queue)
                     .await;
             }
         }

@@ -100,7 +100,9 @@ pub async fn reap_stale_claims(
         "UPDATE deliveries SET state = 'unknown', error = 'the sending process stopped before \
          recording the SMTP answer; the message may have been received and is not re-sent'
          WHERE state = 'sending' AND claimed_at < now() - $2 * interval '1 millisecond'
-           AND ($1::uuid IS NULL OR campaign_id = $1)",
+           AND campaign_id IN (SELECT id FROM campaigns
+                               WHERE ($1::uuid IS NULL OR id = $1)
+                                 AND state IN ('sending', 'paused', 'cancelled'))",
     )
     .bind(campaign)
     .bind(stale.as_millis() as f64)
