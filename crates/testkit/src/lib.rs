@@ -2,8 +2,11 @@
 //! RabbitMQ name prefix and, when it sends mail, its own real SMTP sink
 //! (Postfix's `smtp-sink`), so tests run in parallel against real servers.
 
+pub mod fault_smtp;
+pub mod servers;
 mod smtp;
 
+pub use fault_smtp::FaultSmtp;
 pub use smtp::{ReceivedMessage, SmtpSink};
 
 use anyhow::Context;
