@@ -18,6 +18,8 @@ command -v psql >/dev/null && command -v pg_ctlcluster >/dev/null || missing+=(p
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
 [ -x /usr/sbin/smtp-sink ] || missing+=(postfix)
+# Tests make throwaway certificates and sign webhooks with it.
+command -v openssl >/dev/null || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -20,5 +20,6 @@ pub use settings::{PublicSettings, ServicesSettings, Settings, WebhookSettings};
 pub use startup::{Application, MIGRATIONS, build, migrate};
 pub use tenants::{
     ApiKey, ApiKeyId, Organization, country_code, create_api_key, create_tenant,
-    organization_for_key, revoke_api_key, set_default_country, tenant_for_key,
+    organization_for_key, revoke_api_key, set_default_country, set_mailgun_signing_key,
+    tenant_for_key,
 };

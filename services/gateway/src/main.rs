@@ -32,6 +32,14 @@ enum Command {
         #[arg(long, default_value = "FR")]
         country: String,
     },
+    /// Set the key Mailgun signs an organization's webhooks with (Mailgun's
+    /// dashboard: "HTTP webhook signing key"), read from the environment.
+    SetMailgunKey {
+        #[arg(long)]
+        organization: uuid::Uuid,
+        #[arg(long, env = "MUSTER_MAILGUN_SIGNING_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// Print a one-hour internal credential for the organization of an API
     /// key, to call the gRPC services directly (grpcurl, scripts).
     ServiceToken {
@@ -92,6 +100,17 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("tenant_id {tenant}");
             println!("api_key   {key}");
             eprintln!("Store the API key now: only its hash is kept, it cannot be shown again.");
+            Ok(())
+        }
+        Command::SetMailgunKey { organization, key } => {
+            let pool = muster_runtime::db::connect(&settings.database).await?;
+            let tenant = muster_runtime::TenantId::from_uuid(organization);
+            let found = muster_gateway::set_mailgun_signing_key(&pool, tenant, &key).await?;
+            anyhow::ensure!(found, "no organization {organization}: check its id");
+            println!("Mailgun webhooks of {organization} are checked with the new key.");
+            println!(
+                "Their URL: /webhooks/mailgun?token=<webhooks.token>&organization={organization}"
+            );
             Ok(())
         }
         Command::ServiceToken { api_key } => {

@@ -25,6 +25,7 @@ base_url = "http://127.0.0.1:8080"
 
 [webhooks]
 token = ""
+sns_cert_url_prefixes = []
 "#;
 
 /// Everything the gateway reads at start-up.
@@ -59,12 +60,18 @@ pub struct WebhookSettings {
     /// The shared secret a provider puts in the URL query (`?token=`); set it
     /// from the environment. Empty turns the webhooks off.
     pub token: String,
+    /// For tests only: URL prefixes (ending in `/`) an SNS `SigningCertURL`
+    /// may start with besides `https://sns.<region>.amazonaws.com/`, such as
+    /// a local server's `http://127.0.0.1:PORT/`. Leave empty in production.
+    #[serde(default)]
+    pub sns_cert_url_prefixes: Vec<String>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSettings")
             .field("token", &"<redacted>")
+            .field("sns_cert_url_prefixes", &self.sns_cert_url_prefixes)
             .finish()
     }
 }
@@ -93,6 +100,7 @@ mod tests {
         let mut settings: Settings =
             config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}")).unwrap();
         assert_eq!(settings.webhooks.token, "");
+        assert!(settings.webhooks.sns_cert_url_prefixes.is_empty());
         settings.webhooks.token = "s3cret-hook".into();
         assert!(!format!("{settings:?}").contains("s3cret-hook"));
     }

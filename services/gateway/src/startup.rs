@@ -24,6 +24,7 @@ use crate::{auth, unsubscribe, v1, webhooks};
 pub const MIGRATIONS: &[Migration] = muster_runtime::migrations![
     1 => "0001_tenants.sql",
     2 => "0002_default_country.sql",
+    3 => "0003_webhook_signing.sql",
 ];
 
 /// How long requests in flight may run on after shutdown is requested.
@@ -35,6 +36,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub upstreams: Upstreams,
     pub webhooks: WebhookSettings,
+    pub sns: webhooks::SnsVerifier,
 }
 
 /// A gateway bound to its ports, ready to serve.
@@ -63,10 +65,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         .await
         .with_context(|| format!("binding listen.admin_addr {}", settings.listen.admin_addr))?;
 
+    let sns = webhooks::SnsVerifier::new(settings.webhooks.sns_cert_url_prefixes.clone())
+        .context("preparing the SNS certificate fetcher")?;
     let router = router(AppState {
         pool: pool.clone(),
         upstreams,
         webhooks: settings.webhooks.clone(),
+        sns,
     });
     Ok(Application {
         http,

@@ -78,6 +78,13 @@ impl Upstreams {
         }
     }
 
+    /// A messaging client acting for `tenant` alone, for a public endpoint
+    /// whose request proved its organization (a signed webhook).
+    pub fn messaging_for(&self, tenant: TenantId) -> MessagingClient {
+        let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
+        MessagingServiceClient::with_interceptor(self.messaging.clone(), bearer)
+    }
+
     /// A messaging client acting for no organization, for the public pages.
     pub fn public_messaging(&self) -> MessagingClient {
         let bearer = Bearer::new(&self.signer.mint("gateway", None, CREDENTIAL_TTL));

@@ -136,3 +136,36 @@ pub async fn set_default_country(
         .context("setting the organization's country")?;
     Ok(())
 }
+
+/// Sets the key Mailgun signs `tenant`'s webhooks with (the account's HTTP
+/// webhook signing key, from Mailgun's dashboard); returns whether the
+/// organization exists.
+pub async fn set_mailgun_signing_key(
+    pool: &PgPool,
+    tenant: TenantId,
+    key: &str,
+) -> anyhow::Result<bool> {
+    let key = key.trim();
+    anyhow::ensure!(
+        !key.is_empty(),
+        "the Mailgun webhook signing key is empty: copy it from Mailgun's dashboard"
+    );
+    let updated = sqlx::query("UPDATE tenants SET mailgun_signing_key = $2 WHERE id = $1")
+        .bind(tenant)
+        .bind(key)
+        .execute(pool)
+        .await
+        .context("storing the Mailgun signing key")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The key Mailgun signs `tenant`'s webhooks with, if one is set.
+pub async fn mailgun_signing_key(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT mailgun_signing_key FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
+}

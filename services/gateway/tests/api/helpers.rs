@@ -1,5 +1,6 @@
 //! Starting a gateway for one test and talking to it.
 
+use crate::signing::SnsSigner;
 use muster_gateway::{PublicSettings, ServicesSettings, Settings, WebhookSettings};
 use muster_runtime::TenantId;
 use muster_runtime::config::{AuthSettings, ListenSettings, TelemetrySettings};
@@ -30,6 +31,14 @@ impl Drop for TestGateway {
 
 /// Starts a gateway with a fresh database in front of `services`.
 pub async fn spawn_gateway(services: ServicesSettings) -> TestGateway {
+    spawn_gateway_with(services, Vec::new()).await
+}
+
+/// Starts a gateway that also fetches SNS certificates under `sns_prefixes`.
+pub async fn spawn_gateway_with(
+    services: ServicesSettings,
+    sns_prefixes: Vec<String>,
+) -> TestGateway {
     muster_runtime::telemetry::init_for_tests();
     let database = muster_testkit::fresh_database("gateway")
         .await
@@ -54,6 +63,7 @@ pub async fn spawn_gateway(services: ServicesSettings) -> TestGateway {
         },
         webhooks: WebhookSettings {
             token: WEBHOOK_TOKEN.into(),
+            sns_cert_url_prefixes: sns_prefixes,
         },
     };
 
@@ -93,6 +103,21 @@ pub async fn gateway_with_messaging() -> (TestGateway, UnboundedReceiver<Call>) 
         messaging_url,
     };
     (spawn_gateway(services).await, calls)
+}
+
+/// A gateway whose messaging is the fake and which trusts the SNS
+/// certificate of the returned signer; the fake's calls.
+pub async fn gateway_with_messaging_and_sns() -> (TestGateway, UnboundedReceiver<Call>, SnsSigner) {
+    let signer = SnsSigner::start()
+        .await
+        .expect("openssl makes a test certificate");
+    let (messaging_url, calls) = spawn_messaging().await;
+    let services = ServicesSettings {
+        contacts_url: closed_url().await,
+        messaging_url,
+    };
+    let gateway = spawn_gateway_with(services, vec![signer.url_prefix()]).await;
+    (gateway, calls, signer)
 }
 
 /// Services at addresses where nothing listens.

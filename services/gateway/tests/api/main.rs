@@ -8,5 +8,6 @@ mod fakes;
 mod helpers;
 mod imports;
 mod services_down;
+mod signing;
 mod unsubscribe;
 mod webhooks;
