@@ -5,7 +5,7 @@
 //! stored with its reason, and the next campaign skips the suppressed.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use muster_e2e::Stack;
 use muster_proto::contacts::v1 as contacts;
@@ -15,7 +15,17 @@ use muster_runtime::config::DatabaseSettings;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+/// Signs SNS messages and Mailgun events as the providers do; shared with
+/// the gateway's API tests.
+#[allow(dead_code)]
+#[path = "../services/gateway/tests/api/signing.rs"]
+mod signing;
+
+use signing::{SnsSigner, mailgun_signature};
+
 const TOKEN: &str = "bounces-e2e-webhook-token";
+/// The organization's Mailgun webhook signing key.
+const MAILGUN_KEY: &str = "key-bounces-e2e-0123456789abcdef";
 
 /// Who the campaign goes to, by what happens to them afterwards.
 const HARD: &str = "camille.roux@example.fr";
@@ -52,11 +62,14 @@ async fn audience(stack: &Stack, tenant: TenantId) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A gateway in front of the stack, its webhooks open to [`TOKEN`].
+/// A gateway in front of the stack, its webhooks open to [`TOKEN`], trusting
+/// `sns`'s certificate; with one organization, whose Mailgun key is
+/// [`MAILGUN_KEY`].
 async fn gateway(
     stack: &Stack,
+    sns: &SnsSigner,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(String, DatabaseSettings)> {
+) -> anyhow::Result<(String, TenantId, DatabaseSettings)> {
     let mut settings = muster_gateway::Settings::load()?;
     settings.database = muster_testkit::fresh_database("gateway").await?;
     settings.listen.addr = "127.0.0.1:0".into();
@@ -64,11 +77,17 @@ async fn gateway(
     settings.services.contacts_url = stack.contacts_endpoint();
     settings.services.messaging_url = stack.messaging_endpoint();
     settings.webhooks.token = TOKEN.into();
+    settings.webhooks.sns_cert_url_prefixes = vec![sns.url_prefix()];
     let database = settings.database.clone();
     let app = muster_gateway::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run(shutdown.clone()));
-    Ok((base, database))
+
+    let pool = sqlx::PgPool::connect(&database.url).await?;
+    let (tenant, _) = muster_gateway::create_tenant(&pool, "Collectif des Quais").await?;
+    assert!(muster_gateway::set_mailgun_signing_key(&pool, tenant, MAILGUN_KEY).await?);
+    pool.close().await;
+    Ok((base, tenant, database))
 }
 
 /// The Message-ID each recipient received, as the SMTP server got it.
@@ -123,7 +142,8 @@ fn dsn(recipient: &str, message_id: &str) -> String {
     )
 }
 
-fn ses_permanent_bounce(recipient: &str, message_id: &str) -> Value {
+/// An SNS notification of an SES permanent bounce, signed by `sns`.
+fn ses_permanent_bounce(sns: &SnsSigner, recipient: &str, message_id: &str) -> Value {
     let notification = json!({
         "notificationType": "Bounce",
         "bounce": {
@@ -149,13 +169,15 @@ fn ses_permanent_bounce(recipient: &str, message_id: &str) -> Value {
             ]
         }
     });
-    json!({
+    let mut envelope = json!({
         "Type": "Notification",
         "MessageId": "5b0ab7d4-2f1c-5b8e-9a51-3c0f7f6d2e11",
         "TopicArn": "arn:aws:sns:eu-west-3:123456789012:muster-bounces",
         "Message": notification.to_string(),
         "Timestamp": "2025-01-14T09:02:12.345Z"
-    })
+    });
+    sns.sign(&mut envelope, 1).expect("openssl signs");
+    envelope
 }
 
 fn arf_complaint(recipient: &str, message_id: &str) -> String {
@@ -191,9 +213,16 @@ fn arf_complaint(recipient: &str, message_id: &str) -> String {
     )
 }
 
+/// A Mailgun event of a temporary failure, signed now with [`MAILGUN_KEY`]
+/// (its token is the event's id).
 fn mailgun_temporary(recipient: &str, message_id: &str, event_id: &str) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let timestamp = now.as_secs().to_string();
+    let signature = mailgun_signature(MAILGUN_KEY, &timestamp, event_id);
     json!({
-        "signature": {"timestamp": "1736845331", "token": event_id, "signature": "00"},
+        "signature": {"timestamp": timestamp, "token": event_id, "signature": signature},
         "event-data": {
             "event": "failed",
             "id": event_id,
@@ -262,11 +291,14 @@ async fn consent(stack: &Stack, tenant: TenantId, email: &str) -> anyhow::Result
 #[tokio::test]
 async fn bounces_and_complaints_keep_the_next_campaign_from_them() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    let tenant = TenantId::new();
+    let sns = SnsSigner::start().await?;
     let shutdown = CancellationToken::new();
-    let (base, gateway_database) = gateway(&stack, &shutdown).await?;
+    let (base, tenant, gateway_database) = gateway(&stack, &sns, &shutdown).await?;
     let http = reqwest::Client::new();
-    let hook = |path: &str| format!("{base}/webhooks/{path}?token={TOKEN}");
+    let hook = |path: &str| match path {
+        "mailgun" => format!("{base}/webhooks/mailgun?token={TOKEN}&organization={tenant}"),
+        _ => format!("{base}/webhooks/{path}?token={TOKEN}"),
+    };
     audience(&stack, tenant).await?;
 
     let first = stack
@@ -283,7 +315,17 @@ async fn bounces_and_complaints_keep_the_next_campaign_from_them() -> anyhow::Re
     );
     assert_eq!(answer["bounces"][0]["suppressed"], true, "{answer}");
 
-    let ses = ses_permanent_bounce(SES, &ids[SES]).to_string();
+    let genuine = ses_permanent_bounce(&sns, SES, &ids[SES]);
+    let mut tampered = genuine.clone();
+    tampered["Message"] = json!(
+        genuine["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(SES, FINE[1])
+    );
+    let (status, answer) = post(&http, hook("ses"), tampered.to_string()).await?;
+    assert_eq!(status, 401, "a tampered SNS message was accepted: {answer}");
+    let ses = genuine.to_string();
     let (status, answer) = post(&http, hook("ses"), ses.clone()).await?;
     assert_eq!(
         (status, answer["recorded"].as_u64()),
@@ -311,6 +353,12 @@ async fn bounces_and_complaints_keep_the_next_campaign_from_them() -> anyhow::Re
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["bounces"][0]["suppressed"], false, "{answer}");
     }
+    let replayed = mailgun_temporary(SOFT, &ids[SOFT], "soft-2").to_string();
+    let (status, answer) = post(&http, hook("mailgun"), replayed).await?;
+    assert_eq!(
+        status, 409,
+        "a replayed Mailgun event was accepted: {answer}"
+    );
 
     let stranger = dsn(
         FINE[0],

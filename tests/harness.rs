@@ -57,6 +57,19 @@ impl Stack {
 
     /// Starts contacts (all-in-one) and messaging in `mode`; tests add workers.
     pub async fn start_with(messaging_mode: muster_messaging::Mode) -> anyhow::Result<Self> {
+        Self::start_inner(messaging_mode, None).await
+    }
+
+    /// Starts both all-in-one, messaging sending to the SMTP server on
+    /// 127.0.0.1:`smtp_port` instead of the stack's sink.
+    pub async fn start_with_smtp(smtp_port: u16) -> anyhow::Result<Self> {
+        Self::start_inner(muster_messaging::Mode::All, Some(smtp_port)).await
+    }
+
+    async fn start_inner(
+        messaging_mode: muster_messaging::Mode,
+        smtp_port: Option<u16>,
+    ) -> anyhow::Result<Self> {
         muster_runtime::telemetry::init_for_tests();
         let amqp = muster_testkit::fresh_amqp();
         let sink = SmtpSink::start().await?;
@@ -78,7 +91,7 @@ impl Stack {
         messaging_settings.listen.addr = "127.0.0.1:0".into();
         messaging_settings.listen.admin_addr = "127.0.0.1:0".into();
         messaging_settings.services.contacts_url = format!("http://127.0.0.1:{contacts_port}");
-        messaging_settings.smtp.port = sink.port();
+        messaging_settings.smtp.port = smtp_port.unwrap_or(sink.port());
         messaging_settings.sender.stale_claim_secs = 5;
         messaging_settings.ratelimit.prefix = format!("muster:t:{}:", muster_testkit::unique());
         let messaging = muster_messaging::build(messaging_settings.clone(), messaging_mode).await?;
