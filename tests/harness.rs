@@ -93,6 +93,7 @@ impl Stack {
         messaging_settings.services.contacts_url = format!("http://127.0.0.1:{contacts_port}");
         messaging_settings.smtp.port = smtp_port.unwrap_or(sink.port());
         messaging_settings.sender.stale_claim_secs = 5;
+        messaging_settings.sender.stall_after_secs = 10;
         messaging_settings.ratelimit.prefix = format!("muster:t:{}:", muster_testkit::unique());
         let messaging = muster_messaging::build(messaging_settings.clone(), messaging_mode).await?;
         let messaging_port = messaging.grpc_port().unwrap_or_default();

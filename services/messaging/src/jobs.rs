@@ -26,6 +26,10 @@ pub async fn enqueue_queued(
     .fetch_all(&mut *tx)
     .await?;
     enqueue(tx, tenant, campaign, &ids, SEND_QUEUE).await?;
+    sqlx::query("UPDATE campaigns SET enqueued_at = now() WHERE id = $1")
+        .bind(campaign)
+        .execute(&mut *tx)
+        .await?;
     Ok(ids.len())
 }
 

@@ -58,6 +58,7 @@ timeout_secs = 30
 concurrency = 16
 group_size = 8
 stale_claim_secs = 120
+stall_after_secs = 600
 
 [public]
 base_url = "http://127.0.0.1:8080"
@@ -84,6 +85,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     2 => "0002_bounces.sql",
     3 => "0003_rate_limits.sql",
     4 => "0004_delivery_updates.sql",
+    5 => "0005_stalled_campaigns.sql",
 ];
 
 /// Everything messaging is configured with.
@@ -120,12 +122,20 @@ pub struct SenderSettings {
     /// A delivery claimed this long ago without an answer recorded is
     /// reported unknown (its sender died after, or while, handing it to SMTP).
     pub stale_claim_secs: u64,
+    /// A sending campaign whose due deliveries saw no claim for this long
+    /// has its jobs enqueued again (they were lost to the broker).
+    pub stall_after_secs: u64,
 }
 
 impl SenderSettings {
     /// [`Self::stale_claim_secs`] as a duration.
     pub fn stale_claim(&self) -> Duration {
         Duration::from_secs(self.stale_claim_secs)
+    }
+
+    /// [`Self::stall_after_secs`] as a duration.
+    pub fn stall_after(&self) -> Duration {
+        Duration::from_secs(self.stall_after_secs)
     }
 }
 
@@ -299,13 +309,13 @@ impl Application {
             };
             tasks.consume(&settings.amqp, options, projection);
 
-            let (pool, stale, stop) = (
+            let (pool, sender, stop) = (
                 self.pool.clone(),
-                settings.sender.stale_claim(),
+                settings.sender.clone(),
                 tasks.shutdown(),
             );
             tasks.spawn(async move {
-                reap(pool, stale, stop).await;
+                watch_campaigns(pool, sender, stop).await;
                 Ok(())
             });
         }
@@ -317,13 +327,24 @@ impl Application {
     }
 }
 
-/// Marks claims of dead processes as unknown, twice per `stale` period.
-async fn reap(pool: PgPool, stale: Duration, shutdown: CancellationToken) {
+/// Twice per stale-claim period: marks claims of dead processes as unknown
+/// and enqueues again the jobs of campaigns that stalled.
+async fn watch_campaigns(pool: PgPool, settings: SenderSettings, shutdown: CancellationToken) {
+    let stale = settings.stale_claim();
     loop {
         match store::reap_stale_claims(&pool, None, stale).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(deliveries = n, "claims of a stopped sender marked unknown"),
             Err(error) => tracing::warn!(%error, "could not check for stale claims"),
+        }
+        match store::requeue_stalled(&pool, settings.stall_after()).await {
+            Ok(requeued) => {
+                for (campaign, deliveries) in requeued {
+                    tracing::warn!(campaign_id = %campaign, deliveries,
+                        "campaign stalled (its send jobs were lost); jobs enqueued again");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not check for stalled campaigns"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -127,9 +127,10 @@ pub struct Capacity {
 enum Step {
     /// Sent, recorded, or nothing to do.
     Done,
-    /// Nothing claimed; the group and the rest of its job go back to this
-    /// queue: the process stops, or the next turn is far away.
-    GiveBack(String),
+    /// Nothing claimed; the group and the rest of its job go back to the
+    /// queue (`None`: the process stops) or to this step of the retry ladder
+    /// (the next turn is far away).
+    GiveBack(Option<usize>),
 }
 
 /// Handles `messaging.email.send`.
@@ -313,8 +314,8 @@ impl Sender {
         group: &[Uuid],
     ) -> Result<Step, HandleError> {
         for _ in group {
-            if let Err(queue) = self.wait_turn(tenant, context).await {
-                return Ok(Step::GiveBack(queue));
+            if let Err(back) = self.wait_turn(tenant, context).await {
+                return Ok(Step::GiveBack(back));
             }
         }
         let permits = self
@@ -327,7 +328,7 @@ impl Sender {
                 HandleError::Transient(anyhow::anyhow!("the sender is stopping"))
             })?,
             () = self.pacing.shutdown.cancelled() => {
-                return Ok(Step::GiveBack(jobs::SEND_QUEUE.to_owned()));
+                return Ok(Step::GiveBack(None));
             }
         };
 
@@ -454,26 +455,30 @@ impl Sender {
         if answers.retries.is_empty() {
             return Ok(());
         }
-        let (ids, reasons): (Vec<Uuid>, Vec<String>) = answers
-            .retries
-            .iter()
-            .map(|(id, _, reason)| (*id, format!("will retry: {reason}")))
-            .unzip();
+        let last = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS.len() - 1;
+        let mut ids = Vec::new();
+        let mut reasons = Vec::new();
+        let mut delays = Vec::new();
+        let mut by_step: BTreeMap<usize, Vec<Uuid>> = BTreeMap::new();
+        for (id, step, reason) in &answers.retries {
+            let step = (*step).min(last);
+            ids.push(*id);
+            reasons.push(format!("will retry: {reason}"));
+            delays.push(retry_delay(step).as_millis() as f64);
+            by_step.entry(step).or_default().push(*id);
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE deliveries d SET state = 'queued', error = r.error
-             FROM unnest($1::uuid[], $2::text[]) AS r (id, error)
+            "UPDATE deliveries d SET state = 'queued', error = r.error,
+                    due_at = now() + r.delay * interval '1 millisecond'
+             FROM unnest($1::uuid[], $2::text[], $3::float8[]) AS r (id, error, delay)
              WHERE d.id = r.id",
         )
         .bind(&ids)
         .bind(&reasons)
+        .bind(&delays)
         .execute(&mut *tx)
         .await?;
-        let last = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS.len() - 1;
-        let mut by_step: BTreeMap<usize, Vec<Uuid>> = BTreeMap::new();
-        for (id, step, _) in &answers.retries {
-            by_step.entry((*step).min(last)).or_default().push(*id);
-        }
         for (step, ids) in by_step {
             let queue = muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step);
             jobs::enqueue(&mut tx, tenant, campaign, &ids, &queue).await?;
@@ -482,30 +487,50 @@ impl Sender {
         Ok(())
     }
 
-    /// Waits for one message's turn under the rate limits; gives back the
-    /// queue to return the job to when the process stops or the turn is
-    /// further than [`LONG_WAIT`]. Nothing is claimed while waiting.
-    async fn wait_turn(&self, tenant: TenantId, context: &CampaignContext) -> Result<(), String> {
+    /// Waits for one message's turn under the rate limits; gives back where
+    /// to return the job to (see [`Step::GiveBack`]) when the process stops
+    /// or the turn is further than [`LONG_WAIT`]. Nothing is claimed while
+    /// waiting.
+    async fn wait_turn(
+        &self,
+        tenant: TenantId,
+        context: &CampaignContext,
+    ) -> Result<(), Option<usize>> {
         let limiter = &self.pacing.limiter;
         let acquire =
             limiter.acquire_within(tenant, &context.sender, limiter.provider(), LONG_WAIT);
         tokio::select! {
             biased;
-            () = self.pacing.shutdown.cancelled() => Err(jobs::SEND_QUEUE.to_owned()),
-            granted = acquire => granted.map_err(queue_after),
+            () = self.pacing.shutdown.cancelled() => Err(None),
+            granted = acquire => granted.map_err(|wait| Some(retry_step_after(wait))),
         }
     }
 
-    /// Enqueues the unclaimed `rest` of a job again on `queue`.
+    /// Enqueues the unclaimed `rest` of a job again: on the send queue, or
+    /// on the retry queue of `step`, recording when it is due.
     async fn give_back(
         &self,
         tenant: TenantId,
         campaign: Uuid,
         rest: &[Uuid],
-        queue: &str,
+        step: Option<usize>,
     ) -> Result<(), HandleError> {
         let mut tx = self.pool.begin().await?;
-        jobs::enqueue(&mut tx, tenant, campaign, rest, queue).await?;
+        let queue = match step {
+            None => jobs::SEND_QUEUE.to_owned(),
+            Some(step) => {
+                sqlx::query(
+                    "UPDATE deliveries SET due_at = now() + $2 * interval '1 millisecond'
+                     WHERE id = ANY($1) AND state = 'queued'",
+                )
+                .bind(rest)
+                .bind(retry_delay(step).as_millis() as f64)
+                .execute(&mut *tx)
+                .await?;
+                muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step)
+            }
+        };
+        jobs::enqueue(&mut tx, tenant, campaign, rest, &queue).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -595,12 +620,12 @@ impl Handler for Sender {
                 .send_group(message.tenant_id, campaign, &context, group)
                 .await?;
             done += group.len();
-            if let Step::GiveBack(queue) = step {
+            if let Step::GiveBack(retry_step) = step {
                 let rest = &pending[done - group.len()..];
-                tracing::info!(campaign_id = %campaign, deliveries = rest.len(), queue,
+                tracing::info!(campaign_id = %campaign, deliveries = rest.len(), ?retry_step,
                     "deliveries given back to the queue unsent");
                 return self
-                    .give_back(message.tenant_id, campaign, rest, &queue)
+                    .give_back(message.tenant_id, campaign, rest, retry_step)
                     .await;
             }
         }
@@ -608,14 +633,19 @@ impl Handler for Sender {
     }
 }
 
-/// The retry queue whose delay covers `wait`, or the longest.
-fn queue_after(wait: Duration) -> String {
+/// The step of the retry ladder whose delay covers `wait`, or the last.
+fn retry_step_after(wait: Duration) -> usize {
     let delays = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS;
-    let step = delays
+    delays
         .iter()
         .position(|delay| *delay >= wait)
-        .unwrap_or(delays.len() - 1);
-    muster_runtime::bus::retry_queue(jobs::SEND_QUEUE, step)
+        .unwrap_or(delays.len() - 1)
+}
+
+/// The delay of `step` of the retry ladder (the last one beyond it).
+fn retry_delay(step: usize) -> Duration {
+    let delays = muster_runtime::bus::EMAIL_SEND_RETRY_DELAYS;
+    delays[step.min(delays.len() - 1)]
 }
 
 fn mailbox(name: &str, address: &str) -> anyhow::Result<Mailbox> {

@@ -9,6 +9,8 @@ use prost::Message;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
+use crate::jobs;
+
 #[derive(sqlx::FromRow, Clone)]
 pub struct CampaignRow {
     pub id: Uuid,
@@ -109,6 +111,50 @@ pub async fn reap_stale_claims(
     .execute(db)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// Enqueues again the due deliveries of every sending campaign that saw no
+/// claim for `after` since its jobs were last enqueued: its jobs were lost
+/// to the broker. Returns each campaign and how many deliveries it got back.
+pub async fn requeue_stalled(
+    pool: &PgPool,
+    after: std::time::Duration,
+) -> sqlx::Result<Vec<(Uuid, usize)>> {
+    let mut tx = pool.begin().await?;
+    let stalled: Vec<(Uuid, TenantId)> = sqlx::query_as(
+        "SELECT c.id, c.tenant_id FROM campaigns c
+         WHERE c.state = 'sending'
+           AND coalesce(c.enqueued_at, c.launched_at, c.created_at)
+               < now() - $1 * interval '1 millisecond'
+           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                           WHERE d.campaign_id = c.id
+                             AND d.claimed_at > now() - $1 * interval '1 millisecond')
+         FOR UPDATE OF c SKIP LOCKED",
+    )
+    .bind(after.as_millis() as f64)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut requeued = Vec::new();
+    for (campaign, tenant) in stalled {
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM deliveries
+             WHERE campaign_id = $1 AND state = 'queued' AND (due_at IS NULL OR due_at <= now())
+             ORDER BY id",
+        )
+        .bind(campaign)
+        .fetch_all(&mut *tx)
+        .await?;
+        jobs::enqueue(&mut tx, tenant, campaign, &due, jobs::SEND_QUEUE).await?;
+        sqlx::query("UPDATE campaigns SET enqueued_at = now() WHERE id = $1")
+            .bind(campaign)
+            .execute(&mut *tx)
+            .await?;
+        if !due.is_empty() {
+            requeued.push((campaign, due.len()));
+        }
+    }
+    tx.commit().await?;
+    Ok(requeued)
 }
 
 /// The campaign as the API shows it, with its delivery counts; a sending
