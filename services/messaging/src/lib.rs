@@ -309,11 +309,8 @@ impl Application {
             };
             tasks.consume(&settings.amqp, options, projection);
 
-            let (pool, sender, stop) = (
-                self.pool.clone(),
-                settings.sender.clone(),
-                tasks.shutdown(),
-            );
+            let (pool, sender, stop) =
+                (self.pool.clone(), settings.sender.clone(), tasks.shutdown());
             tasks.spawn(async move {
                 watch_campaigns(pool, sender, stop).await;
                 Ok(())
