@@ -24,8 +24,12 @@ const SECRET: &str = "muster-bench-secret";
 pub const SENDER_TUNING: [(&str, u32); 3] = [
     ("MUSTER_SENDER__CONCURRENCY", 64),
     ("MUSTER_DATABASE__MAX_CONNECTIONS", 40),
-    ("MUSTER_SMTP__POOL_SIZE", 32),
+    ("MUSTER_SMTP__POOL_SIZE", SMTP_POOL),
 ];
+
+/// SMTP connections (and messages in flight) of the sender in this run;
+/// the raw SMTP baseline uses as many.
+pub const SMTP_POOL: u32 = 32;
 
 /// What the end-to-end run measured.
 pub struct Run {

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         "\n[2/3] raw SMTP: smtp-sink, pooled client, {}-byte prebuilt messages",
         sample.len()
     );
-    let smtp = raw::smtp(raw_messages, &sample).await?;
+    let smtp = raw::smtp(raw_messages).await?;
     println!("      {:.0} msg/s", smtp.per_second());
 
     println!("\n[3/3] campaign end to end: import, launch, send, all received");

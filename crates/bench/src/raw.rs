@@ -2,15 +2,15 @@
 //! Muster in the way, with the same client libraries and message sizes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use lettre::Message;
 use lettre::message::{Mailbox, SinglePart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use muster_messaging::smtp::{Relay, SmtpSettings};
 use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_testkit::SmtpSink;
 use tokio::sync::Semaphore;
@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use crate::Rate;
 
 /// SMTP connections, as many as the end-to-end run's sender keeps.
-const SMTP_POOL: u32 = 32;
+const SMTP_POOL: u32 = crate::campaign::SMTP_POOL;
 
 /// Deliveries per send job, as messaging batches them.
 pub const JOB_DELIVERIES: usize = 100;
@@ -121,33 +121,41 @@ pub async fn broker(count: u64, size: usize) -> anyhow::Result<Rate> {
 }
 
 /// Sends `count` prebuilt messages to a fresh `smtp-sink` (writing each to a
-/// file, as in the end-to-end run) through a pool like messaging's.
-pub async fn smtp(count: u64, _sample: &[u8]) -> anyhow::Result<Rate> {
+/// file, as in the end-to-end run) through messaging's SMTP client, with as
+/// many connections and messages in flight as the end-to-end run's sender.
+pub async fn smtp(count: u64) -> anyhow::Result<Rate> {
     let sink = SmtpSink::start().await?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
-        .port(sink.port())
-        .timeout(Some(Duration::from_secs(30)))
-        .pool_config(PoolConfig::new().max_size(SMTP_POOL))
-        .build();
-    let transport = Arc::new(transport);
-    let message = build_email();
-    let permits = Arc::new(Semaphore::new(64));
+    let relay = Arc::new(Relay::new(&SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: sink.port(),
+        pool_size: SMTP_POOL,
+        timeout_secs: 30,
+    }));
+    let email = build_email();
+    let (envelope, message) = (
+        Arc::new(email.envelope().clone()),
+        Arc::new(email.formatted()),
+    );
+    let permits = Arc::new(Semaphore::new(SMTP_POOL as usize));
 
     let started = Instant::now();
     let mut sends = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let permit = permits.clone().acquire_owned().await?;
-        let (transport, message) = (transport.clone(), message.clone());
+        let (relay, envelope, message) = (relay.clone(), envelope.clone(), message.clone());
         sends.push(tokio::spawn(async move {
-            let sent = transport.send(message).await;
+            let sent = relay.send(&envelope, &message).await;
             drop(permit);
             sent
         }));
     }
     for send in sends {
-        send.await??;
+        if let Err(failure) = send.await? {
+            anyhow::bail!("the sink did not take a message: {failure:?}");
+        }
     }
     let elapsed = started.elapsed();
+    relay.close().await;
     let dir = sink.dir().to_owned();
     sink.stop().await;
     let _ = std::fs::remove_dir_all(dir);

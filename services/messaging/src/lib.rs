@@ -10,6 +10,7 @@ pub mod ratelimit;
 pub mod render;
 pub mod segment;
 pub mod sender;
+pub mod smtp;
 pub mod store;
 pub mod unsubscribe;
 
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use muster_runtime::service::Mode;
 
 pub use ratelimit::RateLimitSettings;
-pub use sender::SmtpSettings;
+pub use smtp::SmtpSettings;
 
 const DEFAULTS: &str = r#"
 [database]
@@ -268,7 +269,7 @@ impl Application {
             tasks.spawn(grpc::serve(router, listener, tasks.shutdown()));
         }
         if self.mode.works() {
-            let smtp = sender::transport(&settings.smtp);
+            let smtp = smtp::Relay::new(&settings.smtp);
             let public_url = settings.public.base_url.clone();
             let limiter = ratelimit::Limiter::new(
                 &settings.ratelimit,

@@ -9,16 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use lettre::Message as Email;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::response::Response;
-use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message as Email, Tokio1Executor};
 use muster_proto::events::v1::SendJob;
 use muster_runtime::TenantId;
 use muster_runtime::consumer::{HandleError, Handler, Incoming};
 use prost::Message;
-use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +25,7 @@ use uuid::Uuid;
 use crate::jobs;
 use crate::ratelimit::Limiter;
 use crate::render::{MergeFields, Rendered, Templates};
+use crate::smtp::{Failure, Relay};
 use crate::store;
 use crate::unsubscribe::Tokens;
 
@@ -52,48 +51,23 @@ enum Outcome {
     Unknown(String),
 }
 
-fn classify(result: Result<Response, SmtpError>) -> Outcome {
-    let error = match result {
-        Ok(response) => return Outcome::Sent(response.message().collect::<Vec<_>>().join(" ")),
-        Err(error) => error,
-    };
-    if error.is_permanent() {
-        Outcome::Refused(format!("refused by the SMTP server: {error}"))
-    } else if error.is_transient() {
-        Outcome::Retry(format!("deferred by the SMTP server: {error}"))
-    } else if never_connected(&error) {
-        Outcome::Retry(format!("could not reach the SMTP server: {error}"))
-    } else {
-        Outcome::Unknown(format!(
-            "the SMTP session broke before the server answered ({error}); \
+fn classify(result: Result<Response, Failure>) -> Outcome {
+    match result {
+        Ok(response) => Outcome::Sent(response.message().collect::<Vec<_>>().join(" ")),
+        Err(Failure::Refused {
+            permanent: true,
+            reason,
+        }) => Outcome::Refused(format!("refused by the SMTP server: {reason}")),
+        Err(Failure::Refused {
+            permanent: false,
+            reason,
+        }) => Outcome::Retry(format!("deferred by the SMTP server: {reason}")),
+        Err(Failure::NotSent(reason)) => Outcome::Retry(reason),
+        Err(Failure::Uncertain(reason)) => Outcome::Unknown(format!(
+            "{reason} after the message was handed over; \
              the message may have been received and is not sent again"
-        ))
+        )),
     }
-}
-
-/// Whether the error happened while opening the connection, before any
-/// message was handed over. lettre exposes this kind only through its text.
-fn never_connected(error: &SmtpError) -> bool {
-    error.to_string().starts_with("Connection error")
-}
-
-/// The SMTP relay deliveries go to.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    /// Connections kept open to the relay.
-    pub pool_size: u32,
-    pub timeout_secs: u64,
-}
-
-/// A pooled SMTP transport for `settings`.
-pub fn transport(settings: &SmtpSettings) -> AsyncSmtpTransport<Tokio1Executor> {
-    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-        .port(settings.port)
-        .timeout(Some(Duration::from_secs(settings.timeout_secs)))
-        .pool_config(PoolConfig::new().max_size(settings.pool_size))
-        .build()
 }
 
 /// What every message of one campaign shares.
@@ -149,7 +123,7 @@ pub struct Sender {
     /// database crash leaves the delivery claimed, reported unknown and never
     /// re-sent, while claims (which guard against sending twice) stay durable.
     pub results: PgPool,
-    pub smtp: AsyncSmtpTransport<Tokio1Executor>,
+    pub smtp: Relay,
     pub tokens: Tokens,
     /// Base of the public unsubscribe links, e.g. `https://act.example.org`.
     pub public_url: String,
@@ -203,7 +177,7 @@ impl Sender {
     pub fn new(
         pool: PgPool,
         results: PgPool,
-        smtp: AsyncSmtpTransport<Tokio1Executor>,
+        smtp: Relay,
         tokens: Tokens,
         public_url: String,
         pacing: Pacing,
@@ -420,7 +394,10 @@ impl Sender {
         }))
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the message could not be built")));
         match built {
-            Ok(email) => classify(self.smtp.send(email).await),
+            Ok(email) => {
+                let message = email.formatted();
+                classify(self.smtp.send(email.envelope(), &message).await)
+            }
             Err(error) => Outcome::Refused(format!("{error:#}")),
         }
     }
