@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use muster_proto::contacts::v1 as contacts;
@@ -41,6 +41,8 @@ pub struct Run {
     pub received: u64,
     pub contacts_peak_kib: u64,
     pub messaging_peak_kib: u64,
+    /// CPU spent from launch to the end of the send.
+    pub cpu: Cpu,
 }
 
 /// Imports `recipients` consenting people and sends them one campaign.
@@ -137,6 +139,8 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
         .into_inner();
 
     let launched_at = Instant::now();
+    let launched_wall = SystemTime::now();
+    let cpu_before = Cpu::sample(&[&contacts_process, &messaging_process], &messaging_db.url);
     let action = messaging::CampaignActionRequest {
         id: campaign.id.clone(),
     };
@@ -159,12 +163,19 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
             println!("      … {} of {} sent", counts.sent, counts.total);
             last_report = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Each status counts the campaign's deliveries: asking often would
+        // load the database the run measures. The end is taken from the
+        // sink's files, not from when this loop noticed it.
+        let pause = if launch.is_none() { 50 } else { 1_000 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     };
-    let elapsed = launched_at.elapsed();
+    let cpu =
+        Cpu::sample(&[&contacts_process, &messaging_process], &messaging_db.url).since(&cpu_before);
+    let (received, last) = received_files(sink.dir())?;
+    let elapsed = last
+        .duration_since(launched_wall)
+        .unwrap_or_else(|_| launched_at.elapsed());
     let launch = launch.unwrap_or(elapsed);
-
-    let received = count_files(sink.dir())?;
     let contacts_peak_kib = peak_kib(&contacts_process);
     let messaging_peak_kib = peak_kib(&messaging_process);
     let _ = contacts_process.kill().await;
@@ -187,6 +198,7 @@ pub async fn run(recipients: u64) -> anyhow::Result<Run> {
         received,
         contacts_peak_kib,
         messaging_peak_kib,
+        cpu,
     })
 }
 
@@ -304,17 +316,117 @@ async fn import(
     }
 }
 
-fn count_files(dir: &Path) -> anyhow::Result<u64> {
-    let mut count = 0;
+/// How many messages the sink wrote under `dir`, and when it wrote the last.
+fn received_files(dir: &Path) -> anyhow::Result<(u64, SystemTime)> {
+    let (mut count, mut last) = (0, SystemTime::UNIX_EPOCH);
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        count += if path.is_dir() {
-            count_files(&path)?
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            let (n, at) = received_files(&entry.path())?;
+            count += n;
+            last = last.max(at);
         } else {
-            1
-        };
+            count += 1;
+            last = last.max(entry.metadata()?.modified()?);
+        }
     }
-    Ok(count)
+    Ok((count, last))
+}
+
+/// CPU time (user + system) spent by the services, by messaging's
+/// database sessions and by the machine as a whole, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub contacts: f64,
+    pub messaging: f64,
+    pub messaging_db: f64,
+    pub machine: f64,
+}
+
+impl Cpu {
+    fn sample(services: &[&Child; 2], messaging_db: &str) -> Self {
+        let of = |child: &Child| child.id().map_or(0.0, process_seconds);
+        let database = messaging_db.rsplit('/').next().unwrap_or_default();
+        Self {
+            contacts: of(services[0]),
+            messaging: of(services[1]),
+            messaging_db: database_sessions_seconds(database),
+            machine: machine_seconds(),
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            contacts: self.contacts - before.contacts,
+            messaging: self.messaging - before.messaging,
+            messaging_db: self.messaging_db - before.messaging_db,
+            machine: self.machine - before.machine,
+        }
+    }
+}
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// The CPU seconds of process `pid` so far.
+fn process_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): utime, stime
+    // are the 12th and 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / TICKS
+}
+
+/// The CPU seconds of every PostgreSQL session on `database`.
+fn database_sessions_seconds(database: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                // "postgres: <cluster>: <user> <database> <client> <state>"
+                cmdline.starts_with("postgres: ")
+                    && cmdline.split_whitespace().any(|word| word == database)
+            })
+        })
+        .map(process_seconds)
+        .sum()
+}
+
+/// The CPU seconds the whole machine has spent busy.
+pub fn machine_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle
+    // and iowait.
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .take(8)
+        .map(|(_, t)| t)
+        .sum();
+    busy / TICKS
 }
 
 /// The peak resident memory of a running child (VmHWM), in KiB.

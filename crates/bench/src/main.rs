@@ -47,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
         "\n[2/3] raw SMTP: smtp-sink, pooled client, {}-byte prebuilt messages",
         sample.len()
     );
+    let busy = campaign::machine_seconds();
     let smtp = raw::smtp(raw_messages).await?;
+    let smtp_cpu = campaign::machine_seconds() - busy;
     println!("      {:.0} msg/s", smtp.per_second());
 
     println!("\n[3/3] campaign end to end: import, launch, send, all received");
@@ -100,6 +102,33 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| received by the sink / deliveries sent | {} / {} |",
         run.received, run.send.count
+    );
+
+    // Where the two cores go, per message, from launch to the last one
+    // received (CPU seconds of each part divided by the messages).
+    let per = |seconds: f64, count: u64| seconds * 1e6 / count.max(1) as f64;
+    let sent = run.send.count;
+    let cpu = run.cpu;
+    let rest = cpu.machine - cpu.messaging - cpu.messaging_db - cpu.contacts;
+    println!("\n| CPU per message | µs |");
+    println!("|---|---|");
+    println!(
+        "| raw SMTP run, whole machine (client + sink + kernel) | {:.0} |",
+        per(smtp_cpu, smtp.count)
+    );
+    println!(
+        "| end to end, whole machine | {:.0} |",
+        per(cpu.machine, sent)
+    );
+    println!("| … messaging process | {:.0} |", per(cpu.messaging, sent));
+    println!(
+        "| … messaging's PostgreSQL sessions | {:.0} |",
+        per(cpu.messaging_db, sent)
+    );
+    println!("| … contacts process | {:.0} |", per(cpu.contacts, sent));
+    println!(
+        "| … the rest (sink, broker, kernel, this bench) | {:.0} |",
+        per(rest, sent)
     );
     Ok(())
 }
