@@ -21,8 +21,9 @@ const SECRET: &str = "muster-bench-secret";
 
 /// The sender's settings in this run (more in flight than the defaults,
 /// which are sized for a shared development machine).
-pub const SENDER_TUNING: [(&str, u32); 3] = [
+pub const SENDER_TUNING: [(&str, u32); 4] = [
     ("MUSTER_SENDER__CONCURRENCY", 64),
+    ("MUSTER_SENDER__GROUP_SIZE", 16),
     ("MUSTER_DATABASE__MAX_CONNECTIONS", 40),
     ("MUSTER_SMTP__POOL_SIZE", SMTP_POOL),
 ];
