@@ -9,6 +9,8 @@ const PROTOS: &[&str] = &[
     "muster/contacts/v1/contacts.proto",
     "muster/messaging/v1/messaging.proto",
     "muster/events/v1/events.proto",
+    "muster/contacts/v1/privacy.proto",
+    "muster/messaging/v1/privacy.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -245,6 +245,16 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         retry_delays: &[],
     },
     QueueSpec {
+        name: "messaging.erasures",
+        bindings: &["contacts.person.erased"],
+        retry_delays: &[],
+    },
+    QueueSpec {
+        name: "contacts.erasure-confirmations",
+        bindings: &["messaging.person.erased"],
+        retry_delays: &[],
+    },
+    QueueSpec {
         name: "messaging.email.send",
         bindings: &[],
         retry_delays: EMAIL_SEND_RETRY_DELAYS,

@@ -100,6 +100,9 @@ filter = "info"
 
 [auth]
 token_secret = "muster-local-development-secret-change-me"
+
+[privacy]
+suppression_key = "muster-local-development-suppression-key"
 "#;
 
 #[cfg(test)]

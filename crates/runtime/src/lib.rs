@@ -13,8 +13,10 @@ pub mod error;
 pub mod grpc;
 pub mod ids;
 pub mod outbox;
+pub mod privacy;
 pub mod service;
 pub mod shutdown;
+pub mod spreadsheet;
 pub mod telemetry;
 pub mod time;
 

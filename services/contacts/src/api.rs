@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::import::job::{self, ImportTask};
 use crate::import::{ColumnMapping, Preset};
 use crate::segment::Filter;
-use crate::store::{imports, people};
+use crate::store::{imports, people, segments};
 
 /// Members sent per streamed message.
 const STREAM_BATCH: i64 = 1_000;
@@ -26,6 +26,8 @@ const STREAM_BATCH: i64 = 1_000;
 pub struct Api {
     pub pool: PgPool,
     pub spool_dir: PathBuf,
+    /// Hashes addresses to find those erased (imports never bring them back).
+    pub hasher: muster_runtime::privacy::AddressHasher,
 }
 
 fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
@@ -59,7 +61,8 @@ impl ContactsService for Api {
     ) -> Result<Response<pb::ListPeopleResponse>, Status> {
         let tenant = auth::tenant(&request)?;
         let request = request.into_inner();
-        let filter = Filter::parse(&request.filter.unwrap_or_default())?;
+        let filter =
+            segments::resolve(&self.pool, tenant, &request.filter.unwrap_or_default()).await?;
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(parse_id(token, "page_token")?),
@@ -151,6 +154,7 @@ impl ContactsService for Api {
             source_label,
             path,
             default_country,
+            hasher: self.hasher.clone(),
         };
         tokio::spawn(job::run(self.pool.clone(), task));
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
@@ -191,17 +195,10 @@ impl ContactsService for Api {
         request: Request<pb::CountSegmentRequest>,
     ) -> Result<Response<pb::CountSegmentResponse>, Status> {
         let tenant = auth::tenant(&request)?;
-        let filter = Filter::parse(&request.into_inner().filter.unwrap_or_default())?;
-        let mut query = QueryBuilder::new("SELECT count(*) FROM people");
-        filter.push_where(&mut query, tenant);
-        let count: i64 = query
-            .build_query_scalar()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(pb::CountSegmentResponse {
-            count: count as u64,
-        }))
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let filter = segments::resolve(&self.pool, tenant, &filter).await?;
+        let count = segments::count(&self.pool, tenant, &filter).await?;
+        Ok(Response::new(pb::CountSegmentResponse { count }))
     }
 
     type StreamSegmentStream = MemberStream;
@@ -211,12 +208,80 @@ impl ContactsService for Api {
         request: Request<pb::StreamSegmentRequest>,
     ) -> Result<Response<Self::StreamSegmentStream>, Status> {
         let tenant = auth::tenant(&request)?;
-        let filter = Filter::parse(&request.into_inner().filter.unwrap_or_default())?;
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let filter = segments::resolve(&self.pool, tenant, &filter).await?;
         Ok(Response::new(Box::pin(stream_members(
             self.pool.clone(),
             tenant,
             filter,
         ))))
+    }
+
+    async fn create_saved_segment(
+        &self,
+        request: Request<pb::CreateSavedSegmentRequest>,
+    ) -> Result<Response<pb::SavedSegment>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let name = request.name.trim();
+        if name.is_empty() {
+            return Err(ApiError::invalid("name", "give the segment a name").into());
+        }
+        let filter = request.filter.unwrap_or_default();
+        if Filter::parse(&filter)?.saved_segment().is_some() {
+            return Err(ApiError::invalid(
+                "filter.saved_segment_id",
+                "a saved segment may not name another; copy its conditions instead",
+            )
+            .into());
+        }
+        Ok(Response::new(
+            segments::create(&self.pool, tenant, name, &filter).await?,
+        ))
+    }
+
+    async fn list_saved_segments(
+        &self,
+        request: Request<pb::ListSavedSegmentsRequest>,
+    ) -> Result<Response<pb::ListSavedSegmentsResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_id(token, "page_token")?),
+        };
+        let limit = page_size(request.page_size);
+        let found = segments::list(&self.pool, tenant, after, limit).await?;
+        let next_page_token = match found.last() {
+            Some(last) if found.len() as i64 == limit => last.id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListSavedSegmentsResponse {
+            segments: found,
+            next_page_token,
+        }))
+    }
+
+    async fn get_saved_segment(
+        &self,
+        request: Request<pb::GetSavedSegmentRequest>,
+    ) -> Result<Response<pb::SavedSegment>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let id = parse_id(&request.get_ref().id, "id")?;
+        let mut saved = segments::get(&self.pool, tenant, id).await?;
+        let filter = Filter::parse(&saved.filter.clone().unwrap_or_default())?;
+        saved.count = Some(segments::count(&self.pool, tenant, &filter).await?);
+        Ok(Response::new(saved))
+    }
+
+    async fn delete_saved_segment(
+        &self,
+        request: Request<pb::DeleteSavedSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSavedSegmentResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let id = parse_id(&request.get_ref().id, "id")?;
+        segments::delete(&self.pool, tenant, id).await?;
+        Ok(Response::new(pb::DeleteSavedSegmentResponse {}))
     }
 }
 

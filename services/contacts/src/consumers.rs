@@ -1,14 +1,16 @@
-//! What contacts does with events from other services.
+//! What contacts does with events from other services: unsubscribes and
+//! complaints, and confirmations of erasures.
 
 use chrono::{DateTime, Utc};
 use muster_proto::Timestamp;
-use muster_proto::events::v1::{DeliveryComplained, DeliveryUnsubscribed};
+use muster_proto::events::v1::{DeliveryComplained, DeliveryUnsubscribed, ErasureConfirmed};
 use muster_runtime::consumer::{self, HandleError, Handler, Incoming};
 use prost::Message;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::events::{self, Change};
+use crate::privacy;
 
 /// The queue, and the inbox name, of the events below.
 const QUEUE: &str = "contacts.unsubscribes";
@@ -101,4 +103,52 @@ fn person(id: &str) -> Result<Uuid, HandleError> {
 fn time(time: Option<&Timestamp>) -> DateTime<Utc> {
     time.and_then(muster_runtime::time::from_proto)
         .unwrap_or_else(Utc::now)
+}
+
+/// The queue, and the inbox name, of erasure confirmations.
+pub const CONFIRMATIONS_QUEUE: &str = "contacts.erasure-confirmations";
+
+/// `<service>.person.erased`: a service confirms it erased what it held
+/// about a person; recorded for the erasure's audit.
+pub struct ErasureConfirmations {
+    pub pool: PgPool,
+}
+
+impl Handler for ErasureConfirmations {
+    async fn handle(&self, message: Incoming) -> Result<(), HandleError> {
+        let event = ErasureConfirmed::decode(message.body.as_slice()).map_err(undecodable)?;
+        let erasure = Uuid::parse_str(&event.erasure_id)
+            .map_err(|_| HandleError::Permanent(anyhow::anyhow!("erasure_id is not an id")))?;
+        if event.service.trim().is_empty() {
+            return Err(HandleError::Permanent(anyhow::anyhow!(
+                "the confirmation names no service"
+            )));
+        }
+
+        let Some(mut tx) =
+            consumer::begin_once(&self.pool, CONFIRMATIONS_QUEUE, message.message_id).await?
+        else {
+            return Ok(());
+        };
+        let known: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM erasure_requests WHERE tenant_id = $1 AND id = $2")
+                .bind(message.tenant_id)
+                .bind(erasure)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            return Err(HandleError::Permanent(anyhow::anyhow!(
+                "confirmation of an unknown erasure {erasure}"
+            )));
+        }
+        privacy::confirm(&mut tx, erasure, &event.service, time(event.time.as_ref())).await?;
+        tx.commit().await?;
+        tracing::info!(
+            tenant_id = %message.tenant_id,
+            erasure_id = %erasure,
+            service = %event.service,
+            "erasure confirmed"
+        );
+        Ok(())
+    }
 }

@@ -37,6 +37,19 @@ pub fn person_bodies(ids: &[Uuid]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A person erased here; every service erases its copy and confirms.
+pub const PERSON_ERASED: &str = "contacts.person.erased";
+
+/// A [`PERSON_ERASED`] event.
+pub fn person_erased(tenant_id: TenantId) -> Outgoing<'static> {
+    Outgoing {
+        tenant_id,
+        destination: Destination::Event,
+        routing_key: PERSON_ERASED,
+        message_type: "muster.events.v1.PersonErased",
+    }
+}
+
 fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
     Outgoing {
         tenant_id,

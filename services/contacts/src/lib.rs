@@ -1,13 +1,14 @@
 //! The contacts service owns people: their e-mail addresses, phones,
 //! addresses, tags, the consent ledger, imports of supporter files and
-//! segments. It announces changes on the bus and applies unsubscribes that
-//! messaging reports.
+//! segments, and the export and erasure of a person's data. It announces
+//! changes on the bus and applies unsubscribes that messaging reports.
 
 pub mod api;
 pub mod consumers;
 pub mod domain;
 pub mod events;
 pub mod import;
+pub mod privacy;
 pub mod segment;
 pub mod store;
 
@@ -15,12 +16,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use muster_proto::contacts::v1::contacts_service_server::ContactsServiceServer;
+use muster_proto::contacts::v1::person_data_service_server::PersonDataServiceServer;
 use muster_runtime::auth::{Authenticate, Signer};
 use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
 use muster_runtime::consumer::ConsumerOptions;
+use muster_runtime::privacy::{AddressHasher, PrivacySettings};
 use muster_runtime::service::{Service, Tasks, bind};
 use muster_runtime::{db, grpc};
 use serde::Deserialize;
@@ -47,6 +50,8 @@ spool_dir = ""
 const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     1 => "0001_people.sql",
     2 => "0002_territory.sql",
+    4 => "0004_erasure.sql",
+    5 => "0005_segments.sql",
 ];
 
 /// Everything contacts is configured with.
@@ -58,6 +63,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub import: ImportSettings,
+    pub privacy: PrivacySettings,
 }
 
 /// Where uploads wait to be read.
@@ -167,19 +173,36 @@ impl Application {
         let amqp = &self.settings.amqp;
         let mut tasks = Tasks::new(shutdown);
         if let Some(listener) = self.grpc {
-            let (router, health) = grpc::base_router(&["muster.contacts.v1.ContactsService"])?;
+            let (router, health) = grpc::base_router(&[
+                "muster.contacts.v1.ContactsService",
+                "muster.contacts.v1.PersonDataService",
+            ])?;
             health
                 .set_serving::<ContactsServiceServer<api::Api>>()
                 .await;
+            health
+                .set_serving::<PersonDataServiceServer<privacy::PrivacyApi>>()
+                .await;
+            let hasher = AddressHasher::new(&self.settings.privacy);
             let api = api::Api {
                 pool: self.pool.clone(),
                 spool_dir: self.spool_dir.clone(),
+                hasher: hasher.clone(),
+            };
+            let people = privacy::PrivacyApi {
+                pool: self.pool.clone(),
+                hasher,
             };
             let signer = Signer::new(&self.settings.auth.token_secret);
-            let router = router.add_service(ContactsServiceServer::with_interceptor(
-                api,
-                Authenticate(signer),
-            ));
+            let router = router
+                .add_service(ContactsServiceServer::with_interceptor(
+                    api,
+                    Authenticate(signer.clone()),
+                ))
+                .add_service(PersonDataServiceServer::with_interceptor(
+                    people,
+                    Authenticate(signer),
+                ));
             tracing::info!(addr = %listener.local_addr()?, "contacts gRPC listening");
             tasks.spawn(grpc::serve(router, listener, tasks.shutdown()));
         }
@@ -192,6 +215,15 @@ impl Application {
                 concurrency: 8,
             };
             tasks.consume(amqp, options, handler);
+
+            let confirmations = consumers::ErasureConfirmations {
+                pool: self.pool.clone(),
+            };
+            let options = ConsumerOptions {
+                queue: consumers::CONFIRMATIONS_QUEUE,
+                concurrency: 8,
+            };
+            tasks.consume(amqp, options, confirmations);
         }
         if self.mode.relays() {
             tasks.relay(&self.pool, amqp);

@@ -1,26 +1,30 @@
 //! Segment filters translated to SQL: the one module that builds dynamic
 //! SQL here, with every value bound as a parameter.
+//!
+//! A filter is checked into a list of conditions (`Expr`), all of which must
+//! hold: the flat fields of `SegmentFilter`, its `expr` tree and its `query`
+//! text. The text form is parsed by [`text`], its grammar is in
+//! docs/segments.md.
+
+mod expr;
+pub mod text;
 
 use muster_proto::contacts::v1::{ConsentState, SegmentFilter};
 use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
 
-/// A checked filter: tags trimmed, consent known, prefixes escaped.
+pub use expr::{Expr, Leaf, MAX_DEPTH, MAX_NODES};
+
+/// A checked filter: conditions that must all hold, and the saved segment it names.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    tags_any: Vec<String>,
-    tags_all: Vec<String>,
-    tags_none: Vec<String>,
-    email_consent: Option<&'static str>,
-    postal_patterns: Vec<String>,
-    departements: Vec<String>,
-    communes: Vec<String>,
-    regions: Vec<String>,
-    require_email: bool,
+    conditions: Vec<Expr>,
+    saved_segment: Option<Uuid>,
 }
 
 impl Filter {
-    /// Checks a filter from the API; errors name the field.
+    /// Checks a filter from the API; errors name the field or the node.
     pub fn parse(filter: &SegmentFilter) -> Result<Self, ApiError> {
         // An empty value would silently widen the filter to everyone.
         let clean = |values: &[String], field: &str| -> Result<Vec<String>, ApiError> {
@@ -35,158 +39,235 @@ impl Filter {
                 })
                 .collect()
         };
-        let email_consent = match ConsentState::try_from(filter.email_consent) {
-            Ok(ConsentState::Unspecified) => None,
-            Ok(ConsentState::None) => Some("none"),
-            Ok(ConsentState::Granted) => Some("granted"),
-            Ok(ConsentState::Withdrawn) => Some("withdrawn"),
+        let mut conditions = Vec::new();
+        let tags_any = clean(&filter.tags_any, "tags_any")?;
+        if !tags_any.is_empty() {
+            conditions.push(Expr::Leaf(Leaf::TagsAny(tags_any)));
+        }
+        let tags_all = clean(&filter.tags_all, "tags_all")?;
+        if !tags_all.is_empty() {
+            conditions.push(Expr::Leaf(Leaf::TagsAll(tags_all)));
+        }
+        let tags_none = clean(&filter.tags_none, "tags_none")?;
+        if !tags_none.is_empty() {
+            conditions.push(Expr::Not(Box::new(Expr::Leaf(Leaf::TagsAny(tags_none)))));
+        }
+        let mut leaf = |leaf: Leaf| conditions.push(Expr::Leaf(leaf));
+        match ConsentState::try_from(filter.email_consent) {
+            Ok(ConsentState::Unspecified) => {}
+            Ok(state) => leaf(Leaf::EmailConsent(expr::consent_value(state))),
             Err(_) => {
                 return Err(ApiError::invalid(
                     "filter.email_consent",
                     format!("unknown consent state {}", filter.email_consent),
                 ));
             }
-        };
-        let mut postal_patterns = Vec::new();
-        for prefix in clean(&filter.postal_code_prefixes, "postal_code_prefixes")? {
-            if !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(ApiError::invalid(
-                    "filter.postal_code_prefixes",
-                    format!("{prefix:?} is not a postal code prefix (letters and digits only)"),
-                ));
-            }
-            postal_patterns.push(format!("{prefix}%"));
         }
+        let mut prefixes = Vec::new();
+        for prefix in clean(&filter.postal_code_prefixes, "postal_code_prefixes")? {
+            prefixes.push(
+                expr::postal_prefix(&prefix)
+                    .map_err(|m| ApiError::invalid("filter.postal_code_prefixes", m))?,
+            );
+        }
+        if !prefixes.is_empty() {
+            leaf(Leaf::PostalPrefix(prefixes));
+        }
+        let departements = clean(&filter.departements, "departements")?;
+        if !departements.is_empty() {
+            leaf(Leaf::Departement(
+                departements.iter().map(|d| d.to_uppercase()).collect(),
+            ));
+        }
+        let communes = clean(&filter.communes, "communes")?;
+        if !communes.is_empty() {
+            leaf(Leaf::Commune(communes));
+        }
+        let regions = clean(&filter.regions, "regions")?;
+        if !regions.is_empty() {
+            leaf(Leaf::Region(regions));
+        }
+        if filter.require_email {
+            leaf(Leaf::HasEmail(true));
+        }
+
+        if let Some(tree) = &filter.expr {
+            conditions.push(Expr::check(tree, "filter.expr")?);
+        }
+        if !filter.query.trim().is_empty() {
+            let tree = text::parse(&filter.query)
+                .map_err(|error| ApiError::invalid("filter.query", error.to_string()))?;
+            conditions.push(Expr::check(&tree, "filter.query")?);
+        }
+        let saved_segment = match filter.saved_segment_id.trim() {
+            "" => None,
+            id => Some(Uuid::parse_str(id).map_err(|_| {
+                ApiError::invalid(
+                    "filter.saved_segment_id",
+                    format!("{id:?} is not a saved segment id; list them with ListSavedSegments"),
+                )
+            })?),
+        };
         Ok(Self {
-            tags_any: clean(&filter.tags_any, "tags_any")?,
-            tags_all: clean(&filter.tags_all, "tags_all")?,
-            tags_none: clean(&filter.tags_none, "tags_none")?,
-            email_consent,
-            postal_patterns,
-            departements: clean(&filter.departements, "departements")?
-                .iter()
-                .map(|d| d.to_uppercase())
-                .collect(),
-            communes: clean(&filter.communes, "communes")?,
-            regions: clean(&filter.regions, "regions")?,
-            require_email: filter.require_email,
+            conditions,
+            saved_segment,
         })
+    }
+
+    /// The saved segment this filter names, to be resolved with [`Filter::and_saved`].
+    pub fn saved_segment(&self) -> Option<Uuid> {
+        self.saved_segment
+    }
+
+    /// This filter narrowed to the people of a saved segment's filter.
+    pub fn and_saved(mut self, saved: Filter) -> Self {
+        self.saved_segment = None;
+        self.conditions.extend(saved.conditions);
+        self
     }
 
     /// A filter for people who may receive an e-mail campaign.
     pub fn reachable_by_email(mut self) -> Self {
-        self.email_consent = Some("granted");
-        self.require_email = true;
+        self.conditions
+            .push(Expr::Leaf(Leaf::EmailConsent("granted")));
+        self.conditions.push(Expr::Leaf(Leaf::HasEmail(true)));
         self
     }
 
     /// Appends ` WHERE …` matching this filter within `tenant`.
     pub fn push_where(&self, query: &mut QueryBuilder<Postgres>, tenant: TenantId) {
         query.push(" WHERE tenant_id = ").push_bind(tenant);
-        if !self.tags_any.is_empty() {
-            query.push(" AND tags && ").push_bind(&self.tags_any);
+        for condition in &self.conditions {
+            query.push(" AND ");
+            push_expr(query, condition);
         }
-        if !self.tags_all.is_empty() {
-            query.push(" AND tags @> ").push_bind(&self.tags_all);
+    }
+}
+
+/// Appends `expr` as one SQL boolean term (parenthesized when compound).
+fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
+    match expr {
+        Expr::And(items) | Expr::Or(items) if items.is_empty() => {
+            query.push(if matches!(expr, Expr::And(_)) {
+                "TRUE"
+            } else {
+                "FALSE"
+            });
         }
-        if !self.tags_none.is_empty() {
+        Expr::And(items) | Expr::Or(items) => {
+            let joiner = if matches!(expr, Expr::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            query.push("(");
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    query.push(joiner);
+                }
+                push_expr(query, item);
+            }
+            query.push(")");
+        }
+        // A missing value makes a comparison NULL; NOT must still select the
+        // people without the value (NOT departement:75 includes the unknown).
+        Expr::Not(inner) if inner.may_be_null() => {
+            query.push("(");
+            push_expr(query, inner);
+            query.push(") IS NOT TRUE");
+        }
+        Expr::Not(inner) => {
+            query.push("NOT (");
+            push_expr(query, inner);
+            query.push(")");
+        }
+        Expr::Leaf(leaf) => push_leaf(query, leaf),
+    }
+}
+
+fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
+    match leaf {
+        Leaf::TagsAny(tags) => {
+            query.push("tags && ").push_bind(tags.clone());
+        }
+        Leaf::TagsAll(tags) => {
+            query.push("tags @> ").push_bind(tags.clone());
+        }
+        Leaf::EmailConsent(state) => {
+            query.push("email_consent = ").push_bind(*state);
+        }
+        Leaf::PostalPrefix(prefixes) => {
+            // Byte ranges rather than LIKE: the (tenant_id, postal_code
+            // text_pattern_ops) index serves them with bound values.
+            if prefixes.len() > 1 {
+                query.push("(");
+            }
+            for (n, prefix) in prefixes.iter().enumerate() {
+                if n > 0 {
+                    query.push(" OR ");
+                }
+                query
+                    .push("(postal_code ~>=~ ")
+                    .push_bind(prefix.start.clone())
+                    .push(" AND postal_code ~<~ ")
+                    .push_bind(prefix.end.clone())
+                    .push(")");
+            }
+            if prefixes.len() > 1 {
+                query.push(")");
+            }
+        }
+        Leaf::Departement(codes) => {
             query
-                .push(" AND NOT (tags && ")
-                .push_bind(&self.tags_none)
+                .push("departement = ANY(")
+                .push_bind(codes.clone())
                 .push(")");
         }
-        if let Some(state) = self.email_consent {
-            query.push(" AND email_consent = ").push_bind(state);
-        }
-        if !self.postal_patterns.is_empty() {
+        Leaf::Commune(codes) => {
             query
-                .push(" AND postal_code LIKE ANY(")
-                .push_bind(&self.postal_patterns)
+                .push("commune_insee = ANY(")
+                .push_bind(codes.clone())
                 .push(")");
         }
-        if !self.departements.is_empty() {
+        Leaf::Region(codes) => {
             query
-                .push(" AND departement = ANY(")
-                .push_bind(&self.departements)
+                .push("region = ANY(")
+                .push_bind(codes.clone())
                 .push(")");
         }
-        if !self.communes.is_empty() {
-            query
-                .push(" AND commune_insee = ANY(")
-                .push_bind(&self.communes)
-                .push(")");
+        Leaf::Created { start, end } => match (start, end) {
+            (Some(start), Some(end)) => {
+                query
+                    .push("(created_at >= ")
+                    .push_bind(*start)
+                    .push(" AND created_at < ")
+                    .push_bind(*end)
+                    .push(")");
+            }
+            (Some(start), None) => {
+                query.push("created_at >= ").push_bind(*start);
+            }
+            (None, Some(end)) => {
+                query.push("created_at < ").push_bind(*end);
+            }
+            (None, None) => {
+                query.push("TRUE");
+            }
+        },
+        Leaf::HasEmail(true) => {
+            query.push("email_key IS NOT NULL");
         }
-        if !self.regions.is_empty() {
-            query
-                .push(" AND region = ANY(")
-                .push_bind(&self.regions)
-                .push(")");
+        Leaf::HasEmail(false) => {
+            query.push("email_key IS NULL");
         }
-        if self.require_email {
-            query.push(" AND email_key IS NOT NULL");
+        Leaf::HasPhone(true) => {
+            query.push("phone IS NOT NULL");
+        }
+        Leaf::HasPhone(false) => {
+            query.push("phone IS NULL");
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sql(filter: &SegmentFilter) -> String {
-        let filter = Filter::parse(filter).unwrap();
-        let mut query = QueryBuilder::new("SELECT count(*) FROM people");
-        filter.push_where(&mut query, TenantId::new());
-        query.sql().as_str().to_owned()
-    }
-
-    #[test]
-    fn an_empty_filter_still_scopes_to_the_tenant() {
-        assert_eq!(
-            sql(&SegmentFilter::default()),
-            "SELECT count(*) FROM people WHERE tenant_id = $1"
-        );
-    }
-
-    #[test]
-    fn every_value_is_bound_never_inlined() {
-        let filter = SegmentFilter {
-            tags_any: vec!["adhérent'; DROP TABLE people; --".into()],
-            tags_none: vec!["presse".into()],
-            email_consent: ConsentState::Granted as i32,
-            departements: vec!["2a".into()],
-            require_email: true,
-            ..Default::default()
-        };
-        let sql = sql(&filter);
-        assert!(!sql.contains("DROP"), "{sql}");
-        assert_eq!(
-            sql,
-            "SELECT count(*) FROM people WHERE tenant_id = $1 AND tags && $2 \
-             AND NOT (tags && $3) AND email_consent = $4 AND departement = ANY($5) \
-             AND email_key IS NOT NULL"
-        );
-    }
-
-    #[test]
-    fn an_empty_tag_is_refused_rather_than_matching_everyone() {
-        let filter = SegmentFilter {
-            tags_any: vec![" ".into()],
-            ..Default::default()
-        };
-        let error = Filter::parse(&filter).unwrap_err();
-        assert!(error.to_string().starts_with("filter.tags_any"), "{error}");
-    }
-
-    #[test]
-    fn a_postal_prefix_with_wildcards_is_refused() {
-        let filter = SegmentFilter {
-            postal_code_prefixes: vec!["75%".into()],
-            ..Default::default()
-        };
-        let error = Filter::parse(&filter).unwrap_err();
-        assert!(
-            error.to_string().contains("postal_code_prefixes"),
-            "{error}"
-        );
-    }
-}
+mod tests;

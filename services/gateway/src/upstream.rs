@@ -8,7 +8,9 @@ use anyhow::Context;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::contacts::v1::person_data_service_client as contacts_people;
 use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
+use muster_proto::messaging::v1::person_data_service_client as messaging_people;
 use muster_runtime::auth::{Bearer, Signer};
 use muster_runtime::{ApiError, TenantId};
 
@@ -23,6 +25,13 @@ use crate::settings::ServicesSettings;
 pub type ContactsClient = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
 /// A messaging client carrying the gateway's credential.
 pub type MessagingClient = MessagingServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A client of contacts' person-data (export, erasure) API.
+pub type ContactsPeopleClient =
+    contacts_people::PersonDataServiceClient<InterceptedService<Channel, Bearer>>;
+/// A client of messaging's person-data (export) API.
+pub type MessagingPeopleClient =
+    messaging_people::PersonDataServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// How long a credential minted for one request stays valid.
 const CREDENTIAL_TTL: Duration = Duration::from_secs(5 * 60);
@@ -74,7 +83,18 @@ impl Upstreams {
                 self.contacts.clone(),
                 bearer.clone(),
             ),
-            messaging: MessagingServiceClient::with_interceptor(self.messaging.clone(), bearer),
+            contacts_people: contacts_people::PersonDataServiceClient::with_interceptor(
+                self.contacts.clone(),
+                bearer.clone(),
+            ),
+            messaging: MessagingServiceClient::with_interceptor(
+                self.messaging.clone(),
+                bearer.clone(),
+            ),
+            messaging_people: messaging_people::PersonDataServiceClient::with_interceptor(
+                self.messaging.clone(),
+                bearer,
+            ),
         }
     }
 
@@ -105,7 +125,9 @@ pub struct TenantApi {
     /// Where the organization's rows without a country are read to be.
     pub default_country: String,
     pub contacts: ContactsClient,
+    pub contacts_people: ContactsPeopleClient,
     pub messaging: MessagingClient,
+    pub messaging_people: MessagingPeopleClient,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for TenantApi {

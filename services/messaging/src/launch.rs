@@ -9,6 +9,7 @@ use muster_proto::contacts::v1::StreamSegmentRequest;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_runtime::TenantId;
 use muster_runtime::auth::{Bearer, Signer};
+use muster_runtime::privacy::AddressHasher;
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -23,6 +24,8 @@ pub struct Launcher {
     pub pool: PgPool,
     pub contacts: Channel,
     pub signer: Signer,
+    /// Hashes each recipient's address, for suppressions of erased people.
+    pub hasher: AddressHasher,
 }
 
 impl Launcher {
@@ -88,14 +91,14 @@ impl Launcher {
         let mut recipients = 0usize;
         while let Some(batch) = stream.message().await.context("reading the audience")? {
             recipients += batch.members.len();
-            insert_deliveries(&mut tx, tenant, campaign, batch.members).await?;
+            insert_deliveries(&mut tx, &self.hasher, tenant, campaign, batch.members).await?;
         }
 
         let suppressed = sqlx::query(
             "UPDATE deliveries d SET state = 'suppressed', error = 'address suppressed'
              FROM suppressions s
              WHERE d.campaign_id = $1 AND d.state = 'queued'
-               AND s.tenant_id = d.tenant_id AND s.email_key = lower(d.email)",
+               AND s.tenant_id = d.tenant_id AND s.email_key IN (lower(d.email), d.email_hash)",
         )
         .bind(campaign)
         .execute(&mut *tx)
@@ -114,6 +117,7 @@ impl Launcher {
 
 async fn insert_deliveries(
     tx: &mut sqlx::PgConnection,
+    hasher: &AddressHasher,
     tenant: TenantId,
     campaign: Uuid,
     members: Vec<muster_proto::contacts::v1::SegmentMember>,
@@ -121,10 +125,12 @@ async fn insert_deliveries(
     let mut ids = Vec::with_capacity(members.len());
     let mut people = Vec::with_capacity(members.len());
     let (mut emails, mut first, mut last, mut cities) = (vec![], vec![], vec![], vec![]);
+    let mut hashes = Vec::with_capacity(members.len());
     for member in members {
         let person = Uuid::parse_str(&member.person_id).context("contacts sent a bad person id")?;
         ids.push(Uuid::now_v7());
         people.push(person);
+        hashes.push(hasher.hash(&member.email));
         emails.push(member.email);
         first.push(member.first_name);
         last.push(member.last_name);
@@ -132,10 +138,12 @@ async fn insert_deliveries(
     }
     sqlx::query(
         "INSERT INTO deliveries (id, tenant_id, campaign_id, person_id, email, first_name,
-                                 last_name, city)
-         SELECT u.id, $1, $2, u.person_id, u.email, u.first_name, u.last_name, u.city
-         FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[])
-              AS u(id, person_id, email, first_name, last_name, city)
+                                 last_name, city, email_hash)
+         SELECT u.id, $1, $2, u.person_id, u.email, u.first_name, u.last_name, u.city,
+                u.email_hash
+         FROM UNNEST($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[],
+                     $9::text[])
+              AS u(id, person_id, email, first_name, last_name, city, email_hash)
          ON CONFLICT (campaign_id, person_id) DO NOTHING",
     )
     .bind(tenant)
@@ -146,6 +154,7 @@ async fn insert_deliveries(
     .bind(&first)
     .bind(&last)
     .bind(&cities)
+    .bind(&hashes)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -1,11 +1,13 @@
 //! The messaging service owns templates, campaigns and their deliveries,
-//! the suppression list, unsubscribe links and the e-mail senders.
+//! the suppression list, unsubscribe links and the e-mail senders, and
+//! exports and erases what it holds about a person.
 
 pub mod api;
 pub mod bounces;
 pub mod consumers;
 pub mod jobs;
 pub mod launch;
+pub mod privacy;
 pub mod ratelimit;
 pub mod render;
 pub mod segment;
@@ -18,12 +20,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use muster_proto::messaging::v1::messaging_service_server::MessagingServiceServer;
+use muster_proto::messaging::v1::person_data_service_server::PersonDataServiceServer;
 use muster_runtime::auth::{Authenticate, Signer};
 use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
 use muster_runtime::consumer::ConsumerOptions;
+use muster_runtime::privacy::{AddressHasher, PrivacySettings};
 use muster_runtime::service::{Service, Tasks, bind};
 use muster_runtime::{db, grpc};
 use serde::Deserialize;
@@ -87,6 +91,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     3 => "0003_rate_limits.sql",
     4 => "0004_delivery_updates.sql",
     5 => "0005_stalled_campaigns.sql",
+    6 => "0006_erasure.sql",
 ];
 
 /// Everything messaging is configured with.
@@ -103,6 +108,7 @@ pub struct Settings {
     pub public: PublicSettings,
     pub bounces: BounceSettings,
     pub ratelimit: RateLimitSettings,
+    pub privacy: PrivacySettings,
 }
 
 /// The services messaging calls.
@@ -237,6 +243,7 @@ impl Application {
         let settings = &self.settings;
         let signer = Signer::new(&settings.auth.token_secret);
         let tokens = unsubscribe::Tokens::new(&settings.auth.token_secret);
+        let hasher = AddressHasher::new(&settings.privacy);
         let mut tasks = Tasks::new(shutdown);
 
         if let Some(listener) = self.grpc {
@@ -248,12 +255,22 @@ impl Application {
                 pool: self.pool.clone(),
                 contacts,
                 signer: signer.clone(),
+                hasher: hasher.clone(),
             };
             launcher.resume_interrupted().await?;
-            let (router, health) = grpc::base_router(&["muster.messaging.v1.MessagingService"])?;
+            let (router, health) = grpc::base_router(&[
+                "muster.messaging.v1.MessagingService",
+                "muster.messaging.v1.PersonDataService",
+            ])?;
             health
                 .set_serving::<MessagingServiceServer<api::Api>>()
                 .await;
+            health
+                .set_serving::<PersonDataServiceServer<privacy::PrivacyApi>>()
+                .await;
+            let people = privacy::PrivacyApi {
+                pool: self.pool.clone(),
+            };
             let api = api::Api {
                 pool: self.pool.clone(),
                 launcher,
@@ -261,10 +278,15 @@ impl Application {
                 stale_claim: settings.sender.stale_claim(),
                 bounces: settings.bounces.clone(),
             };
-            let router = router.add_service(MessagingServiceServer::with_interceptor(
-                api,
-                Authenticate(signer),
-            ));
+            let router = router
+                .add_service(MessagingServiceServer::with_interceptor(
+                    api,
+                    Authenticate(signer.clone()),
+                ))
+                .add_service(PersonDataServiceServer::with_interceptor(
+                    people,
+                    Authenticate(signer),
+                ));
             tracing::info!(addr = %listener.local_addr()?, "messaging gRPC listening");
             tasks.spawn(grpc::serve(router, listener, tasks.shutdown()));
         }
@@ -309,6 +331,16 @@ impl Application {
                 concurrency: 8,
             };
             tasks.consume(&settings.amqp, options, projection);
+
+            let erasures = privacy::Erasures {
+                pool: self.pool.clone(),
+                hasher: hasher.clone(),
+            };
+            let options = ConsumerOptions {
+                queue: privacy::ERASURES_QUEUE,
+                concurrency: 8,
+            };
+            tasks.consume(&settings.amqp, options, erasures);
 
             let (pool, sender, stop) =
                 (self.pool.clone(), settings.sender.clone(), tasks.shutdown());

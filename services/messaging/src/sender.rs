@@ -358,11 +358,13 @@ impl Sender {
             "UPDATE deliveries d SET
                 state = CASE WHEN EXISTS (SELECT 1 FROM suppressions s
                                           WHERE s.tenant_id = d.tenant_id
-                                            AND s.email_key = lower(d.email))
+                                            AND s.email_key IN (lower(d.email),
+                                                                d.email_hash))
                         THEN 'suppressed' ELSE 'sending' END,
                 error = CASE WHEN EXISTS (SELECT 1 FROM suppressions s
                                           WHERE s.tenant_id = d.tenant_id
-                                            AND s.email_key = lower(d.email))
+                                            AND s.email_key IN (lower(d.email),
+                                                                d.email_hash))
                         THEN 'suppressed at send time' ELSE d.error END,
                 attempts = d.attempts + 1,
                 claimed_at = now()

@@ -52,6 +52,12 @@ pub struct SegmentArgs {
     /// Only people with an e-mail address.
     #[arg(long)]
     require_email: bool,
+
+    /// Conditions in the text form, ANDed with the flags, e.g.
+    /// 'tag:adhérent AND (departement:75 OR departement:93) AND NOT consent:email=withdrawn'
+    /// (grammar: docs/segments.md).
+    #[arg(long, value_name = "QUERY")]
+    query: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
@@ -74,6 +80,8 @@ struct Filter<'a> {
     communes: &'a [String],
     regions: &'a [String],
     require_email: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
 }
 
 impl SegmentArgs {
@@ -89,6 +97,7 @@ impl SegmentArgs {
             communes: &self.communes,
             regions: &self.regions,
             require_email: self.require_email,
+            query: self.query.as_deref(),
         };
         serde_json::to_value(filter).expect("a filter serializes")
     }
@@ -130,6 +139,19 @@ mod tests {
         assert_eq!(json["email_consent"], "granted");
         assert_eq!(json["departements"][0], "2A");
         assert_eq!(json["require_email"], false);
+    }
+
+    #[test]
+    fn a_query_goes_to_the_gateway_as_written_and_is_left_out_when_absent() {
+        let args = SegmentArgs {
+            query: Some("tag:adhérent AND NOT consent:email=withdrawn".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.to_json()["query"],
+            "tag:adhérent AND NOT consent:email=withdrawn"
+        );
+        assert!(SegmentArgs::default().to_json().get("query").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use muster_runtime::TenantId;
+use muster_runtime::privacy::AddressHasher;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
 use crate::domain::territory::{self, Place, departement_of};
 use crate::events;
+use crate::privacy;
 
 /// Rows written per transaction.
 pub const BATCH_ROWS: usize = 2_000;
@@ -30,6 +32,8 @@ pub struct ImportTask {
     pub path: PathBuf,
     /// ISO 3166-1 alpha-2, for rows without a country and national phone numbers.
     pub default_country: String,
+    /// Finds rows whose address was erased.
+    pub hasher: AddressHasher,
 }
 
 /// Rows read from the file, waiting to be written.
@@ -95,8 +99,9 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     }
 
     let source = format!("import:{}", task.id);
-    while let Some(batch) = batches.recv().await {
+    while let Some(mut batch) = batches.recv().await {
         let mut tx = pool.begin().await?;
+        set_aside_erased(&mut tx, task, &mut batch).await?;
         let counts = write_batch(&mut tx, task, &source, &batch).await?;
         record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
         record_issues(&mut tx, task.id, &batch).await?;
@@ -152,6 +157,52 @@ fn new_batch() -> Batch {
         rejected: Vec::new(),
         bytes_read: 0,
     }
+}
+
+/// Why a row whose address was erased is refused.
+const ERASED_REASON: &str =
+    "this address was erased at the person's request and is not imported again";
+
+/// Moves the rows whose address was erased to the rejected ones, so that
+/// an import never creates nor subscribes an erased person again. The
+/// issue recorded names the line, never the address.
+async fn set_aside_erased(
+    tx: &mut PgConnection,
+    task: &ImportTask,
+    batch: &mut Batch,
+) -> anyhow::Result<()> {
+    let hashes: Vec<Option<String>> = batch
+        .rows
+        .iter()
+        .map(|row| row.email.as_ref().map(|e| task.hasher.hash(e.key())))
+        .collect();
+    let known: Vec<String> = hashes.iter().flatten().cloned().collect();
+    if known.is_empty() {
+        return Ok(());
+    }
+    let erased = privacy::erased_among(tx, task.tenant_id, &known)
+        .await
+        .context("checking erased addresses")?;
+    if erased.is_empty() {
+        return Ok(());
+    }
+
+    let rows = std::mem::take(&mut batch.rows);
+    for (row, hash) in rows.into_iter().zip(hashes) {
+        match hash {
+            Some(hash) if erased.contains(&hash) => {
+                let issue = RowIssue {
+                    line: row.line,
+                    field: "email",
+                    value: "(erased)".into(),
+                    reason: ERASED_REASON.into(),
+                };
+                batch.rejected.push((row.line, vec![issue]));
+            }
+            _ => batch.rows.push(row),
+        }
+    }
+    Ok(())
 }
 
 /// How a row is matched to a person.

@@ -1,4 +1,5 @@
-//! Reading people and imports.
+//! Reading people, imports and saved segments.
 
 pub mod imports;
 pub mod people;
+pub mod segments;

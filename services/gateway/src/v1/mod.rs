@@ -4,6 +4,7 @@ mod campaigns;
 mod imports;
 mod models;
 mod people;
+mod privacy;
 mod segments;
 mod templates;
 
@@ -28,6 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/imports/{id}/issues", get(imports::issues))
         .route("/v1/people", get(people::list))
         .route("/v1/people/{id}", get(people::get))
+        .route("/v1/people/{id}/export", get(privacy::export))
+        .route("/v1/people/{id}/export.csv", get(privacy::export_csv))
+        .route("/v1/people/{id}/erase", post(privacy::erase))
+        .route("/v1/erasures/{id}", get(privacy::get_erasure))
         .route("/v1/segments/count", post(segments::count))
         .route("/v1/templates", post(templates::create))
         .route("/v1/templates/{id}", get(templates::get))

@@ -202,6 +202,34 @@ impl ContactsService for FakeContacts {
     ) -> Result<Response<Self::StreamSegmentStream>, Status> {
         Err(not_faked())
     }
+
+    async fn create_saved_segment(
+        &self,
+        _: Request<contacts::CreateSavedSegmentRequest>,
+    ) -> Result<Response<contacts::SavedSegment>, Status> {
+        Err(not_faked())
+    }
+
+    async fn list_saved_segments(
+        &self,
+        _: Request<contacts::ListSavedSegmentsRequest>,
+    ) -> Result<Response<contacts::ListSavedSegmentsResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn get_saved_segment(
+        &self,
+        _: Request<contacts::GetSavedSegmentRequest>,
+    ) -> Result<Response<contacts::SavedSegment>, Status> {
+        Err(not_faked())
+    }
+
+    async fn delete_saved_segment(
+        &self,
+        _: Request<contacts::DeleteSavedSegmentRequest>,
+    ) -> Result<Response<contacts::DeleteSavedSegmentResponse>, Status> {
+        Err(not_faked())
+    }
 }
 
 impl FakeMessaging {

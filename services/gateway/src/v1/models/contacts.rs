@@ -336,6 +336,129 @@ pub struct SegmentFilter {
     /// Régions by code ("84").
     pub regions: Vec<String>,
     pub require_email: bool,
+    /// A condition tree: `{"and": [{"tag": "adhérent"}, {"not": {"has_phone": true}}]}`.
+    pub expr: Option<SegmentExpr>,
+    /// The text form: `tag:adhérent AND (departement:75 OR departement:93)`.
+    pub query: Option<String>,
+    /// People of a saved segment.
+    pub saved_segment_id: Option<String>,
+}
+
+/// A condition over people, as a JSON tree; the proto's `SegmentExpr`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SegmentExpr {
+    And(Vec<SegmentExpr>),
+    Or(Vec<SegmentExpr>),
+    Not(Box<SegmentExpr>),
+    Tag(String),
+    Consent(ConsentCondition),
+    PostalCodePrefix(String),
+    Departement(String),
+    Commune(String),
+    Region(String),
+    Created(TimeRange),
+    HasEmail(bool),
+    HasPhone(bool),
+}
+
+/// The channels consent is recorded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentChannel {
+    Unspecified,
+    Email,
+}
+
+/// A person's consent on `channel`, for `purpose` (empty: general), is `state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentCondition {
+    pub channel: ConsentChannel,
+    #[serde(default)]
+    pub purpose: String,
+    pub state: ConsentState,
+}
+
+/// `[start, end)`; either may be left out.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeRange {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+fn timestamp(instant: Option<DateTime<Utc>>) -> Option<muster_proto::Timestamp> {
+    instant.map(|t| muster_proto::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    })
+}
+
+impl From<SegmentExpr> for proto::SegmentExpr {
+    fn from(expr: SegmentExpr) -> Self {
+        use proto::segment_expr::Node;
+        let list = |items: Vec<SegmentExpr>| proto::SegmentExprList {
+            items: items.into_iter().map(Into::into).collect(),
+        };
+        let node = match expr {
+            SegmentExpr::And(items) => Node::And(list(items)),
+            SegmentExpr::Or(items) => Node::Or(list(items)),
+            SegmentExpr::Not(inner) => Node::Not(Box::new((*inner).into())),
+            SegmentExpr::Tag(tag) => Node::Tag(tag),
+            SegmentExpr::Consent(c) => Node::Consent(proto::ConsentCondition {
+                channel: match c.channel {
+                    ConsentChannel::Unspecified => proto::ConsentChannel::Unspecified,
+                    ConsentChannel::Email => proto::ConsentChannel::Email,
+                } as i32,
+                purpose: c.purpose,
+                state: c.state.to_proto() as i32,
+            }),
+            SegmentExpr::PostalCodePrefix(prefix) => Node::PostalCodePrefix(prefix),
+            SegmentExpr::Departement(code) => Node::Departement(code),
+            SegmentExpr::Commune(code) => Node::Commune(code),
+            SegmentExpr::Region(code) => Node::Region(code),
+            SegmentExpr::Created(range) => Node::Created(proto::TimeRange {
+                start: timestamp(range.start),
+                end: timestamp(range.end),
+            }),
+            SegmentExpr::HasEmail(has) => Node::HasEmail(has),
+            SegmentExpr::HasPhone(has) => Node::HasPhone(has),
+        };
+        Self { node: Some(node) }
+    }
+}
+
+impl SegmentExpr {
+    /// The JSON form of a stored tree; `None` for an empty node.
+    fn from_proto(expr: proto::SegmentExpr) -> Option<Self> {
+        use proto::segment_expr::Node;
+        let list = |l: proto::SegmentExprList| l.items.into_iter().filter_map(Self::from_proto);
+        Some(match expr.node? {
+            Node::And(items) => Self::And(list(items).collect()),
+            Node::Or(items) => Self::Or(list(items).collect()),
+            Node::Not(inner) => Self::Not(Box::new(Self::from_proto(*inner)?)),
+            Node::Tag(tag) => Self::Tag(tag),
+            Node::Consent(c) => Self::Consent(ConsentCondition {
+                channel: match proto::ConsentChannel::try_from(c.channel) {
+                    Ok(proto::ConsentChannel::Email) => ConsentChannel::Email,
+                    _ => ConsentChannel::Unspecified,
+                },
+                purpose: c.purpose,
+                state: ConsentState::from_proto(c.state),
+            }),
+            Node::PostalCodePrefix(prefix) => Self::PostalCodePrefix(prefix),
+            Node::Departement(code) => Self::Departement(code),
+            Node::Commune(code) => Self::Commune(code),
+            Node::Region(code) => Self::Region(code),
+            Node::Created(range) => Self::Created(TimeRange {
+                start: instant(range.start),
+                end: instant(range.end),
+            }),
+            Node::HasEmail(has) => Self::HasEmail(has),
+            Node::HasPhone(has) => Self::HasPhone(has),
+        })
+    }
 }
 
 impl From<SegmentFilter> for proto::SegmentFilter {
@@ -351,6 +474,9 @@ impl From<SegmentFilter> for proto::SegmentFilter {
             communes: filter.communes,
             regions: filter.regions,
             require_email: filter.require_email,
+            expr: filter.expr.map(Into::into),
+            query: filter.query.unwrap_or_default(),
+            saved_segment_id: filter.saved_segment_id.unwrap_or_default(),
         }
     }
 }
@@ -368,6 +494,9 @@ impl From<proto::SegmentFilter> for SegmentFilter {
             communes: filter.communes,
             regions: filter.regions,
             require_email: filter.require_email,
+            expr: filter.expr.and_then(SegmentExpr::from_proto),
+            query: non_empty(filter.query),
+            saved_segment_id: non_empty(filter.saved_segment_id),
         }
     }
 }
@@ -393,6 +522,45 @@ mod tests {
         let back = serde_json::to_value(SegmentFilter::from(wire)).unwrap();
         assert_eq!(back["email_consent"], "granted");
         assert_eq!(back["tags_any"][0], "volunteer");
+    }
+
+    #[test]
+    fn a_segment_tree_reads_as_json_and_round_trips_through_the_proto() {
+        let json = serde_json::json!({
+            "query": "tag:adhérent",
+            "expr": { "and": [
+                { "or": [{ "departement": "75" }, { "departement": "93" }] },
+                { "not": { "consent": { "channel": "email", "state": "withdrawn" } } },
+                { "created": { "start": "2024-01-01T00:00:00Z" } },
+                { "has_email": true }
+            ] }
+        });
+        let filter: SegmentFilter = serde_json::from_value(json.clone()).unwrap();
+        let wire = proto::SegmentFilter::from(filter);
+        assert_eq!(wire.query, "tag:adhérent");
+        let Some(proto::segment_expr::Node::And(and)) = wire.expr.clone().unwrap().node else {
+            panic!("{wire:?}")
+        };
+        assert_eq!(and.items.len(), 4);
+        let Some(proto::segment_expr::Node::Created(range)) = &and.items[2].node else {
+            panic!("{and:?}")
+        };
+        assert_eq!(range.start.unwrap().seconds, 1_704_067_200);
+        assert_eq!(range.end, None);
+
+        // The tree comes back with the consent's empty purpose and both range bounds.
+        let mut expected = json["expr"].clone();
+        expected["and"][1]["not"]["consent"]["purpose"] = "".into();
+        expected["and"][2]["created"]["end"] = serde_json::Value::Null;
+        let back = serde_json::to_value(SegmentFilter::from(wire)).unwrap();
+        assert_eq!(back["expr"], expected);
+        assert_eq!(back["query"], "tag:adhérent");
+    }
+
+    #[test]
+    fn a_misspelt_tree_node_is_refused_rather_than_ignored() {
+        let json = serde_json::json!({ "expr": { "tags": "adhérent" } });
+        assert!(serde_json::from_value::<SegmentFilter>(json).is_err());
     }
 
     #[test]

@@ -1,0 +1,300 @@
+//! The checked condition tree: every leaf value valid, the tree within its
+//! limits, errors naming the node (`filter.expr.and[2].not: ...`).
+
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1::segment_expr::Node;
+use muster_proto::contacts::v1::{ConsentChannel, ConsentState, SegmentExpr, TimeRange};
+use muster_runtime::ApiError;
+
+/// The deepest nesting of and/or/not a tree may have.
+pub const MAX_DEPTH: usize = 12;
+
+/// The most nodes (combinations and leaves) a tree may have.
+pub const MAX_NODES: usize = 256;
+
+/// A condition over people.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Leaf(Leaf),
+}
+
+/// A test of one property of a person.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf {
+    /// Carries at least one of these tags.
+    TagsAny(Vec<String>),
+    /// Carries all of these tags.
+    TagsAll(Vec<String>),
+    /// E-mail consent in this state: `none`, `granted` or `withdrawn`.
+    EmailConsent(&'static str),
+    /// Postal code starting with one of these.
+    PostalPrefix(Vec<PostalPrefix>),
+    Departement(Vec<String>),
+    Commune(Vec<String>),
+    Region(Vec<String>),
+    /// Created in `[start, end)`.
+    Created {
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    },
+    HasEmail(bool),
+    HasPhone(bool),
+}
+
+/// A postal code prefix as the byte range `[start, end)` of the codes it begins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostalPrefix {
+    pub start: String,
+    pub end: String,
+}
+
+/// The range of postal codes starting with `prefix` (ASCII letters and digits).
+pub fn postal_prefix(prefix: &str) -> Result<PostalPrefix, String> {
+    let prefix = prefix.trim().to_owned();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{prefix:?} is not a postal code prefix (letters and digits only)"
+        ));
+    }
+    let mut end = prefix.clone().into_bytes();
+    // ASCII letters and digits are below 0x7F: the last byte has a successor.
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    Ok(PostalPrefix {
+        end: String::from_utf8(end).unwrap_or_default(),
+        start: prefix,
+    })
+}
+
+/// The `people.email_consent` value of a known consent state.
+pub fn consent_value(state: ConsentState) -> &'static str {
+    match state {
+        ConsentState::Granted => "granted",
+        ConsentState::Withdrawn => "withdrawn",
+        ConsentState::None | ConsentState::Unspecified => "none",
+    }
+}
+
+impl Expr {
+    /// Checks a tree from the API; `path` names its root in errors.
+    pub fn check(tree: &SegmentExpr, path: &str) -> Result<Self, ApiError> {
+        let mut nodes = 0;
+        let checked = check(tree, path, 0, &mut nodes)?;
+        Ok(checked.simplify())
+    }
+
+    /// Whether the condition can be NULL in SQL (it tests a column that may be missing).
+    pub fn may_be_null(&self) -> bool {
+        match self {
+            Self::And(items) | Self::Or(items) => items.iter().any(Self::may_be_null),
+            // A negation is written `IS NOT TRUE` when its operand may be NULL.
+            Self::Not(_) => false,
+            Self::Leaf(leaf) => matches!(
+                leaf,
+                Leaf::PostalPrefix(_) | Leaf::Departement(_) | Leaf::Commune(_) | Leaf::Region(_)
+            ),
+        }
+    }
+
+    /// The same condition with nested and/or flattened, one-item lists
+    /// unwrapped and sibling leaves of one kind under an `or` merged into one
+    /// (`departement = ANY(...)` rather than one test per value).
+    fn simplify(self) -> Self {
+        match self {
+            Self::Not(inner) => Self::Not(Box::new(inner.simplify())),
+            Self::And(items) => {
+                let mut flat = Vec::new();
+                for item in items.into_iter().map(Self::simplify) {
+                    match item {
+                        Self::And(inner) => flat.extend(inner),
+                        other => flat.push(other),
+                    }
+                }
+                match flat.len() {
+                    1 => flat.remove(0),
+                    _ => Self::And(flat),
+                }
+            }
+            Self::Or(items) => {
+                let mut flat: Vec<Expr> = Vec::new();
+                for item in items.into_iter().map(Self::simplify) {
+                    let inner = match item {
+                        Self::Or(inner) => inner,
+                        other => vec![other],
+                    };
+                    for item in inner {
+                        if let Self::Leaf(leaf) = item {
+                            match flat.iter_mut().find_map(|known| merge(known, &leaf)) {
+                                Some(()) => {}
+                                None => flat.push(Self::Leaf(leaf)),
+                            }
+                        } else {
+                            flat.push(item);
+                        }
+                    }
+                }
+                match flat.len() {
+                    1 => flat.remove(0),
+                    _ => Self::Or(flat),
+                }
+            }
+            leaf => leaf,
+        }
+    }
+}
+
+/// Adds `leaf`'s values to `known` when both test the same column for any of a list.
+fn merge(known: &mut Expr, leaf: &Leaf) -> Option<()> {
+    let Expr::Leaf(known) = known else {
+        return None;
+    };
+    match (known, leaf) {
+        (Leaf::TagsAny(a), Leaf::TagsAny(b))
+        | (Leaf::Departement(a), Leaf::Departement(b))
+        | (Leaf::Commune(a), Leaf::Commune(b))
+        | (Leaf::Region(a), Leaf::Region(b)) => {
+            a.extend(b.iter().cloned());
+            Some(())
+        }
+        (Leaf::PostalPrefix(a), Leaf::PostalPrefix(b)) => {
+            a.extend(b.iter().cloned());
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+fn check(
+    tree: &SegmentExpr,
+    path: &str,
+    depth: usize,
+    nodes: &mut usize,
+) -> Result<Expr, ApiError> {
+    *nodes += 1;
+    if *nodes > MAX_NODES {
+        return Err(ApiError::invalid(
+            path,
+            format!("the filter has more than {MAX_NODES} conditions; split it or use lists"),
+        ));
+    }
+    let invalid = |message: String| ApiError::invalid(path, message);
+    let text = |value: &str, what: &str| match value.trim() {
+        "" => Err(invalid(format!(
+            "empty {what}; give one or leave the condition out"
+        ))),
+        value => Ok(value.to_owned()),
+    };
+    let Some(node) = &tree.node else {
+        return Err(invalid(
+            "an empty condition; set one of and, or, not, tag, consent, postal_code_prefix, \
+             departement, commune, region, created, has_email, has_phone"
+                .into(),
+        ));
+    };
+    let nested = |kind: &str| {
+        if depth + 1 > MAX_DEPTH {
+            return Err(ApiError::invalid(
+                format!("{path}.{kind}"),
+                format!("nested deeper than {MAX_DEPTH} levels; flatten the conditions"),
+            ));
+        }
+        Ok(())
+    };
+    Ok(match node {
+        Node::And(list) | Node::Or(list) => {
+            let kind = if matches!(node, Node::And(_)) {
+                "and"
+            } else {
+                "or"
+            };
+            nested(kind)?;
+            let mut items = Vec::with_capacity(list.items.len());
+            for (n, item) in list.items.iter().enumerate() {
+                items.push(check(
+                    item,
+                    &format!("{path}.{kind}[{n}]"),
+                    depth + 1,
+                    nodes,
+                )?);
+            }
+            match kind {
+                "and" => Expr::And(items),
+                _ => Expr::Or(items),
+            }
+        }
+        Node::Not(inner) => {
+            nested("not")?;
+            Expr::Not(Box::new(check(
+                inner,
+                &format!("{path}.not"),
+                depth + 1,
+                nodes,
+            )?))
+        }
+        Node::Tag(tag) => Expr::Leaf(Leaf::TagsAny(vec![text(tag, "tag")?])),
+        Node::Consent(consent) => {
+            let path = format!("{path}.consent");
+            match ConsentChannel::try_from(consent.channel) {
+                Ok(ConsentChannel::Email) => {}
+                _ => {
+                    return Err(ApiError::invalid(
+                        path,
+                        "choose a channel: email is the only one recorded today",
+                    ));
+                }
+            }
+            if !consent.purpose.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    path,
+                    format!(
+                        "no consent is recorded per purpose yet ({:?}); leave the purpose \
+                         empty for the channel's general consent",
+                        consent.purpose
+                    ),
+                ));
+            }
+            match ConsentState::try_from(consent.state) {
+                Ok(ConsentState::Unspecified) | Err(_) => {
+                    return Err(ApiError::invalid(
+                        path,
+                        "choose a state: none, granted or withdrawn",
+                    ));
+                }
+                Ok(state) => Expr::Leaf(Leaf::EmailConsent(consent_value(state))),
+            }
+        }
+        Node::PostalCodePrefix(prefix) => Expr::Leaf(Leaf::PostalPrefix(vec![
+            postal_prefix(prefix).map_err(invalid)?,
+        ])),
+        Node::Departement(code) => Expr::Leaf(Leaf::Departement(vec![
+            text(code, "département")?.to_uppercase(),
+        ])),
+        Node::Commune(code) => Expr::Leaf(Leaf::Commune(vec![text(code, "commune")?])),
+        Node::Region(code) => Expr::Leaf(Leaf::Region(vec![text(code, "région")?])),
+        Node::Created(range) => created(range).map_err(invalid)?,
+        Node::HasEmail(has) => Expr::Leaf(Leaf::HasEmail(*has)),
+        Node::HasPhone(has) => Expr::Leaf(Leaf::HasPhone(*has)),
+    })
+}
+
+fn created(range: &TimeRange) -> Result<Expr, String> {
+    let instant = |t: &Option<muster_proto::Timestamp>, bound: &str| match t {
+        None => Ok(None),
+        Some(t) => DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+            .map(Some)
+            .ok_or_else(|| format!("the {bound} of the range is not a valid instant")),
+    };
+    let start = instant(&range.start, "start")?;
+    let end = instant(&range.end, "end")?;
+    match (start, end) {
+        (None, None) => Err("a range without start or end; set at least one".into()),
+        (Some(s), Some(e)) if s >= e => Err(format!(
+            "the range starts at {s} and ends before it ({e}); the end is exclusive"
+        )),
+        _ => Ok(Expr::Leaf(Leaf::Created { start, end })),
+    }
+}

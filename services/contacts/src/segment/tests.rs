@@ -1,0 +1,392 @@
+//! The SQL each filter becomes; the counts it gives against PostgreSQL are
+//! checked in tests/segments.rs.
+
+use muster_proto::Timestamp;
+use muster_proto::contacts::v1::segment_expr::Node;
+use muster_proto::contacts::v1::{
+    ConsentChannel, ConsentCondition, SegmentExpr, SegmentExprList, TimeRange,
+};
+
+use super::*;
+
+fn sql(filter: &SegmentFilter) -> String {
+    let filter = Filter::parse(filter).unwrap();
+    let mut query = QueryBuilder::new("SELECT count(*) FROM people");
+    filter.push_where(&mut query, TenantId::new());
+    query.sql().as_str().to_owned()
+}
+
+/// The condition `tree` becomes, after the tenant's.
+fn expr_sql(tree: SegmentExpr) -> String {
+    let filter = SegmentFilter {
+        expr: Some(tree),
+        ..Default::default()
+    };
+    sql(&filter)
+        .strip_prefix("SELECT count(*) FROM people WHERE tenant_id = $1 AND ")
+        .unwrap()
+        .to_owned()
+}
+
+fn query_sql(query: &str) -> String {
+    let filter = SegmentFilter {
+        query: query.into(),
+        ..Default::default()
+    };
+    sql(&filter)
+        .strip_prefix("SELECT count(*) FROM people WHERE tenant_id = $1 AND ")
+        .unwrap()
+        .to_owned()
+}
+
+fn node(node: Node) -> SegmentExpr {
+    SegmentExpr { node: Some(node) }
+}
+
+fn list(items: Vec<SegmentExpr>) -> SegmentExprList {
+    SegmentExprList { items }
+}
+
+fn error(tree: SegmentExpr) -> String {
+    let filter = SegmentFilter {
+        expr: Some(tree),
+        ..Default::default()
+    };
+    Filter::parse(&filter).unwrap_err().to_string()
+}
+
+fn at(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+#[test]
+fn an_empty_filter_still_scopes_to_the_tenant() {
+    assert_eq!(
+        sql(&SegmentFilter::default()),
+        "SELECT count(*) FROM people WHERE tenant_id = $1"
+    );
+}
+
+#[test]
+fn every_value_is_bound_never_inlined() {
+    let filter = SegmentFilter {
+        tags_any: vec!["adhérent'; DROP TABLE people; --".into()],
+        tags_none: vec!["presse".into()],
+        email_consent: ConsentState::Granted as i32,
+        departements: vec!["2a".into()],
+        require_email: true,
+        ..Default::default()
+    };
+    let sql = sql(&filter);
+    assert!(!sql.contains("DROP"), "{sql}");
+    assert_eq!(
+        sql,
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND tags && $2 \
+         AND NOT (tags && $3) AND email_consent = $4 AND departement = ANY($5) \
+         AND email_key IS NOT NULL"
+    );
+}
+
+#[test]
+fn an_empty_tag_is_refused_rather_than_matching_everyone() {
+    let filter = SegmentFilter {
+        tags_any: vec![" ".into()],
+        ..Default::default()
+    };
+    let error = Filter::parse(&filter).unwrap_err();
+    assert!(error.to_string().starts_with("filter.tags_any"), "{error}");
+}
+
+#[test]
+fn a_postal_prefix_with_wildcards_is_refused() {
+    let filter = SegmentFilter {
+        postal_code_prefixes: vec!["75%".into()],
+        ..Default::default()
+    };
+    let error = Filter::parse(&filter).unwrap_err();
+    assert!(
+        error.to_string().contains("postal_code_prefixes"),
+        "{error}"
+    );
+}
+
+#[test]
+fn every_leaf_becomes_its_own_indexed_predicate() {
+    let consent = ConsentCondition {
+        channel: ConsentChannel::Email as i32,
+        purpose: String::new(),
+        state: ConsentState::Withdrawn as i32,
+    };
+    let cases = [
+        (Node::Tag("adhérent".into()), "tags && $2"),
+        (Node::Consent(consent), "email_consent = $2"),
+        (
+            Node::PostalCodePrefix("69".into()),
+            "(postal_code ~>=~ $2 AND postal_code ~<~ $3)",
+        ),
+        (Node::Departement("2a".into()), "departement = ANY($2)"),
+        (Node::Commune("69123".into()), "commune_insee = ANY($2)"),
+        (Node::Region("84".into()), "region = ANY($2)"),
+        (
+            Node::Created(TimeRange {
+                start: at(1_700_000_000),
+                end: at(1_800_000_000),
+            }),
+            "(created_at >= $2 AND created_at < $3)",
+        ),
+        (
+            Node::Created(TimeRange {
+                start: at(1_700_000_000),
+                end: None,
+            }),
+            "created_at >= $2",
+        ),
+        (
+            Node::Created(TimeRange {
+                start: None,
+                end: at(1_700_000_000),
+            }),
+            "created_at < $2",
+        ),
+        (Node::HasEmail(true), "email_key IS NOT NULL"),
+        (Node::HasEmail(false), "email_key IS NULL"),
+        (Node::HasPhone(true), "phone IS NOT NULL"),
+        (Node::HasPhone(false), "phone IS NULL"),
+    ];
+    for (leaf, expected) in cases {
+        assert_eq!(expr_sql(node(leaf.clone())), expected, "{leaf:?}");
+    }
+}
+
+#[test]
+fn a_postal_prefix_is_the_range_of_codes_it_begins() {
+    let prefix = expr::postal_prefix("69").unwrap();
+    assert_eq!((prefix.start.as_str(), prefix.end.as_str()), ("69", "6:"));
+    let prefix = expr::postal_prefix("2Az").unwrap();
+    assert_eq!((prefix.start.as_str(), prefix.end.as_str()), ("2Az", "2A{"));
+    assert!("69123" >= "69" && "69123" < "6:" && "7" >= "6:");
+}
+
+#[test]
+fn nesting_keeps_its_parentheses_and_not_keeps_people_without_the_value() {
+    assert_eq!(
+        query_sql("tag:a AND (departement:75 OR tag:b) AND NOT departement:93"),
+        "(tags && $2 AND (departement = ANY($3) OR tags && $4) \
+         AND (departement = ANY($5)) IS NOT TRUE)"
+    );
+    assert_eq!(
+        query_sql("NOT (tag:a OR has:phone)"),
+        "NOT ((tags && $2 OR phone IS NOT NULL))"
+    );
+    assert_eq!(
+        query_sql("NOT NOT (region:84 AND has:email)"),
+        "NOT (((region = ANY($2) AND email_key IS NOT NULL)) IS NOT TRUE)"
+    );
+}
+
+#[test]
+fn sibling_values_under_an_or_become_one_list() {
+    let query = "departement:75 OR departement:93 OR (tag:a OR tag:b) \
+                 OR postal:69 OR postal:38";
+    assert_eq!(
+        query_sql(query),
+        "(departement = ANY($2) OR tags && $3 OR \
+         ((postal_code ~>=~ $4 AND postal_code ~<~ $5) \
+         OR (postal_code ~>=~ $6 AND postal_code ~<~ $7)))"
+    );
+    assert_eq!(
+        query_sql("(tag:a AND tag:b) AND has:email"),
+        "(tags && $2 AND tags && $3 AND email_key IS NOT NULL)"
+    );
+}
+
+#[test]
+fn empty_lists_match_everyone_under_and_and_no_one_under_or() {
+    assert_eq!(expr_sql(node(Node::And(list(vec![])))), "TRUE");
+    assert_eq!(expr_sql(node(Node::Or(list(vec![])))), "FALSE");
+}
+
+#[test]
+fn the_flat_fields_the_tree_and_the_text_are_all_required() {
+    let filter = SegmentFilter {
+        tags_any: vec!["adhérent".into()],
+        expr: Some(node(Node::Departement("75".into()))),
+        query: "has:phone".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        sql(&filter),
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND tags && $2 \
+         AND departement = ANY($3) AND phone IS NOT NULL"
+    );
+}
+
+#[test]
+fn a_bad_leaf_deep_in_the_tree_is_named_by_its_path() {
+    let tree = node(Node::And(list(vec![
+        node(Node::Tag("a".into())),
+        node(Node::Tag("b".into())),
+        node(Node::Not(Box::new(node(Node::Or(list(vec![
+            node(Node::Region("84".into())),
+            node(Node::PostalCodePrefix("69*".into())),
+        ])))))),
+    ])));
+    let error = error(tree);
+    assert!(
+        error.starts_with("filter.expr.and[2].not.or[1]: "),
+        "{error}"
+    );
+    assert!(error.contains("letters and digits"), "{error}");
+}
+
+#[test]
+fn every_invalid_leaf_says_what_to_do() {
+    let consent = |channel: ConsentChannel, purpose: &str, state: ConsentState| {
+        Node::Consent(ConsentCondition {
+            channel: channel as i32,
+            purpose: purpose.into(),
+            state: state as i32,
+        })
+    };
+    let cases = [
+        (
+            SegmentExpr { node: None },
+            "filter.expr: an empty condition",
+        ),
+        (node(Node::Tag(" ".into())), "filter.expr: empty tag"),
+        (
+            node(Node::Departement("".into())),
+            "filter.expr: empty département",
+        ),
+        (node(Node::Commune("".into())), "filter.expr: empty commune"),
+        (node(Node::Region("".into())), "filter.expr: empty région"),
+        (
+            node(consent(
+                ConsentChannel::Unspecified,
+                "",
+                ConsentState::Granted,
+            )),
+            "filter.expr.consent: choose a channel",
+        ),
+        (
+            node(consent(
+                ConsentChannel::Email,
+                "petitions",
+                ConsentState::Granted,
+            )),
+            "filter.expr.consent: no consent is recorded per purpose",
+        ),
+        (
+            node(consent(
+                ConsentChannel::Email,
+                "",
+                ConsentState::Unspecified,
+            )),
+            "filter.expr.consent: choose a state",
+        ),
+        (
+            node(Node::Created(TimeRange::default())),
+            "filter.expr: a range without start or end",
+        ),
+        (
+            node(Node::Created(TimeRange {
+                start: at(2_000),
+                end: at(1_000),
+            })),
+            "filter.expr: the range starts at",
+        ),
+    ];
+    for (tree, expected) in cases {
+        let error = error(tree.clone());
+        assert!(error.starts_with(expected), "{tree:?}: {error}");
+    }
+}
+
+#[test]
+fn a_tree_deeper_than_the_limit_is_refused_at_the_node_too_deep() {
+    let mut tree = node(Node::Tag("a".into()));
+    for _ in 0..MAX_DEPTH {
+        tree = node(Node::Not(Box::new(tree)));
+    }
+    assert!(
+        Filter::parse(&SegmentFilter {
+            expr: Some(tree.clone()),
+            ..Default::default()
+        })
+        .is_ok()
+    );
+    let deeper = node(Node::And(list(vec![tree])));
+    let error = error(deeper);
+    let path = format!("filter.expr.and[0]{}", ".not".repeat(MAX_DEPTH - 1));
+    assert!(
+        error.starts_with(&format!("{path}.not: nested deeper")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_tree_with_too_many_nodes_is_refused() {
+    let leaves = (0..MAX_NODES)
+        .map(|n| node(Node::Tag(format!("t{n}"))))
+        .collect();
+    let error = error(node(Node::Or(list(leaves))));
+    assert!(
+        error.starts_with(&format!("filter.expr.or[{}]: ", MAX_NODES - 1)),
+        "{error}"
+    );
+    assert!(error.contains("more than 256 conditions"), "{error}");
+}
+
+#[test]
+fn a_text_query_error_names_the_query_and_the_column() {
+    let filter = SegmentFilter {
+        query: "tag:a AND (departement:75".into(),
+        ..Default::default()
+    };
+    let error = Filter::parse(&filter).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "filter.query: column 11: this parenthesis is never closed; add a ')'"
+    );
+    let filter = SegmentFilter {
+        query: "consent:email.petitions=granted".into(),
+        ..Default::default()
+    };
+    let error = Filter::parse(&filter).unwrap_err().to_string();
+    assert!(
+        error.starts_with("filter.query.consent: no consent"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_saved_segment_id_must_be_an_id() {
+    let filter = SegmentFilter {
+        saved_segment_id: "adherents".into(),
+        ..Default::default()
+    };
+    let error = Filter::parse(&filter).unwrap_err().to_string();
+    assert!(error.starts_with("filter.saved_segment_id"), "{error}");
+    let id = Uuid::now_v7();
+    let filter = SegmentFilter {
+        saved_segment_id: id.to_string(),
+        ..Default::default()
+    };
+    assert_eq!(Filter::parse(&filter).unwrap().saved_segment(), Some(id));
+}
+
+#[test]
+fn reachable_by_email_narrows_any_filter() {
+    let filter = SegmentFilter {
+        query: "tag:a OR tag:b".into(),
+        ..Default::default()
+    };
+    let filter = Filter::parse(&filter).unwrap().reachable_by_email();
+    let mut query = QueryBuilder::new("SELECT 1 FROM people");
+    filter.push_where(&mut query, TenantId::new());
+    assert_eq!(
+        query.sql().as_str(),
+        "SELECT 1 FROM people WHERE tenant_id = $1 AND tags && $2 \
+         AND email_consent = $3 AND email_key IS NOT NULL"
+    );
+}

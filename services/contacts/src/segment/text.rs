@@ -1,0 +1,551 @@
+//! The text form of segments, parsed by hand into a `SegmentExpr`:
+//! `tag:adhérent AND (departement:75 OR departement:93) AND NOT consent:email=withdrawn`.
+//! The grammar is in docs/segments.md; errors name the column (1-based, in characters).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use muster_proto::Timestamp;
+use muster_proto::contacts::v1::segment_expr::Node;
+use muster_proto::contacts::v1::{
+    ConsentChannel, ConsentCondition, ConsentState, SegmentExpr, SegmentExprList, TimeRange,
+};
+
+use super::MAX_DEPTH;
+
+/// The longest query accepted, in characters.
+pub const MAX_LENGTH: usize = 10_000;
+
+/// Why a query could not be read, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct ParseError {
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses the text form of a segment.
+pub fn parse(query: &str) -> Result<SegmentExpr, ParseError> {
+    let length = query.chars().count();
+    if length > MAX_LENGTH {
+        return Err(ParseError {
+            column: MAX_LENGTH + 1,
+            message: format!("the query is longer than {MAX_LENGTH} characters; save parts of it"),
+        });
+    }
+    let tokens = tokenize(query)?;
+    let mut parser = Parser {
+        tokens,
+        next: 0,
+        end: length + 1,
+    };
+    let expr = parser.or(0)?;
+    match parser.peek() {
+        None => Ok(expr),
+        Some(token) => Err(parser.error_at(token.column, "expected AND, OR or the end")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Open,
+    Close,
+    /// A run of characters up to a space or a parenthesis, quotes removed.
+    Atom {
+        text: String,
+        quoted: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: Kind,
+    column: usize,
+}
+
+impl Token {
+    fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Open => "'('".into(),
+            Kind::Close => "')'".into(),
+            Kind::Atom { text, .. } => format!("{text:?}"),
+        }
+    }
+
+    fn keyword(&self, word: &str) -> bool {
+        matches!(&self.kind, Kind::Atom { text, quoted: false } if text.eq_ignore_ascii_case(word))
+    }
+}
+
+fn tokenize(query: &str) -> Result<Vec<Token>, ParseError> {
+    let chars: Vec<char> = query.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let column = i + 1;
+        match chars[i] {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                tokens.push(Token {
+                    kind: Kind::Open,
+                    column,
+                });
+                i += 1;
+            }
+            ')' => {
+                tokens.push(Token {
+                    kind: Kind::Close,
+                    column,
+                });
+                i += 1;
+            }
+            _ => {
+                let mut text = String::new();
+                let mut quoted = false;
+                while i < chars.len() && !chars[i].is_whitespace() && !"()".contains(chars[i]) {
+                    if chars[i] != '"' {
+                        text.push(chars[i]);
+                        i += 1;
+                        continue;
+                    }
+                    quoted = true;
+                    let opening = i + 1;
+                    i += 1;
+                    loop {
+                        match chars.get(i) {
+                            None => {
+                                return Err(ParseError {
+                                    column: opening,
+                                    message: "this quote is never closed; end the value with \""
+                                        .into(),
+                                });
+                            }
+                            Some('"') => {
+                                i += 1;
+                                break;
+                            }
+                            Some('\\') if matches!(chars.get(i + 1), Some('"' | '\\')) => {
+                                text.push(chars[i + 1]);
+                                i += 2;
+                            }
+                            Some(&c) => {
+                                text.push(c);
+                                i += 1;
+                            }
+                        }
+                    }
+                }
+                tokens.push(Token {
+                    kind: Kind::Atom { text, quoted },
+                    column,
+                });
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    next: usize,
+    /// The column just past the end of the query.
+    end: usize,
+}
+
+const CONDITION_HELP: &str = "expected a condition such as tag:NAME, departement:75, \
+     consent:email=granted, has:email or a '('";
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.next)
+    }
+
+    fn error_at(&self, column: usize, message: impl Into<String>) -> ParseError {
+        ParseError {
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn or(&mut self, depth: usize) -> Result<SegmentExpr, ParseError> {
+        let mut items = vec![self.and(depth)?];
+        while self.peek().is_some_and(|t| t.keyword("or")) {
+            self.next += 1;
+            items.push(self.and(depth)?);
+        }
+        Ok(combine(items, Node::Or))
+    }
+
+    fn and(&mut self, depth: usize) -> Result<SegmentExpr, ParseError> {
+        let mut items = vec![self.unary(depth)?];
+        while self.peek().is_some_and(|t| t.keyword("and")) {
+            self.next += 1;
+            items.push(self.unary(depth)?);
+        }
+        Ok(combine(items, Node::And))
+    }
+
+    fn unary(&mut self, depth: usize) -> Result<SegmentExpr, ParseError> {
+        let Some(token) = self.peek().cloned() else {
+            return Err(self.error_at(self.end, format!("the query ends early: {CONDITION_HELP}")));
+        };
+        let deeper = |parser: &Self| match depth + 1 > MAX_DEPTH {
+            true => Err(parser.error_at(
+                token.column,
+                format!("nested deeper than {MAX_DEPTH} levels; flatten the conditions"),
+            )),
+            false => Ok(depth + 1),
+        };
+        if token.keyword("not") {
+            let depth = deeper(self)?;
+            self.next += 1;
+            let inner = self.unary(depth)?;
+            return Ok(SegmentExpr {
+                node: Some(Node::Not(Box::new(inner))),
+            });
+        }
+        match &token.kind {
+            Kind::Open => {
+                let depth = deeper(self)?;
+                self.next += 1;
+                let inner = self.or(depth)?;
+                match self.peek() {
+                    Some(Token {
+                        kind: Kind::Close, ..
+                    }) => {
+                        self.next += 1;
+                        Ok(inner)
+                    }
+                    Some(other) => Err(self.error_at(
+                        other.column,
+                        format!("expected AND, OR or ')', found {}", other.describe()),
+                    )),
+                    None => {
+                        Err(self
+                            .error_at(token.column, "this parenthesis is never closed; add a ')'"))
+                    }
+                }
+            }
+            Kind::Atom { quoted: false, .. } if token.keyword("and") || token.keyword("or") => {
+                Err(self.error_at(
+                    token.column,
+                    format!("{CONDITION_HELP}, found {}", token.describe()),
+                ))
+            }
+            Kind::Close => Err(self.error_at(token.column, format!("{CONDITION_HELP}, found ')'"))),
+            Kind::Atom { text, .. } => {
+                self.next += 1;
+                leaf(text, token.column).map(|node| SegmentExpr { node: Some(node) })
+            }
+        }
+    }
+}
+
+fn combine(mut items: Vec<SegmentExpr>, node: fn(SegmentExprList) -> Node) -> SegmentExpr {
+    match items.len() {
+        1 => items.remove(0),
+        _ => SegmentExpr {
+            node: Some(node(SegmentExprList { items })),
+        },
+    }
+}
+
+/// One condition, `field` `operator` `value`, starting at `column`.
+fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
+    let key_length = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(text.len());
+    let (key, rest) = text.split_at(key_length);
+    let operator = [">=", "<=", ":", ">", "<", "="]
+        .into_iter()
+        .find(|op| rest.starts_with(op));
+    let Some(operator) = operator else {
+        return Err(ParseError {
+            column,
+            message: format!("{text:?} is not a condition: {CONDITION_HELP}"),
+        });
+    };
+    let value = &rest[operator.len()..];
+    let value_column = column + key.chars().count() + operator.len();
+    let error = |message: String| ParseError {
+        column: value_column,
+        message,
+    };
+    let needs = |wanted: &str| match operator == wanted {
+        true => Ok(()),
+        false => Err(ParseError {
+            column: column + key.chars().count(),
+            message: format!("{key} takes {wanted:?}, as in {key}{wanted}VALUE"),
+        }),
+    };
+    let non_empty = || match value.trim() {
+        "" => Err(error(format!("{key}: needs a value after {operator:?}"))),
+        v => Ok(v.to_owned()),
+    };
+
+    let key = key.to_lowercase();
+    let key = key.as_str();
+    Ok(match key {
+        "tag" => {
+            needs(":")?;
+            Node::Tag(non_empty()?)
+        }
+        "consent" => {
+            needs(":")?;
+            Node::Consent(consent(value).map_err(error)?)
+        }
+        "postal" | "cp" => {
+            needs(":")?;
+            Node::PostalCodePrefix(non_empty()?)
+        }
+        "departement" | "département" | "dept" => {
+            needs(":")?;
+            Node::Departement(non_empty()?)
+        }
+        "commune" => {
+            needs(":")?;
+            Node::Commune(non_empty()?)
+        }
+        "region" | "région" => {
+            needs(":")?;
+            Node::Region(non_empty()?)
+        }
+        "has" => {
+            needs(":")?;
+            match value.to_lowercase().as_str() {
+                "email" | "e-mail" => Node::HasEmail(true),
+                "phone" => Node::HasPhone(true),
+                other => return Err(error(format!("has:{other}: use has:email or has:phone"))),
+            }
+        }
+        "created" => Node::Created(created(operator, value).map_err(error)?),
+        other => {
+            return Err(ParseError {
+                column,
+                message: format!(
+                    "unknown field {other:?}; use tag, consent, postal, departement, commune, \
+                     region, created or has"
+                ),
+            });
+        }
+    })
+}
+
+/// `email=granted`, `email.newsletter=withdrawn` (channel, optional purpose, state).
+fn consent(value: &str) -> Result<ConsentCondition, String> {
+    let Some((target, state)) = value.split_once('=') else {
+        return Err("write consent:CHANNEL=STATE, as in consent:email=granted".into());
+    };
+    let (channel, purpose) = target.split_once('.').unwrap_or((target, ""));
+    let channel = match channel.to_lowercase().as_str() {
+        "email" | "e-mail" => ConsentChannel::Email,
+        other => return Err(format!("unknown consent channel {other:?}; use email")),
+    };
+    let state = match state.to_lowercase().as_str() {
+        "granted" => ConsentState::Granted,
+        "withdrawn" => ConsentState::Withdrawn,
+        "none" => ConsentState::None,
+        other => {
+            return Err(format!(
+                "unknown consent state {other:?}; use granted, withdrawn or none"
+            ));
+        }
+    };
+    Ok(ConsentCondition {
+        channel: channel as i32,
+        purpose: purpose.to_owned(),
+        state: state as i32,
+    })
+}
+
+/// `created>=DATE`, `created<DATE` or `created:START..END` (either side may be empty).
+fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
+    let (start, end) = match operator {
+        ">=" => (Some(instant(value)?), None),
+        "<" => (None, Some(instant(value)?)),
+        ":" => {
+            let Some((start, end)) = value.split_once("..") else {
+                return Err("write created:START..END, created>=DATE or created<DATE".into());
+            };
+            let bound = |v: &str| match v {
+                "" => Ok(None),
+                v => instant(v).map(Some),
+            };
+            (bound(start)?, bound(end)?)
+        }
+        _ => {
+            return Err(format!(
+                "created takes >= (from, included) or < (before, excluded), not {operator:?}"
+            ));
+        }
+    };
+    if start.is_none() && end.is_none() {
+        return Err("give at least one date".into());
+    }
+    Ok(TimeRange { start, end })
+}
+
+/// A date (`2024-09-01`, midnight UTC) or an RFC 3339 instant.
+fn instant(value: &str) -> Result<Timestamp, String> {
+    let time = match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(date) => date.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        Err(_) => DateTime::parse_from_rfc3339(value)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+    };
+    let time = time.ok_or_else(|| {
+        format!("{value:?} is not a date; write 2024-09-01 or 2024-09-01T18:30:00+02:00")
+    })?;
+    Ok(Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(name: &str) -> SegmentExpr {
+        SegmentExpr {
+            node: Some(Node::Tag(name.into())),
+        }
+    }
+
+    fn error(query: &str) -> ParseError {
+        parse(query).unwrap_err()
+    }
+
+    #[test]
+    fn the_issue_example_parses_into_the_tree_it_reads_as() {
+        let tree = parse(
+            "tag:adhérent AND (departement:75 OR departement:93) \
+             AND NOT consent:email=withdrawn AND has:email",
+        )
+        .unwrap();
+        let Some(Node::And(list)) = tree.node else {
+            panic!("{tree:?}")
+        };
+        assert_eq!(list.items.len(), 4);
+        assert_eq!(list.items[0], tag("adhérent"));
+        let Some(Node::Or(or)) = &list.items[1].node else {
+            panic!("{:?}", list.items[1])
+        };
+        assert_eq!(or.items[1].node, Some(Node::Departement("93".into())));
+        let Some(Node::Not(not)) = &list.items[2].node else {
+            panic!("{:?}", list.items[2])
+        };
+        let Some(Node::Consent(consent)) = &not.node else {
+            panic!("{not:?}")
+        };
+        assert_eq!(consent.state, ConsentState::Withdrawn as i32);
+        assert_eq!(consent.channel, ConsentChannel::Email as i32);
+        assert_eq!(list.items[3].node, Some(Node::HasEmail(true)));
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or() {
+        let tree = parse("tag:a OR tag:b AND tag:c").unwrap();
+        let Some(Node::Or(or)) = tree.node else {
+            panic!("{tree:?}")
+        };
+        assert_eq!(or.items[0], tag("a"));
+        assert!(matches!(or.items[1].node, Some(Node::And(_))));
+    }
+
+    #[test]
+    fn keywords_ignore_case_and_quoted_values_keep_spaces_and_keywords() {
+        let tree = parse(r#"tag:"comité local" or not tag:"AND""#).unwrap();
+        let Some(Node::Or(or)) = tree.node else {
+            panic!("{tree:?}")
+        };
+        assert_eq!(or.items[0], tag("comité local"));
+        assert_eq!(or.items[1].node, Some(Node::Not(Box::new(tag("AND")))));
+    }
+
+    #[test]
+    fn every_leaf_has_a_text_form() {
+        let cases = [
+            ("postal:69", Node::PostalCodePrefix("69".into())),
+            ("département:2A", Node::Departement("2A".into())),
+            ("commune:69123", Node::Commune("69123".into())),
+            ("region:84", Node::Region("84".into())),
+            ("has:phone", Node::HasPhone(true)),
+            ("has:email", Node::HasEmail(true)),
+        ];
+        for (query, node) in cases {
+            assert_eq!(parse(query).unwrap().node, Some(node), "{query}");
+        }
+        let Some(Node::Created(range)) = parse("created:2024-01-01..2024-02-01T00:00:00Z")
+            .unwrap()
+            .node
+        else {
+            panic!()
+        };
+        assert_eq!(range.start.unwrap().seconds, 1_704_067_200);
+        assert_eq!(range.end.unwrap().seconds, 1_706_745_600);
+        let Some(Node::Created(range)) = parse("created<2024-01-01").unwrap().node else {
+            panic!()
+        };
+        assert_eq!(
+            (range.start, range.end.map(|t| t.seconds)),
+            (None, Some(1_704_067_200))
+        );
+        let Some(Node::Created(range)) = parse("created>=2024-01-01").unwrap().node else {
+            panic!()
+        };
+        assert_eq!(
+            (range.start.map(|t| t.seconds), range.end),
+            (Some(1_704_067_200), None)
+        );
+    }
+
+    #[test]
+    fn a_consent_purpose_is_read_for_the_checker_to_judge() {
+        let Some(Node::Consent(consent)) = parse("consent:email.petitions=none").unwrap().node
+        else {
+            panic!()
+        };
+        assert_eq!(consent.purpose, "petitions");
+        assert_eq!(consent.state, ConsentState::None as i32);
+    }
+
+    #[test]
+    fn errors_name_the_column_of_the_mistake() {
+        assert_eq!(error("tag:a AND tga:b").column, 11);
+        assert!(
+            error("tag:a AND tga:b")
+                .message
+                .contains("unknown field \"tga\"")
+        );
+        assert_eq!(error("tag:a AND").column, 10);
+        assert_eq!(error("(tag:a OR tag:b").column, 1);
+        assert_eq!(error("tag:a tag:b").column, 7);
+        assert_eq!(error("tag:a AND )").column, 11);
+        assert_eq!(error("consent:email=yes").column, 9);
+        assert!(error("consent:email=yes").message.contains("granted"));
+        assert_eq!(error("consent:sms=granted").column, 9);
+        assert_eq!(error("created>2024-01-01").column, 9);
+        assert_eq!(error("created>=2024-13-01").column, 10);
+        assert_eq!(error("has:fax").column, 5);
+        assert_eq!(error("tag:\"open").column, 5);
+        assert_eq!(error("tag:").column, 5);
+        assert_eq!(error("departement=75").column, 12);
+        assert_eq!(error("").column, 1);
+        assert_eq!(error("OR tag:a").column, 1);
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused_where_it_goes_too_deep() {
+        let within = format!("{}tag:a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(parse(&within).is_ok());
+        let deeper = format!("{}tag:a", "NOT ".repeat(MAX_DEPTH + 1));
+        let error = error(&deeper);
+        assert_eq!(error.column, 4 * MAX_DEPTH + 1, "{error}");
+        assert!(error.message.contains("nested deeper"), "{error}");
+    }
+
+    #[test]
+    fn an_overlong_query_is_refused_before_it_is_read() {
+        let query = "tag:a OR ".repeat(MAX_LENGTH / 9 + 1);
+        assert!(error(&query).message.contains("longer than"));
+    }
+}

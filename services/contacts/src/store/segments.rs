@@ -1,0 +1,133 @@
+//! Saved segments: a name and a filter, scoped by tenant.
+
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1 as pb;
+use muster_runtime::time::to_proto;
+use muster_runtime::{ApiError, TenantId};
+use prost::Message;
+use sqlx::{PgPool, QueryBuilder};
+use uuid::Uuid;
+
+use crate::segment::Filter;
+
+#[derive(sqlx::FromRow)]
+struct SavedRow {
+    id: Uuid,
+    name: String,
+    filter: Vec<u8>,
+    created_at: DateTime<Utc>,
+}
+
+fn into_proto(row: SavedRow) -> Result<pb::SavedSegment, ApiError> {
+    let filter = pb::SegmentFilter::decode(row.filter.as_slice()).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!("decoding saved segment {}: {e}", row.id))
+    })?;
+    Ok(pb::SavedSegment {
+        id: row.id.to_string(),
+        name: row.name,
+        filter: Some(filter),
+        create_time: Some(to_proto(row.created_at)),
+        count: None,
+    })
+}
+
+/// Saves `filter`, already checked, under `name`; names are unique per tenant.
+pub async fn create(
+    pool: &PgPool,
+    tenant: TenantId,
+    name: &str,
+    filter: &pb::SegmentFilter,
+) -> Result<pb::SavedSegment, ApiError> {
+    let row: Option<SavedRow> = sqlx::query_as(
+        "INSERT INTO saved_segments (id, tenant_id, name, filter) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant_id, name) DO NOTHING
+         RETURNING id, name, filter, created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant)
+    .bind(name)
+    .bind(filter.encode_to_vec())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => into_proto(row),
+        None => Err(ApiError::AlreadyExists(format!(
+            "a saved segment is already named {name:?}; choose another name or delete it first"
+        ))),
+    }
+}
+
+/// One saved segment of `tenant`, without its count.
+pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::SavedSegment, ApiError> {
+    let row: Option<SavedRow> = sqlx::query_as(
+        "SELECT id, name, filter, created_at FROM saved_segments
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    into_proto(row.ok_or_else(|| ApiError::not_found(format!("saved segment {id}")))?)
+}
+
+/// A page of the saved segments of `tenant`, in id order after `after`.
+pub async fn list(
+    pool: &PgPool,
+    tenant: TenantId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<pb::SavedSegment>, ApiError> {
+    let rows: Vec<SavedRow> = sqlx::query_as(
+        "SELECT id, name, filter, created_at FROM saved_segments
+         WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after.unwrap_or(Uuid::nil()))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(into_proto).collect()
+}
+
+/// Deletes a saved segment of `tenant`; campaigns naming it fail at launch.
+pub async fn delete(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<(), ApiError> {
+    let deleted = sqlx::query("DELETE FROM saved_segments WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    match deleted {
+        0 => Err(ApiError::not_found(format!("saved segment {id}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks `filter` and resolves the saved segment it names, if any.
+pub async fn resolve(
+    pool: &PgPool,
+    tenant: TenantId,
+    filter: &pb::SegmentFilter,
+) -> Result<Filter, ApiError> {
+    let checked = Filter::parse(filter)?;
+    let Some(id) = checked.saved_segment() else {
+        return Ok(checked);
+    };
+    let saved = get(pool, tenant, id).await.map_err(|error| match error {
+        ApiError::NotFound(_) => ApiError::invalid(
+            "filter.saved_segment_id",
+            format!("no saved segment {id} in this organization; list them with ListSavedSegments"),
+        ),
+        other => other,
+    })?;
+    let saved = Filter::parse(&saved.filter.unwrap_or_default())?;
+    Ok(checked.and_saved(saved))
+}
+
+/// How many people of `tenant` match `filter` now.
+pub async fn count(pool: &PgPool, tenant: TenantId, filter: &Filter) -> Result<u64, ApiError> {
+    let mut query = QueryBuilder::new("SELECT count(*) FROM people");
+    filter.push_where(&mut query, tenant);
+    let count: i64 = query.build_query_scalar().fetch_one(pool).await?;
+    Ok(count as u64)
+}
