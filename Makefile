@@ -16,11 +16,17 @@ test:
 	cargo test --workspace --no-fail-fast
 
 # Raw broker and SMTP ceilings and a 100,000-recipient campaign, in one run
-# (BENCH_ARGS="--recipients 20000" for a shorter one).
+# (BENCH_ARGS="--recipients 20000" for a shorter one); then segment counts
+# through contacts against hand-written SQL on 1,000,000 generated people
+# (SEGMENT_BENCH_ARGS="--people 100000 --runs 30" for a shorter one); then a
+# 1,000,000-row French Excel import against a raw COPY of the same file
+# (IMPORT_BENCH_ARGS="--rows 100000" for a shorter one).
 bench:
 	deploy/local/services.sh
 	cargo build --release -p muster-contacts -p muster-messaging -p muster-bench
 	cargo run --release -p muster-bench -- $(BENCH_ARGS)
+	cargo run --release -p muster-bench -- segments $(SEGMENT_BENCH_ARGS)
+	cargo run --release -p muster-bench -- import $(IMPORT_BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check

@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 use crate::Rate;
 
-const SECRET: &str = "muster-bench-secret";
+pub const SECRET: &str = "muster-bench-secret";
 
 /// The sender's settings in this run (more in flight than the defaults,
 /// which are sized for a shared development machine).
@@ -240,7 +240,7 @@ async fn drain(
     Ok(())
 }
 
-fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Child> {
+pub fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Child> {
     let mut command = Command::new(binary);
     command
         .arg("all")
@@ -431,7 +431,7 @@ pub fn machine_seconds() -> f64 {
 }
 
 /// The peak resident memory of a running child (VmHWM), in KiB.
-fn peak_kib(child: &Child) -> u64 {
+pub fn peak_kib(child: &Child) -> u64 {
     let Some(pid) = child.id() else { return 0 };
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()

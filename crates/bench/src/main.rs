@@ -5,7 +5,9 @@
 //! side by side with the ratio and where the time went.
 
 mod campaign;
+mod import;
 mod raw;
+mod segments;
 
 use std::time::Duration;
 
@@ -33,6 +35,13 @@ fn arg(name: &str, default: u64) -> u64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("segments") {
+        let runs = arg("--runs", 30) as usize;
+        return segments::run(arg("--people", 1_000_000), runs).await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("import") {
+        return import::run(arg("--rows", 1_000_000)).await;
+    }
     let recipients = arg("--recipients", 100_000);
     let raw_messages = arg("--raw-messages", 20_000);
     println!("muster bench: {recipients} recipients end to end, {raw_messages} raw messages");
