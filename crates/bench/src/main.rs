@@ -11,6 +11,8 @@ mod segments;
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 /// A rate measured over `count` items.
 #[derive(Debug, Clone, Copy)]
 pub struct Rate {
@@ -56,10 +58,22 @@ async fn main() -> anyhow::Result<()> {
         "\n[2/3] raw SMTP: smtp-sink, pooled client, {}-byte prebuilt messages",
         sample.len()
     );
-    let busy = campaign::machine_seconds();
-    let smtp = raw::smtp(raw_messages).await?;
-    let smtp_cpu = campaign::machine_seconds() - busy;
-    println!("      {:.0} msg/s", smtp.per_second());
+    // The ceiling is the best of three rounds: one round alone varies with
+    // what the machine was still finishing (the broker deleting its queue).
+    let (mut smtp, mut smtp_cpu) = (None::<Rate>, 0.0);
+    for round in 1..=3 {
+        let busy = campaign::machine_seconds();
+        let rate = raw::smtp(raw_messages).await?;
+        let cpu = campaign::machine_seconds() - busy;
+        println!("      round {round}: {:.0} msg/s", rate.per_second());
+        if smtp
+            .as_ref()
+            .is_none_or(|best| rate.per_second() > best.per_second())
+        {
+            (smtp, smtp_cpu) = (Some(rate), cpu);
+        }
+    }
+    let smtp = smtp.context("three rounds ran")?;
 
     println!("\n[3/3] campaign end to end: import, launch, send, all received");
     let tuning: Vec<String> = campaign::SENDER_TUNING

@@ -109,6 +109,11 @@ impl Launcher {
             .bind(campaign)
             .execute(&mut *tx)
             .await?;
+        // Senders find deliveries by id, a few at a time. Without statistics
+        // on the rows just added, PostgreSQL plans those lookups as scans of
+        // the whole campaign (its id and the organization's match them all):
+        // a 100,000-recipient campaign sent four times slower.
+        sqlx::query("ANALYZE deliveries").execute(&mut *tx).await?;
         tx.commit().await?;
         tracing::info!(recipients, queued, suppressed, "campaign launched");
         Ok(())
