@@ -587,6 +587,75 @@ async fn send_jobs_lost_to_the_broker_are_enqueued_again_and_sent_once() -> anyh
     stack.stop().await
 }
 
+#[tokio::test]
+async fn poison_send_jobs_are_dead_lettered_without_holding_back_the_campaign() -> anyhow::Result<()>
+{
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let audience = people(&stack, tenant, 450, "poison").await?;
+    let mut client = stack.messaging(tenant).await?;
+
+    // Ahead of the campaign's own jobs: a body that is no send job, and a
+    // job for a campaign that does not exist.
+    let unknown = muster_proto::events::v1::SendJob {
+        campaign_id: uuid::Uuid::now_v7().to_string(),
+        delivery_ids: vec![uuid::Uuid::now_v7().to_string()],
+    };
+    let amqp = &stack.messaging_settings.amqp;
+    publish_send_job(amqp, tenant, b"\xff\x00 not a protobuf".to_vec()).await?;
+    publish_send_job(amqp, tenant, prost::Message::encode_to_vec(&unknown)).await?;
+    let campaign = stack.launch_campaign(tenant, tagged("poison")).await?;
+
+    let done = wait_completed(&mut client, &campaign.id).await?;
+    let copies = received(&stack)?;
+    let tally = assert_settled(&stack.messaging_pool, &done, &audience, &copies).await?;
+    assert!(tally.exactly_once(audience.len()), "{tally:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dead_send_jobs(amqp).await? < 2 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the poison jobs never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(dead_send_jobs(amqp).await?, 2);
+    stack.stop().await
+}
+
+/// Publishes `body` on the send queue as the outbox would.
+async fn publish_send_job(
+    amqp: &AmqpSettings,
+    tenant: TenantId,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    use lapin::types::FieldTable;
+    let bus = muster_runtime::bus::Bus::connect(amqp, "test-poison").await?;
+    let channel = bus.confirm_channel().await?;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "tenant_id".into(),
+        muster_runtime::bus::header_value(&tenant.to_string()),
+    );
+    let properties = BasicProperties::default()
+        .with_message_id(uuid::Uuid::now_v7().to_string().into())
+        .with_headers(headers);
+    let queue = bus.name("messaging.email.send");
+    channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await?
+        .await?;
+    bus.close().await;
+    Ok(())
+}
+
 /// Waits until `jobs` send jobs are on the send queue and purges it.
 async fn purge_send_queue(amqp: &AmqpSettings, jobs: u32) -> anyhow::Result<u32> {
     use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};

@@ -117,6 +117,97 @@ async fn pausing_and_resuming_never_sends_anyone_twice() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_cancelled_campaign_sends_nothing_more_and_cannot_be_launched_or_resumed()
+-> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+    let campaign = stack
+        .launch_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    stack
+        .wait_campaign(tenant, &campaign.id, |c| sent_so_far(c) >= 200)
+        .await?;
+
+    let mut client = stack.messaging(tenant).await?;
+    let action = || messaging::CampaignActionRequest {
+        id: campaign.id.clone(),
+    };
+    // Launching again is a harmless retry: nothing is materialised twice.
+    let again = client.launch_campaign(action()).await?.into_inner();
+    assert_eq!(again.state, messaging::CampaignState::Sending as i32);
+    assert_eq!(
+        again.counts.unwrap_or_default().total as usize,
+        expected.len()
+    );
+    client.cancel_campaign(action()).await?;
+    let cancelled = stack
+        .wait_campaign(tenant, &campaign.id, |c| {
+            c.counts.is_some_and(|n| n.sending == 0)
+        })
+        .await?;
+    let received_at_cancel = stack.sink.messages()?.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stack.sink.messages()?.len(),
+        received_at_cancel,
+        "sent after the cancel"
+    );
+
+    let counts = cancelled.counts.unwrap_or_default();
+    assert!(
+        counts.cancelled > 0,
+        "cancelled too late to test: {counts:?}"
+    );
+    assert_eq!(counts.queued, 0, "{counts:?}");
+    assert_eq!(
+        counts.sent + counts.cancelled + counts.suppressed + counts.failed + counts.unknown,
+        counts.total,
+        "{counts:?}"
+    );
+    let received = received_once_each(&stack)?;
+    assert_eq!(received.len() as u64, counts.sent, "{counts:?}");
+    assert!(received.is_subset(&expected));
+    for refused in [
+        client.resume_campaign(action()).await.map(|_| ()),
+        client.launch_campaign(action()).await.map(|_| ()),
+    ] {
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    }
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn two_launches_of_one_campaign_at_once_materialise_and_send_it_once() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let expected = audience(&stack, tenant).await?;
+    let campaign = stack
+        .create_campaign(tenant, contacts::SegmentFilter::default())
+        .await?;
+    let (mut first, mut second) = (
+        stack.messaging(tenant).await?,
+        stack.messaging(tenant).await?,
+    );
+    let action = || messaging::CampaignActionRequest {
+        id: campaign.id.clone(),
+    };
+    let (a, b) = tokio::join!(
+        first.launch_campaign(action()),
+        second.launch_campaign(action())
+    );
+    // Both calls succeed (a launch is safe to retry); one materialises.
+    assert!(a.is_ok() && b.is_ok(), "{a:?} / {b:?}");
+
+    let done = stack.wait_completed(tenant, &campaign.id).await?;
+    let counts = done.counts.unwrap_or_default();
+    assert_eq!(counts.total as usize, expected.len(), "{counts:?}");
+    assert_eq!(counts.sent as usize, expected.len(), "{counts:?}");
+    assert_eq!(received_once_each(&stack)?, expected);
+    stack.stop().await
+}
+
+#[tokio::test]
 async fn two_senders_on_one_queue_never_send_anyone_twice() -> anyhow::Result<()> {
     let (stack, _senders) = stack_with_senders(2).await?;
     let tenant = TenantId::new();
