@@ -115,8 +115,9 @@ struct Bucket {
 /// alone (evicted) is not detected: the limiter's Redis must not evict
 /// (`maxmemory-policy noeviction`, the default).
 ///
-/// TODO(#3): the keys of one acquisition fall in several hash slots, which a
-/// Redis Cluster refuses in one script; a cluster needs one hash tag for them.
+/// Every key carries the hash tag `{rl}`, so that the keys of one script fall
+/// in one slot, as a Redis Cluster requires (the limiter's state is small:
+/// one node of a cluster holds it).
 const SCRIPT: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -181,10 +182,15 @@ impl Gcra {
         })
     }
 
+    /// The Redis key of `name`: under the prefix, with the hash tag.
+    fn key(&self, name: &str) -> String {
+        format!("{}{{rl}}:{name}", self.prefix)
+    }
+
     /// Takes a token from every bucket, or from none and says how long to wait.
     async fn take(&self, buckets: &[Bucket]) -> redis::RedisResult<Take> {
-        let mut keys = vec![format!("{}epoch", self.prefix)];
-        keys.extend(buckets.iter().map(|b| format!("{}{}", self.prefix, b.key)));
+        let mut keys = vec![self.key("epoch")];
+        keys.extend(buckets.iter().map(|b| self.key(&b.key)));
         let args: Vec<u64> = buckets
             .iter()
             .flat_map(|b| [b.interval, b.tolerance])
@@ -636,6 +642,31 @@ mod tests {
         Gcra::new(&redis_url(), &prefix).unwrap()
     }
 
+    #[tokio::test]
+    async fn the_keys_of_one_acquisition_share_one_cluster_hash_tag() {
+        let gcra = fresh();
+        let rate = Rate {
+            per_second: 5,
+            per_hour: 100,
+            per_day: 1_000,
+            burst: 2,
+        };
+        let mut buckets = Vec::new();
+        rate.buckets("tenant:t", &mut buckets);
+        rate.buckets("provider:p", &mut buckets);
+        let keys =
+            std::iter::once(gcra.key("epoch")).chain(buckets.iter().map(|b| gcra.key(&b.key)));
+        for key in keys {
+            // Redis Cluster hashes only the first {…} of a key.
+            let tag = key
+                .split_once('{')
+                .and_then(|(_, rest)| rest.split_once('}'))
+                .map(|(tag, _)| tag);
+            assert_eq!(tag, Some("rl"), "{key}");
+            assert!(key.starts_with(&gcra.prefix), "{key}");
+        }
+    }
+
     async fn forget(gcra: &Gcra) {
         let mut redis = gcra.redis.clone();
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -859,7 +890,7 @@ mod tests {
 
         let mut redis = gcra.redis.clone();
         for bucket in &buckets {
-            let key = format!("{}{}", gcra.prefix, bucket.key);
+            let key = gcra.key(&bucket.key);
             let ttl: i64 = redis::cmd("PTTL")
                 .arg(&key)
                 .query_async(&mut redis)
@@ -878,7 +909,7 @@ mod tests {
         let both: Vec<Bucket> = tight.iter().chain(&loose).cloned().collect();
         settle(&gcra, &both).await;
         let mut redis = gcra.redis.clone();
-        let loose_key = format!("{}{}", gcra.prefix, loose[0].key);
+        let loose_key = gcra.key(&loose[0].key);
 
         assert!(matches!(
             gcra.take(&both).await.unwrap(),
@@ -946,7 +977,7 @@ mod tests {
         let gcra = fresh();
         let buckets = buckets_of("tenant:f", rate(20, 10));
         settle(&gcra, &buckets).await;
-        let key = format!("{}{}", gcra.prefix, buckets[0].key);
+        let key = gcra.key(&buckets[0].key);
         let mut redis = gcra.redis.clone();
         let _ = gcra.take(&buckets).await.unwrap();
         let snapshot: String = redis::cmd("GET")
@@ -959,7 +990,7 @@ mod tests {
         // id changes.
         let granted = hammer_through_a_loss(&gcra, &buckets, move |gcra| async move {
             let mut redis = gcra.redis.clone();
-            let epoch = format!("{}epoch", gcra.prefix);
+            let epoch = gcra.key("epoch");
             let _: () = redis::pipe()
                 .atomic()
                 .cmd("SET")
