@@ -69,7 +69,7 @@ async fn gateway(
     stack: &Stack,
     sns: &SnsSigner,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(String, TenantId, DatabaseSettings)> {
+) -> anyhow::Result<(String, TenantId, String, DatabaseSettings)> {
     let mut settings = muster_gateway::Settings::load()?;
     settings.database = muster_testkit::fresh_database("gateway").await?;
     settings.listen.addr = "127.0.0.1:0".into();
@@ -84,10 +84,10 @@ async fn gateway(
     tokio::spawn(app.run(shutdown.clone()));
 
     let pool = sqlx::PgPool::connect(&database.url).await?;
-    let (tenant, _) = muster_gateway::create_tenant(&pool, "Collectif des Quais").await?;
+    let (tenant, key) = muster_gateway::create_tenant(&pool, "Collectif des Quais").await?;
     assert!(muster_gateway::set_mailgun_signing_key(&pool, tenant, MAILGUN_KEY).await?);
     pool.close().await;
-    Ok((base, tenant, database))
+    Ok((base, tenant, key, database))
 }
 
 /// The Message-ID each recipient received, as the SMTP server got it.
@@ -288,12 +288,217 @@ async fn consent(stack: &Stack, tenant: TenantId, email: &str) -> anyhow::Result
     .await?)
 }
 
+/// One recipient of a campaign, as messaging stored them.
+struct Recipient {
+    delivery: String,
+    person: String,
+}
+
+async fn recipient(stack: &Stack, campaign: &str, email: &str) -> anyhow::Result<Recipient> {
+    let (delivery, person): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(
+        "SELECT id, person_id FROM deliveries WHERE campaign_id = $1::uuid AND email = $2",
+    )
+    .bind(campaign)
+    .bind(email)
+    .fetch_one(&stack.messaging_pool)
+    .await?;
+    Ok(Recipient {
+        delivery: delivery.to_string(),
+        person: person.to_string(),
+    })
+}
+
+fn by(filter: &str, id: &str) -> messaging::ListBouncesRequest {
+    let mut request = messaging::ListBouncesRequest::default();
+    match filter {
+        "delivery" => request.delivery_id = id.into(),
+        "person" => request.person_id = id.into(),
+        _ => request.campaign_id = id.into(),
+    }
+    request
+}
+
+fn kind(bounce: &messaging::Bounce) -> messaging::BounceKind {
+    messaging::BounceKind::try_from(bounce.kind).unwrap_or_default()
+}
+
+/// `ListBounces` and `GetDelivery` show the bounces recorded so far by
+/// delivery, person and campaign, to the organization only.
+async fn bounces_are_visible_on_delivery_person_and_campaign(
+    stack: &Stack,
+    tenant: TenantId,
+    campaign: &str,
+) -> anyhow::Result<()> {
+    use messaging::BounceKind::{Complaint, Permanent, Transient};
+    let mut api = stack.messaging(tenant).await?;
+    let hard = recipient(stack, campaign, HARD).await?;
+    let soft = recipient(stack, campaign, SOFT).await?;
+    let complainer = recipient(stack, campaign, COMPLAINER).await?;
+
+    let of_hard = api
+        .list_bounces(by("person", &hard.person))
+        .await?
+        .into_inner();
+    assert_eq!(of_hard.bounces.len(), 1, "{of_hard:?}");
+    let bounce = &of_hard.bounces[0];
+    assert_eq!(
+        (kind(bounce), &*bounce.status, &*bounce.source),
+        (Permanent, "5.1.1", "dsn")
+    );
+    assert!(bounce.reason.contains("User unknown"), "{bounce:?}");
+    assert_eq!(bounce.email, HARD);
+    assert_eq!(
+        (
+            &*bounce.delivery_id,
+            &*bounce.campaign_id,
+            &*bounce.person_id
+        ),
+        (&*hard.delivery, campaign, &*hard.person)
+    );
+    assert!(bounce.receive_time.is_some());
+
+    let of_soft = api
+        .list_bounces(by("person", &soft.person))
+        .await?
+        .into_inner();
+    assert_eq!(of_soft.bounces.len(), 2, "{of_soft:?}");
+    assert!(
+        of_soft
+            .bounces
+            .iter()
+            .all(|b| kind(b) == Transient && b.source == "mailgun")
+    );
+    assert!(
+        of_soft.bounces[0].reason.contains("Mailbox full"),
+        "{of_soft:?}"
+    );
+    let (newer, older) = (&of_soft.bounces[0], &of_soft.bounces[1]);
+    let at = |b: &messaging::Bounce| b.receive_time.as_ref().map(|t| (t.seconds, t.nanos));
+    assert!(at(newer) >= at(older), "not newest first: {of_soft:?}");
+    assert_eq!(of_soft.next_page_token, "");
+
+    let mut paged = Vec::new();
+    let mut request = by("person", &soft.person);
+    request.page_size = 1;
+    loop {
+        let page = api.list_bounces(request.clone()).await?.into_inner();
+        assert!(page.bounces.len() <= 1, "{page:?}");
+        paged.extend(page.bounces.into_iter().map(|b| b.id));
+        if page.next_page_token.is_empty() || paged.len() > 2 {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    let all: Vec<String> = of_soft.bounces.iter().map(|b| b.id.clone()).collect();
+    assert_eq!(paged, all, "pages of one do not add up to the listing");
+
+    let of_delivery = api
+        .list_bounces(by("delivery", &complainer.delivery))
+        .await?
+        .into_inner();
+    assert_eq!(of_delivery.bounces.len(), 1, "{of_delivery:?}");
+    let complaint = &of_delivery.bounces[0];
+    assert_eq!((kind(complaint), &*complaint.source), (Complaint, "arf"));
+    assert!(complaint.reason.contains("abuse"), "{complaint:?}");
+    assert_eq!(complaint.person_id, complainer.person);
+
+    let of_campaign = api
+        .list_bounces(by("campaign", campaign))
+        .await?
+        .into_inner();
+    let mut kinds: Vec<(String, i32)> = of_campaign
+        .bounces
+        .iter()
+        .map(|b| (b.email.clone(), b.kind))
+        .collect();
+    kinds.sort();
+    let mut expected = vec![
+        (HARD.to_owned(), Permanent as i32),
+        (SES.to_owned(), Permanent as i32),
+        (COMPLAINER.to_owned(), Complaint as i32),
+        (SOFT.to_owned(), Transient as i32),
+        (SOFT.to_owned(), Transient as i32),
+    ];
+    expected.sort();
+    assert_eq!(kinds, expected);
+
+    let delivery = api
+        .get_delivery(messaging::GetDeliveryRequest {
+            id: hard.delivery.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        delivery.state,
+        messaging::DeliveryState::Sent as i32,
+        "{delivery:?}"
+    );
+    assert_eq!(
+        (&*delivery.email, &*delivery.person_id),
+        (HARD, &*hard.person)
+    );
+    assert!(
+        delivery.attempts >= 1 && delivery.send_time.is_some(),
+        "{delivery:?}"
+    );
+    assert!(
+        delivery.provider_answer.contains(&hard.delivery),
+        "{delivery:?}"
+    );
+    assert_eq!(delivery.bounces.len(), 1, "{delivery:?}");
+    assert_eq!(kind(&delivery.bounces[0]), Permanent);
+    let fine = recipient(stack, campaign, FINE[0]).await?;
+    let unbounced = api
+        .get_delivery(messaging::GetDeliveryRequest { id: fine.delivery })
+        .await?
+        .into_inner();
+    assert!(unbounced.bounces.is_empty(), "{unbounced:?}");
+
+    let none = api
+        .list_bounces(messaging::ListBouncesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), tonic::Code::InvalidArgument);
+    assert!(none.message().contains("person_id"), "{}", none.message());
+    let mut several = by("person", &hard.person);
+    several.campaign_id = campaign.into();
+    let several = api.list_bounces(several).await.unwrap_err();
+    assert_eq!(several.code(), tonic::Code::InvalidArgument);
+    assert!(
+        several.message().starts_with("campaign_id:"),
+        "{}",
+        several.message()
+    );
+
+    let mut stranger = stack.messaging(TenantId::new()).await?;
+    for (filter, id) in [
+        ("person", &hard.person),
+        ("delivery", &complainer.delivery),
+        ("campaign", &campaign.to_owned()),
+    ] {
+        let seen = stranger.list_bounces(by(filter, id)).await?.into_inner();
+        assert!(seen.bounces.is_empty(), "another organization saw {seen:?}");
+    }
+    let hidden = stranger
+        .get_delivery(messaging::GetDeliveryRequest { id: hard.delivery })
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound);
+    let mut service = stack.messaging_as_service().await?;
+    let refused = service
+        .list_bounces(by("campaign", campaign))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    Ok(())
+}
+
 #[tokio::test]
 async fn bounces_and_complaints_keep_the_next_campaign_from_them() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let sns = SnsSigner::start().await?;
     let shutdown = CancellationToken::new();
-    let (base, tenant, gateway_database) = gateway(&stack, &sns, &shutdown).await?;
+    let (base, tenant, key, gateway_database) = gateway(&stack, &sns, &shutdown).await?;
     let http = reqwest::Client::new();
     let hook = |path: &str| match path {
         "mailgun" => format!("{base}/webhooks/mailgun?token={TOKEN}&organization={tenant}"),
@@ -424,6 +629,26 @@ async fn bounces_and_complaints_keep_the_next_campaign_from_them() -> anyhow::Re
     let counted = stack.wait_completed(tenant, &first.id).await?;
     let counts = counted.counts.unwrap();
     assert_eq!((counts.bounced, counts.complained), (3, 1), "{counts:?}");
+    bounces_are_visible_on_delivery_person_and_campaign(&stack, tenant, &first.id).await?;
+    let bounced = recipient(&stack, &first.id, HARD).await?;
+    let shown: Value = http
+        .get(format!("{base}/v1/deliveries/{}", bounced.delivery))
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(shown["state"], "sent", "{shown}");
+    assert_eq!(shown["bounces"][0]["kind"], "permanent", "{shown}");
+    let listed: Value = http
+        .get(format!("{base}/v1/people/{}/bounces", bounced.person))
+        .bearer_auth(&key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["bounces"][0]["source"], "dsn", "{listed}");
+    assert_eq!(listed["next_page_token"], Value::Null, "{listed}");
 
     let mut withdrawn = false;
     for _ in 0..100 {

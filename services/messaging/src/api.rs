@@ -12,7 +12,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::BounceSettings;
+use crate::bounces::listing::{self, Cursor, Filter};
 use crate::bounces::{self, record};
+use crate::deliveries;
 use crate::jobs;
 use crate::launch::Launcher;
 use crate::ratelimit;
@@ -425,6 +427,29 @@ impl MessagingService for Api {
         };
         let response = record::ingest(&self.pool, &self.bounces, caller, received).await?;
         Ok(Response::new(response))
+    }
+
+    async fn list_bounces(
+        &self,
+        request: Request<pb::ListBouncesRequest>,
+    ) -> Result<Response<pb::ListBouncesResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let filter = Filter::from_request(&request)?;
+        let after = Cursor::parse(&request.page_token)?;
+        let limit = listing::page_size(request.page_size);
+        let page = listing::list(&self.pool, tenant, filter, after, limit).await?;
+        Ok(Response::new(page))
+    }
+
+    async fn get_delivery(
+        &self,
+        request: Request<pb::GetDeliveryRequest>,
+    ) -> Result<Response<pb::Delivery>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let id = parse_id(&request.get_ref().id, "id")?;
+        let delivery = deliveries::get(&self.pool, tenant, id, self.stale_claim).await?;
+        Ok(Response::new(delivery))
     }
 
     async fn set_rate_limit(

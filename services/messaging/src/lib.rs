@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bounces;
 pub mod consumers;
+pub mod deliveries;
 pub mod jobs;
 pub mod launch;
 pub mod privacy;
@@ -92,6 +93,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     4 => "0004_delivery_updates.sql",
     5 => "0005_stalled_campaigns.sql",
     6 => "0006_erasure.sql",
+    7 => "0007_bounce_listings.sql",
 ];
 
 /// Everything messaging is configured with.

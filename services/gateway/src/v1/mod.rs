@@ -1,6 +1,8 @@
 //! The REST/JSON API, version 1. Every route needs an API key.
 
+mod bounces;
 mod campaigns;
+mod deliveries;
 mod imports;
 mod models;
 mod people;
@@ -29,10 +31,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/imports/{id}/issues", get(imports::issues))
         .route("/v1/people", get(people::list))
         .route("/v1/people/{id}", get(people::get))
+        .route("/v1/people/{id}/bounces", get(bounces::of_person))
         .route("/v1/people/{id}/export", get(privacy::export))
         .route("/v1/people/{id}/export.csv", get(privacy::export_csv))
         .route("/v1/people/{id}/erase", post(privacy::erase))
         .route("/v1/erasures/{id}", get(privacy::get_erasure))
+        .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/segments/count", post(segments::count))
         .route("/v1/templates", post(templates::create))
         .route("/v1/templates/{id}", get(templates::get))
@@ -41,6 +45,7 @@ pub fn router() -> Router<AppState> {
             post(campaigns::create).get(campaigns::list),
         )
         .route("/v1/campaigns/{id}", get(campaigns::get))
+        .route("/v1/campaigns/{id}/bounces", get(bounces::of_campaign))
         .route("/v1/campaigns/{id}/launch", post(campaigns::launch))
         .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
         .route("/v1/campaigns/{id}/resume", post(campaigns::resume))

@@ -62,6 +62,15 @@ pub enum Call {
         provider: String,
         body: String,
     },
+    /// A bounce listing, with the filters and page it named.
+    ListBounces {
+        tenant: Option<TenantId>,
+        request: messaging::ListBouncesRequest,
+    },
+    GetDelivery {
+        tenant: Option<TenantId>,
+        id: String,
+    },
 }
 
 /// Tokens the fake messaging service knows.
@@ -73,6 +82,8 @@ pub const UNKNOWN_DELIVERY: &str = "0190b5a0-dead-7000-8000-000000000000";
 pub const UNREADABLE: &str = "no report here";
 /// The delivery every other bounce report is about.
 pub const BOUNCED_DELIVERY: &str = "0190b5a0-0000-7000-8000-00000000b0b0";
+/// The token of the page after the one the fake's bounce listing returns.
+pub const NEXT_BOUNCES: &str = "1736845331123456.0190b5a0-0000-7000-8000-0000000b0b01";
 /// The masked address of [`GOOD_TOKEN`], with markup to check escaping.
 pub const MASKED: &str = "<b>j***@example.org";
 
@@ -323,6 +334,59 @@ impl MessagingService for FakeMessaging {
         }))
     }
 
+    async fn list_bounces(
+        &self,
+        request: Request<messaging::ListBouncesRequest>,
+    ) -> Result<Response<messaging::ListBouncesResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let request = request.into_inner();
+        let named = [
+            &request.delivery_id,
+            &request.person_id,
+            &request.campaign_id,
+        ]
+        .into_iter()
+        .filter(|id| !id.trim().is_empty())
+        .count();
+        let _ = self.calls.send(Call::ListBounces { tenant, request });
+        if named != 1 {
+            return Err(Status::invalid_argument(
+                "delivery_id: name exactly one of delivery_id, person_id or campaign_id",
+            ));
+        }
+        Ok(Response::new(messaging::ListBouncesResponse {
+            bounces: vec![bounce()],
+            next_page_token: NEXT_BOUNCES.into(),
+        }))
+    }
+
+    async fn get_delivery(
+        &self,
+        request: Request<messaging::GetDeliveryRequest>,
+    ) -> Result<Response<messaging::Delivery>, Status> {
+        let tenant = tenant_of(&request);
+        let id = request.into_inner().id;
+        let _ = self.calls.send(Call::GetDelivery {
+            tenant,
+            id: id.clone(),
+        });
+        if id != BOUNCED_DELIVERY {
+            return Err(Status::not_found(format!("delivery {id} not found")));
+        }
+        Ok(Response::new(messaging::Delivery {
+            id,
+            campaign_id: "0190b5a0-0000-7000-8000-00000000ca01".into(),
+            person_id: "0190b5a0-0000-7000-8000-00000000fe01".into(),
+            email: "camille.roux@example.fr".into(),
+            state: messaging::DeliveryState::Sent as i32,
+            attempts: 1,
+            error: String::new(),
+            send_time: Some(muster_runtime::time::to_proto(chrono::Utc::now())),
+            provider_answer: "<b0b0@example.org> 250 2.0.0 Ok: queued".into(),
+            bounces: vec![bounce()],
+        }))
+    }
+
     async fn create_template(
         &self,
         _: Request<messaging::CreateTemplateRequest>,
@@ -386,5 +450,21 @@ impl MessagingService for FakeMessaging {
         _: Request<messaging::CampaignActionRequest>,
     ) -> Result<Response<messaging::Campaign>, Status> {
         Err(not_faked())
+    }
+}
+
+/// The one bounce the fake messaging service stores.
+fn bounce() -> messaging::Bounce {
+    messaging::Bounce {
+        id: "0190b5a0-0000-7000-8000-0000000b0b01".into(),
+        kind: messaging::BounceKind::Permanent as i32,
+        email: "camille.roux@example.fr".into(),
+        status: "5.1.1".into(),
+        reason: "smtp; 550 5.1.1 User unknown".into(),
+        source: "dsn".into(),
+        receive_time: Some(muster_runtime::time::to_proto(chrono::Utc::now())),
+        delivery_id: BOUNCED_DELIVERY.into(),
+        campaign_id: "0190b5a0-0000-7000-8000-00000000ca01".into(),
+        person_id: "0190b5a0-0000-7000-8000-00000000fe01".into(),
     }
 }

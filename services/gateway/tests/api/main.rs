@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod authentication;
+mod bounces;
 mod fakes;
 mod helpers;
 mod imports;

@@ -8,6 +8,7 @@ mod dsn;
 mod fields;
 mod mailgun;
 mod plain;
+pub mod listing;
 pub mod record;
 mod ses;
 

@@ -1,4 +1,4 @@
-//! Templates and campaigns.
+//! Templates, campaigns, deliveries and their bounces.
 
 use chrono::{DateTime, Utc};
 use muster_proto::messaging::v1 as proto;
@@ -194,6 +194,140 @@ pub struct Campaigns {
     pub campaigns: Vec<Campaign>,
 }
 
+/// What a bounce report says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceKind {
+    Unspecified,
+    /// Will not succeed later: the address is suppressed at once.
+    Permanent,
+    /// May succeed later: suppressed after repeated transient bounces.
+    Transient,
+    /// The recipient reported the message as spam.
+    Complaint,
+}
+
+impl BounceKind {
+    fn from_proto(value: i32) -> Self {
+        use proto::BounceKind as K;
+        match K::try_from(value).unwrap_or_default() {
+            K::Unspecified => Self::Unspecified,
+            K::Permanent => Self::Permanent,
+            K::Transient => Self::Transient,
+            K::Complaint => Self::Complaint,
+        }
+    }
+}
+
+/// A bounce or complaint reported after a message was accepted.
+#[derive(Debug, Serialize)]
+pub struct Bounce {
+    pub id: String,
+    pub kind: BounceKind,
+    /// The address as stored: lower-cased, or its keyed hash once erased.
+    pub email: String,
+    /// The enhanced status code (`5.1.1`) or SMTP reply code (`550`).
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    /// The report's format: `dsn`, `arf`, `text`, `ses` or `mailgun`.
+    pub source: String,
+    pub receive_time: Option<DateTime<Utc>>,
+    pub delivery_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub person_id: Option<String>,
+}
+
+impl From<proto::Bounce> for Bounce {
+    fn from(bounce: proto::Bounce) -> Self {
+        Self {
+            id: bounce.id,
+            kind: BounceKind::from_proto(bounce.kind),
+            email: bounce.email,
+            status: non_empty(bounce.status),
+            reason: non_empty(bounce.reason),
+            source: bounce.source,
+            receive_time: instant(bounce.receive_time),
+            delivery_id: non_empty(bounce.delivery_id),
+            campaign_id: non_empty(bounce.campaign_id),
+            person_id: non_empty(bounce.person_id),
+        }
+    }
+}
+
+/// The bounces of one page of a listing, newest first.
+#[derive(Debug, Serialize)]
+pub struct Bounces {
+    pub bounces: Vec<Bounce>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Unspecified,
+    Queued,
+    /// Claimed by a sender; never sent again.
+    Sending,
+    Sent,
+    Failed,
+    /// Skipped at send time: the address is suppressed.
+    Suppressed,
+    Cancelled,
+    /// Maybe received; never re-sent.
+    Unknown,
+}
+
+impl DeliveryState {
+    fn from_proto(value: i32) -> Self {
+        use proto::DeliveryState as S;
+        match S::try_from(value).unwrap_or_default() {
+            S::Unspecified => Self::Unspecified,
+            S::Queued => Self::Queued,
+            S::Sending => Self::Sending,
+            S::Sent => Self::Sent,
+            S::Failed => Self::Failed,
+            S::Suppressed => Self::Suppressed,
+            S::Cancelled => Self::Cancelled,
+            S::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// One recipient of one campaign, with the bounces reported about it.
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub campaign_id: String,
+    pub person_id: String,
+    /// `null` once the person was erased.
+    pub email: Option<String>,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub send_time: Option<DateTime<Utc>>,
+    /// What the server answered when it accepted the message.
+    pub provider_answer: Option<String>,
+    /// Newest first.
+    pub bounces: Vec<Bounce>,
+}
+
+impl From<proto::Delivery> for Delivery {
+    fn from(delivery: proto::Delivery) -> Self {
+        Self {
+            id: delivery.id,
+            campaign_id: delivery.campaign_id,
+            person_id: delivery.person_id,
+            email: non_empty(delivery.email),
+            state: DeliveryState::from_proto(delivery.state),
+            attempts: delivery.attempts,
+            error: non_empty(delivery.error),
+            send_time: instant(delivery.send_time),
+            provider_answer: non_empty(delivery.provider_answer),
+            bounces: delivery.bounces.into_iter().map(Bounce::from).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +351,26 @@ mod tests {
         assert_eq!(json["counts"]["sent"], 2);
         assert_eq!(json["counts"]["bounced"], 1);
         assert_eq!(json["launch_time"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_delivery_shows_its_bounces_with_lowercase_kinds() {
+        let delivery = proto::Delivery {
+            id: "d".into(),
+            state: proto::DeliveryState::Sent as i32,
+            bounces: vec![proto::Bounce {
+                kind: proto::BounceKind::Complaint as i32,
+                source: "arf".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let json = serde_json::to_value(Delivery::from(delivery)).unwrap();
+        assert_eq!(json["state"], "sent");
+        assert_eq!(json["email"], serde_json::Value::Null);
+        assert_eq!(json["bounces"][0]["kind"], "complaint");
+        assert_eq!(json["bounces"][0]["source"], "arf");
+        assert_eq!(json["bounces"][0]["status"], serde_json::Value::Null);
     }
 
     #[test]
