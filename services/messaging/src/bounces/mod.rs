@@ -6,9 +6,9 @@
 mod arf;
 mod dsn;
 mod fields;
+pub mod listing;
 mod mailgun;
 mod plain;
-pub mod listing;
 pub mod record;
 mod ses;
 
