@@ -63,19 +63,27 @@ async fn deferred_deliveries_are_retried_with_back_off_and_received_once() -> an
     stack.sink.restart_with(&["-r", "rcpt"]).await?;
 
     let campaign = stack.launch_campaign(tenant, segment).await?;
-    let deferred = stack
-        .wait_campaign(tenant, &campaign.id, |c| {
-            let n = counts(c);
-            n.total == count && n.queued == count
-        })
-        .await?;
-    assert_eq!(counts(&deferred).sent, 0);
-    let waiting = errors(&stack, &campaign.id).await?;
+    // Every delivery tried once and deferred (queued also describes them
+    // before their first attempt: wait for the attempts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let waiting = errors(&stack, &campaign.id).await?;
+        if waiting.len() as u64 == count && waiting.iter().all(|(_, attempts, _)| *attempts >= 1) {
+            break waiting;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "not every delivery was tried: {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
-        waiting
-            .iter()
-            .all(|(_, _, error)| error.starts_with("will retry: deferred"))
+        waiting.iter().all(|(state, _, error)| state == "queued"
+            && error.starts_with("will retry: deferred")),
+        "{waiting:?}"
     );
+    let deferred = stack.wait_campaign(tenant, &campaign.id, |_| true).await?;
+    assert_eq!(counts(&deferred).sent, 0);
     stack.sink.restart_with(&[]).await?;
 
     let done = stack.wait_completed(tenant, &campaign.id).await?;
