@@ -14,7 +14,11 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-pub use expr::{Expr, Leaf, MAX_DEPTH, MAX_NODES};
+pub use expr::{Expr, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
+
+/// The most values one filter may hold: the entries of its lists and the
+/// conditions of its tree and query, all counted together.
+pub const MAX_VALUES: usize = 1_000;
 
 /// A checked filter: conditions that must all hold, and the saved segment it names.
 #[derive(Debug, Clone, Default)]
@@ -26,14 +30,33 @@ pub struct Filter {
 impl Filter {
     /// Checks a filter from the API; errors name the field or the node.
     pub fn parse(filter: &SegmentFilter) -> Result<Self, ApiError> {
+        // Counted before anything else is read, so a huge list costs nothing.
+        let mut values = Values::default();
+        for (field, list) in [
+            ("tags_any", &filter.tags_any),
+            ("tags_all", &filter.tags_all),
+            ("tags_none", &filter.tags_none),
+            ("postal_code_prefixes", &filter.postal_code_prefixes),
+            ("departements", &filter.departements),
+            ("communes", &filter.communes),
+            ("regions", &filter.regions),
+        ] {
+            values.add(&format!("filter.{field}"), list.len())?;
+        }
+
         // An empty value would silently widen the filter to everyone.
         let clean = |values: &[String], field: &str| -> Result<Vec<String>, ApiError> {
             values
                 .iter()
-                .map(|v| match v.trim() {
+                .enumerate()
+                .map(|(n, v)| match v.trim() {
                     "" => Err(ApiError::invalid(
-                        format!("filter.{field}"),
-                        "contains an empty value; leave the list out to match anyone",
+                        format!("filter.{field}[{n}]"),
+                        "an empty value; leave the list out to match anyone",
+                    )),
+                    v if v.contains('\0') => Err(ApiError::invalid(
+                        format!("filter.{field}[{n}]"),
+                        expr::NUL_MESSAGE,
                     )),
                     v => Ok(v.to_owned()),
                 })
@@ -92,19 +115,26 @@ impl Filter {
         }
 
         if let Some(tree) = &filter.expr {
-            conditions.push(Expr::check(tree, "filter.expr")?);
+            let tree = Expr::check(tree, "filter.expr")?;
+            values.add("filter.expr", tree.values())?;
+            conditions.push(tree);
         }
         if !filter.query.trim().is_empty() {
             let tree = text::parse(&filter.query)
                 .map_err(|error| ApiError::invalid("filter.query", error.to_string()))?;
-            conditions.push(Expr::check(&tree, "filter.query")?);
+            let tree = Expr::check(&tree, "filter.query")?;
+            values.add("filter.query", tree.values())?;
+            conditions.push(tree);
         }
         let saved_segment = match filter.saved_segment_id.trim() {
             "" => None,
             id => Some(Uuid::parse_str(id).map_err(|_| {
                 ApiError::invalid(
                     "filter.saved_segment_id",
-                    format!("{id:?} is not a saved segment id; list them with ListSavedSegments"),
+                    format!(
+                        "{} is not a saved segment id; list them with ListSavedSegments",
+                        expr::quote(id)
+                    ),
                 )
             })?),
         };
@@ -140,6 +170,27 @@ impl Filter {
         for condition in &self.conditions {
             query.push(" AND ");
             push_expr(query, condition);
+        }
+    }
+}
+
+/// The running count of a filter's values, against [`MAX_VALUES`].
+#[derive(Default)]
+struct Values(usize);
+
+impl Values {
+    /// Adds the `count` values of `field`, refusing the filter past the limit.
+    fn add(&mut self, field: &str, count: usize) -> Result<(), ApiError> {
+        self.0 += count;
+        match self.0 > MAX_VALUES {
+            true => Err(ApiError::invalid(
+                field,
+                format!(
+                    "the filter has more than {MAX_VALUES} values in all (list entries and \
+                     conditions together); tag the people once and filter on that tag"
+                ),
+            )),
+            false => Ok(()),
         }
     }
 }

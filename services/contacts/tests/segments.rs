@@ -519,3 +519,80 @@ async fn the_leaf_predicates_use_their_indexes() -> anyhow::Result<()> {
     }
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_nul_or_an_oversized_filter_is_an_invalid_argument_not_an_internal_error()
+-> anyhow::Result<()> {
+    let service = Service::start().await?;
+    let tenant = TenantId::new();
+    insert(&service.pool, tenant, &people()).await?;
+    let mut client = service.client(tenant).await?;
+
+    let cases = [
+        (
+            pb::SegmentFilter {
+                query: "tag:a\u{0}b".into(),
+                ..Default::default()
+            },
+            "filter.query: column 6: the query contains a NUL character",
+        ),
+        (
+            pb::SegmentFilter {
+                tags_any: vec!["a\u{0}b".into()],
+                ..Default::default()
+            },
+            "filter.tags_any[0]: contains a NUL character",
+        ),
+        (
+            pb::SegmentFilter {
+                departements: vec!["7\u{0}5".into()],
+                ..Default::default()
+            },
+            "filter.departements[0]: contains a NUL character",
+        ),
+        (
+            tree_filter(pb::SegmentExpr {
+                node: Some(Node::Tag("a\u{0}".into())),
+            }),
+            "filter.expr: the tag contains a NUL character",
+        ),
+        (
+            pb::SegmentFilter {
+                tags_any: (0..200_000).map(|n| format!("t{n}")).collect(),
+                ..Default::default()
+            },
+            "filter.tags_any: the filter has more than 1000 values",
+        ),
+        (
+            pb::SegmentFilter {
+                query: format!("consent:email={}", "é".repeat(5_000)),
+                ..Default::default()
+            },
+            "filter.query: column 15: unknown consent state",
+        ),
+    ];
+    for (filter, expected) in cases {
+        let shown = format!("{:.80}", format!("{filter:?}"));
+        let status = client
+            .count_segment(pb::CountSegmentRequest {
+                filter: Some(filter),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{shown}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with(expected),
+            "{shown}: {status:?}"
+        );
+        assert!(status.message().len() < 400, "{shown}: {status:?}");
+    }
+
+    // The service still answers once the refused filters are behind it.
+    let all = count(&mut client, pb::SegmentFilter::default()).await?;
+    assert_eq!(all, people().len() as u64);
+    service.stop().await
+}

@@ -1,6 +1,8 @@
 //! The checked condition tree: every leaf value valid, the tree within its
 //! limits, errors naming the node (`filter.expr.and[2].not: ...`).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1::segment_expr::Node;
 use muster_proto::contacts::v1::{ConsentChannel, ConsentState, SegmentExpr, TimeRange};
@@ -9,8 +11,30 @@ use muster_runtime::ApiError;
 /// The deepest nesting of and/or/not a tree may have.
 pub const MAX_DEPTH: usize = 12;
 
-/// The most nodes (combinations and leaves) a tree may have.
-pub const MAX_NODES: usize = 256;
+/// The most conditions a tree may have (leaves and empty `and`/`or`, counted
+/// together; with the depth limit this also bounds the combinations).
+pub const MAX_CONDITIONS: usize = 256;
+
+/// The most characters of a value an error message quotes.
+pub const QUOTE_LENGTH: usize = 40;
+
+/// `value` cut to its first [`QUOTE_LENGTH`] characters and "…" when longer,
+/// so that an error about a huge value stays small.
+pub fn clip(value: &str) -> Cow<'_, str> {
+    match value.char_indices().nth(QUOTE_LENGTH) {
+        Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
+        None => Cow::Borrowed(value),
+    }
+}
+
+/// `value` quoted for an error message, cut as by [`clip`].
+pub fn quote(value: &str) -> String {
+    format!("{:?}", clip(value))
+}
+
+/// The error for a value holding U+0000, which PostgreSQL cannot store in text.
+pub const NUL_MESSAGE: &str =
+    "contains a NUL character (U+0000), which cannot be stored; remove it";
 
 /// A condition over people.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +80,8 @@ pub fn postal_prefix(prefix: &str) -> Result<PostalPrefix, String> {
     let prefix = prefix.trim().to_owned();
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!(
-            "{prefix:?} is not a postal code prefix (letters and digits only)"
+            "{} is not a postal code prefix (letters and digits only)",
+            quote(&prefix)
         ));
     }
     let mut end = prefix.clone().into_bytes();
@@ -82,9 +107,26 @@ pub fn consent_value(state: ConsentState) -> &'static str {
 impl Expr {
     /// Checks a tree from the API; `path` names its root in errors.
     pub fn check(tree: &SegmentExpr, path: &str) -> Result<Self, ApiError> {
-        let mut nodes = 0;
-        let checked = check(tree, path, 0, &mut nodes)?;
+        let mut conditions = 0;
+        let checked = check(tree, path, 0, &mut conditions)?;
         Ok(checked.simplify())
+    }
+
+    /// How many values the condition holds: each list entry and each other leaf count one.
+    pub fn values(&self) -> usize {
+        match self {
+            Self::And(items) | Self::Or(items) => items.iter().map(Self::values).sum(),
+            Self::Not(inner) => inner.values(),
+            Self::Leaf(
+                Leaf::TagsAny(values)
+                | Leaf::TagsAll(values)
+                | Leaf::Departement(values)
+                | Leaf::Commune(values)
+                | Leaf::Region(values),
+            ) => values.len(),
+            Self::Leaf(Leaf::PostalPrefix(prefixes)) => prefixes.len(),
+            Self::Leaf(_) => 1,
+        }
     }
 
     /// Whether the condition can be NULL in SQL (it tests a column that may be missing).
@@ -172,20 +214,31 @@ fn check(
     tree: &SegmentExpr,
     path: &str,
     depth: usize,
-    nodes: &mut usize,
+    conditions: &mut usize,
 ) -> Result<Expr, ApiError> {
-    *nodes += 1;
-    if *nodes > MAX_NODES {
-        return Err(ApiError::invalid(
-            path,
-            format!("the filter has more than {MAX_NODES} conditions; split it or use lists"),
-        ));
+    let is_condition = match &tree.node {
+        Some(Node::And(list) | Node::Or(list)) => list.items.is_empty(),
+        Some(Node::Not(_)) => false,
+        _ => true,
+    };
+    if is_condition {
+        *conditions += 1;
+        if *conditions > MAX_CONDITIONS {
+            return Err(ApiError::invalid(
+                path,
+                format!(
+                    "the filter has more than {MAX_CONDITIONS} conditions; \
+                     split it or use lists"
+                ),
+            ));
+        }
     }
     let invalid = |message: String| ApiError::invalid(path, message);
     let text = |value: &str, what: &str| match value.trim() {
         "" => Err(invalid(format!(
             "empty {what}; give one or leave the condition out"
         ))),
+        value if value.contains('\0') => Err(invalid(format!("the {what} {NUL_MESSAGE}"))),
         value => Ok(value.to_owned()),
     };
     let Some(node) = &tree.node else {
@@ -218,7 +271,7 @@ fn check(
                     item,
                     &format!("{path}.{kind}[{n}]"),
                     depth + 1,
-                    nodes,
+                    conditions,
                 )?);
             }
             match kind {
@@ -232,7 +285,7 @@ fn check(
                 inner,
                 &format!("{path}.not"),
                 depth + 1,
-                nodes,
+                conditions,
             )?))
         }
         Node::Tag(tag) => Expr::Leaf(Leaf::TagsAny(vec![text(tag, "tag")?])),
@@ -251,9 +304,9 @@ fn check(
                 return Err(ApiError::invalid(
                     path,
                     format!(
-                        "no consent is recorded per purpose yet ({:?}); leave the purpose \
+                        "no consent is recorded per purpose yet ({}); leave the purpose \
                          empty for the channel's general consent",
-                        consent.purpose
+                        quote(&consent.purpose)
                     ),
                 ));
             }

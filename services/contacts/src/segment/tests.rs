@@ -325,16 +325,326 @@ fn a_tree_deeper_than_the_limit_is_refused_at_the_node_too_deep() {
 }
 
 #[test]
-fn a_tree_with_too_many_nodes_is_refused() {
-    let leaves = (0..MAX_NODES)
-        .map(|n| node(Node::Tag(format!("t{n}"))))
-        .collect();
-    let error = error(node(Node::Or(list(leaves))));
+fn a_tree_of_exactly_the_most_conditions_passes_and_one_more_is_refused() {
+    let leaves = |n: usize| -> Vec<SegmentExpr> {
+        (0..n)
+            .map(|n| node(Node::Not(Box::new(node(Node::Tag(format!("t{n}")))))))
+            .collect()
+    };
+    let within = SegmentFilter {
+        expr: Some(node(Node::Or(list(leaves(MAX_CONDITIONS))))),
+        ..Default::default()
+    };
+    assert!(Filter::parse(&within).is_ok());
+    let over = error(node(Node::Or(list(leaves(MAX_CONDITIONS + 1)))));
     assert!(
-        error.starts_with(&format!("filter.expr.or[{}]: ", MAX_NODES - 1)),
-        "{error}"
+        over.starts_with(&format!("filter.expr.or[{MAX_CONDITIONS}].not: ")),
+        "{over}"
     );
-    assert!(error.contains("more than 256 conditions"), "{error}");
+    assert!(over.contains("more than 256 conditions"), "{over}");
+
+    // Empty combinations count too, so a tree cannot grow without leaves.
+    let empty = (0..=MAX_CONDITIONS)
+        .map(|_| node(Node::And(list(vec![]))))
+        .collect();
+    let refused = error(node(Node::Or(list(empty))));
+    assert!(refused.contains("more than 256 conditions"), "{refused}");
+}
+
+#[test]
+fn a_query_of_exactly_the_most_conditions_passes_and_one_more_is_refused_at_its_column() {
+    let query = |n: usize| {
+        (0..n)
+            .map(|n| format!("tag:t{n}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    let within = SegmentFilter {
+        query: query(MAX_CONDITIONS),
+        ..Default::default()
+    };
+    assert!(Filter::parse(&within).is_ok());
+    let over = query(MAX_CONDITIONS + 1);
+    let column = over.rfind("tag:").unwrap() + 1;
+    let error = Filter::parse(&SegmentFilter {
+        query: over,
+        ..Default::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "filter.query: column {column}: the query has more than 256 conditions; \
+             split it or use lists"
+        )
+    );
+}
+
+#[test]
+fn a_nul_character_in_any_value_is_refused_naming_where_it_is() {
+    let flat = |field: &str| {
+        let mut filter = SegmentFilter::default();
+        let list = match field {
+            "tags_any" => &mut filter.tags_any,
+            "tags_all" => &mut filter.tags_all,
+            "tags_none" => &mut filter.tags_none,
+            "postal_code_prefixes" => &mut filter.postal_code_prefixes,
+            "departements" => &mut filter.departements,
+            "communes" => &mut filter.communes,
+            "regions" => &mut filter.regions,
+            _ => unreachable!("{field}"),
+        };
+        *list = vec!["ok".into(), "7\u{0}5".into()];
+        filter
+    };
+    let tree = |tree: SegmentExpr| SegmentFilter {
+        expr: Some(tree),
+        ..Default::default()
+    };
+    let query = |query: &str| SegmentFilter {
+        query: query.into(),
+        ..Default::default()
+    };
+    let cases = [
+        (flat("tags_any"), "filter.tags_any[1]: contains a NUL"),
+        (flat("tags_all"), "filter.tags_all[1]: contains a NUL"),
+        (flat("tags_none"), "filter.tags_none[1]: contains a NUL"),
+        (
+            flat("postal_code_prefixes"),
+            "filter.postal_code_prefixes[1]: contains a NUL",
+        ),
+        (
+            flat("departements"),
+            "filter.departements[1]: contains a NUL",
+        ),
+        (flat("communes"), "filter.communes[1]: contains a NUL"),
+        (flat("regions"), "filter.regions[1]: contains a NUL"),
+        (
+            tree(node(Node::Tag("a\u{0}".into()))),
+            "filter.expr: the tag contains a NUL",
+        ),
+        (
+            tree(node(Node::And(list(vec![
+                node(Node::Tag("a".into())),
+                node(Node::Not(Box::new(node(Node::Departement(
+                    "7\u{0}5".into(),
+                ))))),
+            ])))),
+            "filter.expr.and[1].not: the département contains a NUL",
+        ),
+        (
+            tree(node(Node::Commune("\u{0}".into()))),
+            "filter.expr: the commune contains a NUL",
+        ),
+        (
+            tree(node(Node::Region("8\u{0}".into()))),
+            "filter.expr: the région contains a NUL",
+        ),
+        (
+            tree(node(Node::PostalCodePrefix("7\u{0}".into()))),
+            "filter.expr: \"7\\0\" is not a postal code prefix",
+        ),
+        (
+            query("tag:a\u{0}b"),
+            "filter.query: column 6: the query contains a NUL",
+        ),
+        (
+            query("tag:x OR tag:\"a \u{0}\""),
+            "filter.query: column 17: the query contains a NUL",
+        ),
+    ];
+    for (filter, expected) in cases {
+        let error = Filter::parse(&filter).unwrap_err();
+        assert!(
+            matches!(error, ApiError::InvalidArgument { .. }),
+            "{filter:?}: {error:?}"
+        );
+        let error = error.to_string();
+        assert!(error.starts_with(expected), "{filter:?}: {error}");
+    }
+}
+
+#[test]
+fn a_value_quoted_in_an_error_is_cut_on_a_character_boundary() {
+    assert_eq!(
+        expr::clip(&"é".repeat(QUOTE_LENGTH)),
+        "é".repeat(QUOTE_LENGTH)
+    );
+    assert_eq!(
+        expr::clip(&"é".repeat(QUOTE_LENGTH + 1)),
+        format!("{}…", "é".repeat(QUOTE_LENGTH))
+    );
+    assert_eq!(expr::quote("a\"b"), "\"a\\\"b\"");
+
+    let long = "é".repeat(5_000);
+    let query = |query: String| SegmentFilter {
+        query,
+        ..Default::default()
+    };
+    let tree = |node: Node| SegmentFilter {
+        expr: Some(SegmentExpr { node: Some(node) }),
+        ..Default::default()
+    };
+    let consent = |purpose: &str| {
+        Node::Consent(ConsentCondition {
+            channel: ConsentChannel::Email as i32,
+            purpose: purpose.into(),
+            state: ConsentState::Granted as i32,
+        })
+    };
+    let cases = [
+        query("é".repeat(3_000)),
+        query(format!("consent:email={long}")),
+        query(format!("consent:{long}=granted")),
+        query(format!("consent:email.{long}=granted")),
+        query(format!("tag:a {long}")),
+        query(format!("(tag:a {long})")),
+        query(format!("has:{long}")),
+        query(format!("created>={long}")),
+        query(format!("created:..{long}")),
+        query(format!("postal:{long}")),
+        query(format!("{long}:x")),
+        query(long.clone()),
+        query(format!("tag{long}")),
+        query(format!("tag={long}")),
+        tree(Node::PostalCodePrefix(long.clone())),
+        tree(consent(&long)),
+        SegmentFilter {
+            postal_code_prefixes: vec![long.clone()],
+            ..Default::default()
+        },
+        SegmentFilter {
+            saved_segment_id: long.clone(),
+            ..Default::default()
+        },
+    ];
+    let whole = "é".repeat(QUOTE_LENGTH + 1);
+    for filter in cases {
+        let error = Filter::parse(&filter).unwrap_err().to_string();
+        let shown = format!("{:.80}", filter.query);
+        assert!(error.chars().count() < 300, "{shown}: {error}");
+        assert!(!error.contains(&whole), "{shown}: {error}");
+    }
+}
+
+#[test]
+fn the_values_of_a_filter_are_capped_in_all_and_the_field_past_the_cap_is_named() {
+    let values = |n: usize, prefix: &str| -> Vec<String> {
+        (0..n).map(|n| format!("{prefix}{n}")).collect()
+    };
+    let within = SegmentFilter {
+        tags_any: values(MAX_VALUES - 1, "t"),
+        query: "tag:a".into(),
+        ..Default::default()
+    };
+    assert!(Filter::parse(&within).is_ok());
+
+    let or_of_tags = |n: usize| {
+        node(Node::Or(list(
+            (0..n).map(|n| node(Node::Tag(format!("x{n}")))).collect(),
+        )))
+    };
+    let cases = [
+        (
+            SegmentFilter {
+                tags_any: values(200_000, "t"),
+                ..Default::default()
+            },
+            "filter.tags_any",
+        ),
+        (
+            SegmentFilter {
+                tags_all: values(600, "t"),
+                departements: values(401, "d"),
+                ..Default::default()
+            },
+            "filter.departements",
+        ),
+        (
+            SegmentFilter {
+                regions: values(MAX_VALUES + 1, "r"),
+                ..Default::default()
+            },
+            "filter.regions",
+        ),
+        (
+            SegmentFilter {
+                communes: values(800, "c"),
+                expr: Some(or_of_tags(201)),
+                ..Default::default()
+            },
+            "filter.expr",
+        ),
+        (
+            SegmentFilter {
+                tags_none: values(900, "t"),
+                query: "tag:a OR tag:b".into(),
+                expr: Some(or_of_tags(99)),
+                ..Default::default()
+            },
+            "filter.query",
+        ),
+    ];
+    for (filter, field) in cases {
+        let error = Filter::parse(&filter).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{field}: the filter has more than 1000 values in all (list entries and \
+                 conditions together); tag the people once and filter on that tag"
+            )
+        );
+    }
+}
+
+#[test]
+fn text_errors_name_their_column_and_suggest_quotes_for_spaces() {
+    let cases = [
+        (
+            "postal:75%",
+            "column 8: \"75%\" is not a postal code prefix",
+        ),
+        (
+            "tag:a AND created:2025-01-01..2024-01-01",
+            "column 19: the range ends before it starts",
+        ),
+        (
+            "created:2025-01-01..2025-01-01",
+            "column 9: the range ends before it starts",
+        ),
+        (
+            "consent:email.newsletter=granted",
+            "column 15: no consent is recorded per purpose yet (\"newsletter\")",
+        ),
+        (
+            "consent:e-mail.newsletter=granted",
+            "column 16: no consent is recorded per purpose yet",
+        ),
+        (
+            "tag:comité 2026",
+            "column 12: expected AND, OR or the end, found \"2026\"; \
+             a value with spaces must be quoted, as in tag:\"comité local\"",
+        ),
+        (
+            "(tag:comité 2026)",
+            "column 13: expected AND, OR or ')', found \"2026\"; a value with spaces",
+        ),
+    ];
+    for (query, expected) in cases {
+        let filter = SegmentFilter {
+            query: query.into(),
+            ..Default::default()
+        };
+        let error = Filter::parse(&filter).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("filter.query: {expected}")),
+            "{query}: {error}"
+        );
+    }
+    let Some(Node::Created(_)) = text::parse("created:2024-01-01..2025-01-01").unwrap().node else {
+        panic!("a range in order is read")
+    };
 }
 
 #[test]
@@ -354,7 +664,7 @@ fn a_text_query_error_names_the_query_and_the_column() {
     };
     let error = Filter::parse(&filter).unwrap_err().to_string();
     assert!(
-        error.starts_with("filter.query.consent: no consent"),
+        error.starts_with("filter.query: column 15: no consent"),
         "{error}"
     );
 }

@@ -9,7 +9,8 @@ use muster_proto::contacts::v1::{
     ConsentChannel, ConsentCondition, ConsentState, SegmentExpr, SegmentExprList, TimeRange,
 };
 
-use super::MAX_DEPTH;
+use super::expr::{NUL_MESSAGE, clip, postal_prefix, quote};
+use super::{MAX_CONDITIONS, MAX_DEPTH};
 
 /// The longest query accepted, in characters.
 pub const MAX_LENGTH: usize = 10_000;
@@ -36,11 +37,19 @@ pub fn parse(query: &str) -> Result<SegmentExpr, ParseError> {
         tokens,
         next: 0,
         end: length + 1,
+        conditions: 0,
     };
     let expr = parser.or(0)?;
     match parser.peek() {
         None => Ok(expr),
-        Some(token) => Err(parser.error_at(token.column, "expected AND, OR or the end")),
+        Some(token) => Err(parser.error_at(
+            token.column,
+            format!(
+                "expected AND, OR or the end, found {}{}",
+                token.describe(),
+                token.quoting_hint()
+            ),
+        )),
     }
 }
 
@@ -66,7 +75,15 @@ impl Token {
         match &self.kind {
             Kind::Open => "'('".into(),
             Kind::Close => "')'".into(),
-            Kind::Atom { text, .. } => format!("{text:?}"),
+            Kind::Atom { text, .. } => quote(text),
+        }
+    }
+
+    /// A reminder to quote, for a word found where a condition has ended.
+    fn quoting_hint(&self) -> &'static str {
+        match self.kind {
+            Kind::Atom { .. } => "; a value with spaces must be quoted, as in tag:\"comité local\"",
+            _ => "",
         }
     }
 
@@ -77,6 +94,12 @@ impl Token {
 
 fn tokenize(query: &str) -> Result<Vec<Token>, ParseError> {
     let chars: Vec<char> = query.chars().collect();
+    if let Some(at) = chars.iter().position(|&c| c == '\0') {
+        return Err(ParseError {
+            column: at + 1,
+            message: format!("the query {NUL_MESSAGE}"),
+        });
+    }
     let mut tokens = Vec::new();
     let mut i = 0;
     while i < chars.len() {
@@ -148,6 +171,8 @@ struct Parser {
     next: usize,
     /// The column just past the end of the query.
     end: usize,
+    /// The conditions read so far, against [`MAX_CONDITIONS`].
+    conditions: usize,
 }
 
 const CONDITION_HELP: &str = "expected a condition such as tag:NAME, departement:75, \
@@ -216,7 +241,11 @@ impl Parser {
                     }
                     Some(other) => Err(self.error_at(
                         other.column,
-                        format!("expected AND, OR or ')', found {}", other.describe()),
+                        format!(
+                            "expected AND, OR or ')', found {}{}",
+                            other.describe(),
+                            other.quoting_hint()
+                        ),
                     )),
                     None => {
                         Err(self
@@ -232,6 +261,16 @@ impl Parser {
             }
             Kind::Close => Err(self.error_at(token.column, format!("{CONDITION_HELP}, found ')'"))),
             Kind::Atom { text, .. } => {
+                self.conditions += 1;
+                if self.conditions > MAX_CONDITIONS {
+                    return Err(self.error_at(
+                        token.column,
+                        format!(
+                            "the query has more than {MAX_CONDITIONS} conditions; \
+                             split it or use lists"
+                        ),
+                    ));
+                }
                 self.next += 1;
                 leaf(text, token.column).map(|node| SegmentExpr { node: Some(node) })
             }
@@ -260,7 +299,7 @@ fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
     let Some(operator) = operator else {
         return Err(ParseError {
             column,
-            message: format!("{text:?} is not a condition: {CONDITION_HELP}"),
+            message: format!("{} is not a condition: {CONDITION_HELP}", quote(text)),
         });
     };
     let value = &rest[operator.len()..];
@@ -273,11 +312,17 @@ fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
         true => Ok(()),
         false => Err(ParseError {
             column: column + key.chars().count(),
-            message: format!("{key} takes {wanted:?}, as in {key}{wanted}VALUE"),
+            message: format!(
+                "{key} takes {wanted:?}, as in {key}{wanted}VALUE",
+                key = clip(key)
+            ),
         }),
     };
     let non_empty = || match value.trim() {
-        "" => Err(error(format!("{key}: needs a value after {operator:?}"))),
+        "" => Err(error(format!(
+            "{}: needs a value after {operator:?}",
+            clip(key)
+        ))),
         v => Ok(v.to_owned()),
     };
 
@@ -290,11 +335,13 @@ fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
         }
         "consent" => {
             needs(":")?;
-            Node::Consent(consent(value).map_err(error)?)
+            Node::Consent(consent(value, value_column)?)
         }
         "postal" | "cp" => {
             needs(":")?;
-            Node::PostalCodePrefix(non_empty()?)
+            let prefix = non_empty()?;
+            postal_prefix(&prefix).map_err(error)?;
+            Node::PostalCodePrefix(prefix)
         }
         "departement" | "département" | "dept" => {
             needs(":")?;
@@ -313,7 +360,10 @@ fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
             match value.to_lowercase().as_str() {
                 "email" | "e-mail" => Node::HasEmail(true),
                 "phone" => Node::HasPhone(true),
-                other => return Err(error(format!("has:{other}: use has:email or has:phone"))),
+                other => {
+                    let other = clip(other);
+                    return Err(error(format!("has:{other}: use has:email or has:phone")));
+                }
             }
         }
         "created" => Node::Created(created(operator, value).map_err(error)?),
@@ -321,32 +371,54 @@ fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
             return Err(ParseError {
                 column,
                 message: format!(
-                    "unknown field {other:?}; use tag, consent, postal, departement, commune, \
-                     region, created or has"
+                    "unknown field {}; use tag, consent, postal, departement, commune, \
+                     region, created or has",
+                    quote(other)
                 ),
             });
         }
     })
 }
 
-/// `email=granted`, `email.newsletter=withdrawn` (channel, optional purpose, state).
-fn consent(value: &str) -> Result<ConsentCondition, String> {
+/// `email=granted` (channel, state) starting at `column`; a purpose
+/// (`email.newsletter=granted`) is read but refused until purposes are recorded.
+fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
+    let error = |column: usize, message: String| ParseError { column, message };
     let Some((target, state)) = value.split_once('=') else {
-        return Err("write consent:CHANNEL=STATE, as in consent:email=granted".into());
+        return Err(error(
+            column,
+            "write consent:CHANNEL=STATE, as in consent:email=granted".into(),
+        ));
     };
-    let (channel, purpose) = target.split_once('.').unwrap_or((target, ""));
-    let channel = match channel.to_lowercase().as_str() {
+    let (channel_text, purpose) = target.split_once('.').unwrap_or((target, ""));
+    let channel = match channel_text.to_lowercase().as_str() {
         "email" | "e-mail" => ConsentChannel::Email,
-        other => return Err(format!("unknown consent channel {other:?}; use email")),
+        other => {
+            let message = format!("unknown consent channel {}; use email", quote(other));
+            return Err(error(column, message));
+        }
     };
+    if !purpose.is_empty() {
+        return Err(error(
+            column + channel_text.chars().count() + 1,
+            format!(
+                "no consent is recorded per purpose yet ({}); write consent:email=STATE \
+                 for the channel's general consent",
+                quote(purpose)
+            ),
+        ));
+    }
+    let state_column = column + target.chars().count() + 1;
     let state = match state.to_lowercase().as_str() {
         "granted" => ConsentState::Granted,
         "withdrawn" => ConsentState::Withdrawn,
         "none" => ConsentState::None,
         other => {
-            return Err(format!(
-                "unknown consent state {other:?}; use granted, withdrawn or none"
-            ));
+            let message = format!(
+                "unknown consent state {}; use granted, withdrawn or none",
+                quote(other)
+            );
+            return Err(error(state_column, message));
         }
     };
     Ok(ConsentCondition {
@@ -380,6 +452,15 @@ fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
     if start.is_none() && end.is_none() {
         return Err("give at least one date".into());
     }
+    if let (Some(start), Some(end)) = (start, end)
+        && (start.seconds, start.nanos) >= (end.seconds, end.nanos)
+    {
+        return Err(
+            "the range ends before it starts; write created:START..END with \
+             START first (END is excluded)"
+                .into(),
+        );
+    }
     Ok(TimeRange { start, end })
 }
 
@@ -392,7 +473,10 @@ fn instant(value: &str) -> Result<Timestamp, String> {
             .map(|t| t.with_timezone(&Utc)),
     };
     let time = time.ok_or_else(|| {
-        format!("{value:?} is not a date; write 2024-09-01 or 2024-09-01T18:30:00+02:00")
+        format!(
+            "{} is not a date; write 2024-09-01 or 2024-09-01T18:30:00+02:00",
+            quote(value)
+        )
     })?;
     Ok(Timestamp {
         seconds: time.timestamp(),
@@ -499,12 +583,13 @@ mod tests {
     }
 
     #[test]
-    fn a_consent_purpose_is_read_for_the_checker_to_judge() {
-        let Some(Node::Consent(consent)) = parse("consent:email.petitions=none").unwrap().node
-        else {
+    fn a_consent_purpose_is_refused_at_its_column_until_purposes_are_recorded() {
+        let error = error("consent:email.petitions=none");
+        assert_eq!(error.column, 15);
+        assert!(error.message.contains("\"petitions\""), "{error}");
+        let Some(Node::Consent(consent)) = parse("consent:email=none").unwrap().node else {
             panic!()
         };
-        assert_eq!(consent.purpose, "petitions");
         assert_eq!(consent.state, ConsentState::None as i32);
     }
 
@@ -520,7 +605,7 @@ mod tests {
         assert_eq!(error("(tag:a OR tag:b").column, 1);
         assert_eq!(error("tag:a tag:b").column, 7);
         assert_eq!(error("tag:a AND )").column, 11);
-        assert_eq!(error("consent:email=yes").column, 9);
+        assert_eq!(error("consent:email=yes").column, 15);
         assert!(error("consent:email=yes").message.contains("granted"));
         assert_eq!(error("consent:sms=granted").column, 9);
         assert_eq!(error("created>2024-01-01").column, 9);
