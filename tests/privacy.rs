@@ -1,7 +1,7 @@
 //! A person's rights through the gateway against the real services: the
 //! export (JSON and CSV) of what contacts and messaging hold, and erasure
 //! everywhere, confirmed on the bus, that a later import or campaign does
-//! not undo.
+//! not undo, by its address or by its phone number.
 
 use std::time::Duration;
 
@@ -355,5 +355,100 @@ async fn messaging_keeps_blocking_an_erased_address_that_comes_back() -> anyhow:
     assert_eq!(received.get("paul@example.org").map(Vec::len), Some(1));
 
     std::fs::remove_file(file)?;
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn an_erased_phone_number_does_not_bring_the_person_back() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let tenant = TenantId::new();
+    let dir = std::env::temp_dir();
+    let full = dir.join(format!("phone-{}.csv", muster_testkit::unique()));
+    std::fs::write(
+        &full,
+        "email,phone,prenom,nom\r\nhonore.meyer@example.org,06 46 97 22 16,Honoré,Meyer\r\n",
+    )?;
+    let mapping = contacts::ColumnMapping {
+        email: "email".into(),
+        phone: "phone".into(),
+        first_name: "prenom".into(),
+        last_name: "nom".into(),
+        ..Default::default()
+    };
+    let job = stack.import_custom(tenant, &full, mapping.clone()).await?;
+    assert_eq!(job.counts.unwrap_or_default().created, 1, "{job:?}");
+    let person: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM people WHERE phone = '+33646972216'")
+            .fetch_one(&stack.contacts_pool)
+            .await?;
+
+    let channel = tonic::transport::Endpoint::from_shared(stack.contacts_endpoint())?
+        .connect()
+        .await?;
+    let token = stack
+        .signer
+        .mint("test", Some(tenant), Duration::from_secs(600));
+    let mut people =
+        contacts::person_data_service_client::PersonDataServiceClient::with_interceptor(
+            channel,
+            muster_runtime::auth::Bearer::new(&token),
+        );
+    people
+        .erase_person(contacts::ErasePersonRequest {
+            person_id: person.to_string(),
+            requested_by: "test".into(),
+            reason: String::new(),
+        })
+        .await?;
+    // Only a hash of the number is kept.
+    let hashed = "SELECT count(*) FROM erased_phones e JOIN erasure_requests r
+                  ON r.id = e.erasure_id WHERE r.person_id = $1
+                  AND length(e.phone_hash) = 64 AND e.phone_hash NOT LIKE '%33646972216%'";
+    assert_eq!(count(&stack.contacts_pool, hashed, person).await?, 1);
+
+    // The phone alone, in E.164 form and in national form, with another
+    // address: each row is refused, and the issue hides the number.
+    let phone_only = dir.join(format!("phone-only-{}.csv", muster_testkit::unique()));
+    std::fs::write(
+        &phone_only,
+        "phone,prenom,nom,email\r\n\
+         +33646972216,Honoré,Meyer,\r\n\
+         06.46.97.22.16,Honoré,Meyer,h.meyer@example.net\r\n\
+         +33612345678,Paul,Durand,\r\n",
+    )?;
+    let job = stack.import_custom(tenant, &phone_only, mapping).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.created, counts.rejected), (1, 2), "{job:?}");
+    let import: uuid::Uuid = job.id.parse()?;
+    let issues: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT line, field, value, reason FROM import_issues WHERE import_id = $1 ORDER BY line",
+    )
+    .bind(import)
+    .fetch_all(&stack.contacts_pool)
+    .await?;
+    let lines: Vec<(i64, &str, &str)> = issues
+        .iter()
+        .map(|(line, field, value, _)| (*line, field.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(2, "phone", "(erased)"), (3, "phone", "(erased)")],
+        "{issues:?}"
+    );
+    assert!(issues[0].3.contains("erased"), "{issues:?}");
+    assert!(
+        issues
+            .iter()
+            .all(|(_, _, value, reason)| !value.contains("46") && !reason.contains("46")),
+        "{issues:?}"
+    );
+    let back = "SELECT count(*) FROM people WHERE $1::uuid IS NOT NULL
+                AND (phone = '+33646972216' OR last_name = 'Meyer')";
+    assert_eq!(count(&stack.contacts_pool, back, person).await?, 0);
+    let paul = "SELECT count(*) FROM people WHERE $1::uuid IS NOT NULL AND phone = '+33612345678'";
+    assert_eq!(count(&stack.contacts_pool, paul, person).await?, 1);
+
+    std::fs::remove_file(full)?;
+    std::fs::remove_file(phone_only)?;
     stack.stop().await
 }

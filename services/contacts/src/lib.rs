@@ -52,6 +52,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     2 => "0002_territory.sql",
     4 => "0004_erasure.sql",
     5 => "0005_segments.sql",
+    6 => "0006_erased_phones.sql",
 ];
 
 /// Everything contacts is configured with.

@@ -9,8 +9,8 @@
 //! holds no address: the consent ledger keeps each statement's state, time
 //! and source (its evidence, which may hold an IP address or a file line,
 //! is emptied) and ends with a withdrawal from the erasure; the opt-out is
-//! kept as an HMAC of the address in `erased_addresses`, which imports
-//! consult.
+//! kept as an HMAC of the address in `erased_addresses`, and of the phone
+//! number in `erased_phones`, which imports consult.
 
 use std::collections::HashMap;
 
@@ -164,13 +164,14 @@ pub async fn erase(
     reason: &str,
 ) -> Result<Uuid, ApiError> {
     let mut tx = pool.begin().await?;
-    let deleted: Option<(Option<String>,)> =
-        sqlx::query_as("DELETE FROM people WHERE tenant_id = $1 AND id = $2 RETURNING email_key")
-            .bind(tenant)
-            .bind(person)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((email_key,)) = deleted else {
+    let deleted: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "DELETE FROM people WHERE tenant_id = $1 AND id = $2 RETURNING email_key, phone",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((email_key, phone)) = deleted else {
         return Err(ApiError::not_found(format!(
             "person {person} (an erased person is not found either)"
         )));
@@ -203,8 +204,24 @@ pub async fn erase(
     .bind(&hashes)
     .execute(&mut *tx)
     .await?;
-    if let Some(key) = &email_key {
-        forget_in_import_issues(&mut tx, tenant, key).await?;
+    // The phone is stored in E.164 form, the form imports hash.
+    let phone_hashes: Vec<String> = phone
+        .iter()
+        .filter(|phone| !phone.trim().is_empty())
+        .map(|phone| hasher.hash(phone))
+        .collect();
+    sqlx::query(
+        "INSERT INTO erased_phones (tenant_id, phone_hash, erasure_id)
+         SELECT $1, h, $2 FROM UNNEST($3::text[]) AS h
+         ON CONFLICT (tenant_id, phone_hash) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(erasure)
+    .bind(&phone_hashes)
+    .execute(&mut *tx)
+    .await?;
+    for value in email_key.iter().chain(phone.iter()) {
+        forget_in_import_issues(&mut tx, tenant, value).await?;
     }
     close_ledger(&mut tx, tenant, person, erasure, now).await?;
     confirm(&mut tx, erasure, "contacts", now).await?;
@@ -253,11 +270,12 @@ async fn close_ledger(
     Ok(())
 }
 
-/// Import issues quote rejected cells: the address may be one of them.
+/// Import issues quote rejected cells: the address or the phone (as written in
+/// E.164) may be one of them.
 async fn forget_in_import_issues(
     tx: &mut PgConnection,
     tenant: TenantId,
-    email_key: &str,
+    value: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE import_issues i SET value = '(erased)'
@@ -265,7 +283,7 @@ async fn forget_in_import_issues(
          WHERE m.id = i.import_id AND m.tenant_id = $1 AND lower(trim(i.value)) = $2",
     )
     .bind(tenant)
-    .bind(email_key)
+    .bind(value)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -343,7 +361,7 @@ pub async fn get_erasure(
     })
 }
 
-/// Whether `tenant` erased the address whose hash is `hash`, for each of `hashes`.
+/// The hashes among `hashes` of addresses that `tenant` erased.
 pub async fn erased_among(
     tx: &mut PgConnection,
     tenant: TenantId,
@@ -351,6 +369,21 @@ pub async fn erased_among(
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT email_hash FROM erased_addresses WHERE tenant_id = $1 AND email_hash = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(hashes)
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// The hashes among `hashes` of (E.164) phone numbers that `tenant` erased.
+pub async fn erased_phones_among(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    hashes: &[String],
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT phone_hash FROM erased_phones WHERE tenant_id = $1 AND phone_hash = ANY($2)",
     )
     .bind(tenant)
     .bind(hashes)

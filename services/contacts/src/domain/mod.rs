@@ -38,9 +38,29 @@ pub fn trim_blank(raw: &str) -> &str {
     raw.trim_matches(is_blank)
 }
 
+/// `text` in Unicode normalisation form C: an accent typed as a letter followed by a
+/// combining mark (as macOS writes file names and some exports) becomes the one precomposed
+/// character, so that "adhe\u{301}rent" and "adhérent" are the same tag, name or city.
+pub fn nfc(text: &str) -> String {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+    match is_nfc_quick(text.chars()) {
+        IsNormalized::Yes => text.to_owned(),
+        _ => text.nfc().collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decomposed_accents_are_composed() {
+        let decomposed = "adhe\u{301}rent Ho\u{302}tel-de\u{301}-Ville";
+
+        assert_eq!(nfc(decomposed), "adh\u{e9}rent H\u{f4}tel-d\u{e9}-Ville");
+        assert_ne!(decomposed, nfc(decomposed));
+        assert_eq!(nfc("adhérent"), "adhérent");
+    }
 
     #[test]
     fn trimming_removes_every_kind_of_space_and_invisible_character() {

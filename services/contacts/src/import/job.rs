@@ -163,43 +163,69 @@ fn new_batch() -> Batch {
 const ERASED_REASON: &str =
     "this address was erased at the person's request and is not imported again";
 
-/// Moves the rows whose address was erased to the rejected ones, so that
-/// an import never creates nor subscribes an erased person again. The
-/// issue recorded names the line, never the address.
+/// Why a row whose phone number was erased is refused.
+const ERASED_PHONE_REASON: &str = "this phone number was erased at the person's request and is \
+     not imported again; remove the row, or the phone cell if it is someone else's number";
+
+/// Moves the rows whose address or phone number was erased to the rejected
+/// ones, so that an import never creates nor subscribes an erased person
+/// again. The issue recorded names the line, never the value.
+///
+/// An erased phone refuses the row even when the row has an e-mail address:
+/// the number is the erased person's data, and importing it with another
+/// address would both bring it back and let the person return under a new
+/// address. A number since given to someone else is refused too, with a
+/// reason that says how to import the rest of the row.
 async fn set_aside_erased(
     tx: &mut PgConnection,
     task: &ImportTask,
     batch: &mut Batch,
 ) -> anyhow::Result<()> {
-    let hashes: Vec<Option<String>> = batch
+    let hashes: Vec<(Option<String>, Option<String>)> = batch
         .rows
         .iter()
-        .map(|row| row.email.as_ref().map(|e| task.hasher.hash(e.key())))
+        .map(|row| {
+            (
+                row.email.as_ref().map(|e| task.hasher.hash(e.key())),
+                row.phone.as_ref().map(|p| task.hasher.hash(p.as_str())),
+            )
+        })
         .collect();
-    let known: Vec<String> = hashes.iter().flatten().cloned().collect();
-    if known.is_empty() {
+    let emails: Vec<String> = hashes.iter().filter_map(|h| h.0.clone()).collect();
+    let phones: Vec<String> = hashes.iter().filter_map(|h| h.1.clone()).collect();
+    if emails.is_empty() && phones.is_empty() {
         return Ok(());
     }
-    let erased = privacy::erased_among(tx, task.tenant_id, &known)
+    let erased = privacy::erased_among(tx, task.tenant_id, &emails)
         .await
         .context("checking erased addresses")?;
-    if erased.is_empty() {
+    let erased_phones = privacy::erased_phones_among(tx, task.tenant_id, &phones)
+        .await
+        .context("checking erased phone numbers")?;
+    if erased.is_empty() && erased_phones.is_empty() {
         return Ok(());
     }
 
     let rows = std::mem::take(&mut batch.rows);
-    for (row, hash) in rows.into_iter().zip(hashes) {
-        match hash {
-            Some(hash) if erased.contains(&hash) => {
+    for (row, (email, phone)) in rows.into_iter().zip(hashes) {
+        let refused = match (email, phone) {
+            (Some(hash), _) if erased.contains(&hash) => Some(("email", ERASED_REASON)),
+            (_, Some(hash)) if erased_phones.contains(&hash) => {
+                Some(("phone", ERASED_PHONE_REASON))
+            }
+            _ => None,
+        };
+        match refused {
+            Some((field, reason)) => {
                 let issue = RowIssue {
                     line: row.line,
-                    field: "email",
+                    field,
                     value: "(erased)".into(),
-                    reason: ERASED_REASON.into(),
+                    reason: reason.into(),
                 };
                 batch.rejected.push((row.line, vec![issue]));
             }
-            _ => batch.rows.push(row),
+            None => batch.rows.push(row),
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use phonenumber::country::Id;
 use super::columns::{Columns, Layout};
 use super::time::{parse_date, parse_instant};
 use super::{ConsentStatement, ImportRow, RowIssue, RowOutcome};
-use crate::domain::{EmailAddress, PhoneNumber, trim_blank};
+use crate::domain::{EmailAddress, PhoneNumber, nfc, trim_blank};
 
 /// The contact in `record`, which starts on `line` of a file decoded from `encoding`.
 pub(crate) fn read(
@@ -144,9 +144,9 @@ impl<'r> Fields<'r> {
         Some(Value { raw, text })
     }
 
-    /// The trimmed text of the field in `column`.
+    /// The trimmed text of the field in `column`, its accents composed (NFC).
     fn text(&mut self, column: Option<usize>, field: &'static str) -> Option<String> {
-        self.get(column, field).map(|value| value.text.to_owned())
+        self.get(column, field).map(|value| nfc(value.text))
     }
 
     fn issue(&mut self, field: &'static str, value: &str, reason: impl Into<String>) {
@@ -257,9 +257,9 @@ fn yes_or_no(text: &str) -> Option<bool> {
 fn parse_tags(text: &str) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let mut push = |tag: &str| {
-        let tag = trim_blank(tag);
-        if !tag.is_empty() && !tags.iter().any(|known| same_tag(known, tag)) {
-            tags.push(tag.to_owned());
+        let tag = nfc(trim_blank(tag));
+        if !tag.is_empty() && !tags.iter().any(|known| same_tag(known, &tag)) {
+            tags.push(tag);
         }
     };
     let mut current = String::new();
@@ -448,6 +448,13 @@ mod tests {
         let tags = parse_tags(" donateur, Newsletter,, adhérent ,newsletter, \u{00A0}");
 
         assert_eq!(tags, ["donateur", "Newsletter", "adhérent"]);
+    }
+
+    #[test]
+    fn decomposed_tags_are_composed_and_deduplicated() {
+        let tags = parse_tags("adhe\u{301}rent, Adh\u{e9}rent, comite\u{301}");
+
+        assert_eq!(tags, ["adh\u{e9}rent", "comit\u{e9}"]);
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! Accents written decomposed (a letter and a combining mark, as macOS
+//! writes them) against a real contacts service and its own database: an
+//! import composes them, so the tag matches a segment typed either way.
+
+use std::time::Duration;
+
+use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1 as pb;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+
+async fn upload(client: &mut Client, csv: &str) -> anyhow::Result<pb::ImportJob> {
+    let header = pb::ImportHeader {
+        file_name: "accents.csv".into(),
+        preset: pb::ImportPreset::Custom as i32,
+        mapping: Some(pb::ColumnMapping {
+            email: "email".into(),
+            first_name: "prenom".into(),
+            city: "ville".into(),
+            tags: "tags".into(),
+            ..Default::default()
+        }),
+        size_bytes: csv.len() as u64,
+        ..Default::default()
+    };
+    let parts = vec![
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Header(header)),
+        },
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Chunk(
+                csv.as_bytes().to_vec(),
+            )),
+        },
+    ];
+    let job = client
+        .upload_import(futures::stream::iter(parts))
+        .await?
+        .into_inner();
+    for _ in 0..600 {
+        let job = client
+            .get_import(pb::GetImportRequest { id: job.id.clone() })
+            .await?
+            .into_inner();
+        if job.state == pb::ImportState::Succeeded as i32 {
+            return Ok(job);
+        }
+        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the import did not finish in a minute")
+}
+
+async fn count(client: &mut Client, filter: pb::SegmentFilter) -> anyhow::Result<u64> {
+    let request = pb::CountSegmentRequest {
+        filter: Some(filter),
+    };
+    Ok(client.count_segment(request).await?.into_inner().count)
+}
+
+#[tokio::test]
+async fn a_decomposed_tag_matches_the_composed_segment() -> anyhow::Result<()> {
+    muster_runtime::telemetry::init_for_tests();
+    let mut settings: Settings =
+        muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
+    settings.database = muster_testkit::fresh_database("accents").await?;
+    settings.listen.addr = "127.0.0.1:0".into();
+    settings.listen.admin_addr = "127.0.0.1:0".into();
+    let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
+    let port = app.grpc_port().unwrap_or_default();
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let tenant = TenantId::new();
+    let token = Signer::new(&settings.auth.token_secret).mint(
+        "test",
+        Some(tenant),
+        Duration::from_secs(600),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .connect()
+        .await?;
+    let mut client = ContactsServiceClient::with_interceptor(channel, Bearer::new(&token));
+
+    let job = upload(
+        &mut client,
+        "email,prenom,ville,tags\r\n\
+         honore@example.org,Honore\u{301},Orle\u{301}ans,adhe\u{301}rent\r\n\
+         paul@example.org,Paul,Lyon,donateur\r\n",
+    )
+    .await?;
+    assert_eq!(job.counts.unwrap_or_default().created, 2, "{job:?}");
+
+    let composed = pb::SegmentFilter {
+        tags_any: vec!["adh\u{e9}rent".into()],
+        ..Default::default()
+    };
+    assert_eq!(count(&mut client, composed).await?, 1);
+    let decomposed = pb::SegmentFilter {
+        tags_all: vec!["adhe\u{301}rent".into()],
+        ..Default::default()
+    };
+    assert_eq!(count(&mut client, decomposed).await?, 1);
+    let none = pb::SegmentFilter {
+        tags_none: vec!["adhe\u{301}rent".into()],
+        ..Default::default()
+    };
+    assert_eq!(count(&mut client, none).await?, 1);
+
+    let stored: (String, String, Vec<String>) = sqlx::query_as(
+        "SELECT first_name, city, tags FROM people WHERE email_key = 'honore@example.org'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        stored,
+        (
+            "Honor\u{e9}".to_owned(),
+            "Orl\u{e9}ans".to_owned(),
+            vec!["adh\u{e9}rent".to_owned()]
+        )
+    );
+
+    shutdown.cancel();
+    pool.close().await;
+    muster_testkit::drop_database(&settings.database).await
+}
