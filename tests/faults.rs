@@ -6,11 +6,12 @@
 //! reaches someone reported unknown; nothing is left queued or sending.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
+use muster_e2e::windows::{most_in_window, received_at, sent_at};
 use muster_e2e::{Messaging, Stack};
 use muster_messaging::Mode;
 use muster_proto::contacts::v1 as contacts;
@@ -736,6 +737,17 @@ async fn senders_and_relay_ride_through_a_rabbitmq_restart_and_send_exactly_once
     let mut relay = Process::start("relay", "relay", &settings).await?;
     let mut sender = Process::start("sender", "worker", &settings).await?;
     let mut client = stack.messaging(tenant).await?;
+    // Paced, so that the restart comes in the middle of the campaign.
+    let rate = messaging::RateLimit {
+        scope: messaging::RateLimitScope::Tenant as i32,
+        per_second: 150,
+        burst: 10,
+        ..Default::default()
+    };
+    let request = messaging::SetRateLimitRequest {
+        rate_limit: Some(rate),
+    };
+    client.set_rate_limit(request).await?;
 
     let first = stack.launch_campaign(tenant, tagged("avant")).await?;
     wait_for(&mut client, &first.id, SETTLE, |c| counts(c).sent >= 150).await?;
@@ -845,50 +857,6 @@ async fn messaging_rides_through_a_postgresql_restart_and_crash_mid_campaign() -
     stack.stop().await
 }
 
-/// When the SMTP sink finished receiving each message (its file's mtime), in µs.
-fn received_at(dir: &Path, out: &mut Vec<i64>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            received_at(&entry.path(), out)?;
-            continue;
-        }
-        let modified = entry.metadata()?.modified()?;
-        out.push(modified.duration_since(UNIX_EPOCH)?.as_micros() as i64);
-    }
-    Ok(())
-}
-
-/// When each delivery of `campaign` was recorded sent, in µs.
-async fn sent_at(pool: &PgPool, campaign: &str) -> anyhow::Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM deliveries
-         WHERE campaign_id = $1::uuid AND sent_at IS NOT NULL",
-    )
-    .bind(campaign)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// The most instants in any half-open window of `window`, and the first
-/// instant of that window.
-fn most_in_window(times: &[i64], window: Duration) -> (usize, i64) {
-    let window = window.as_micros() as i64;
-    let mut times = times.to_vec();
-    times.sort_unstable();
-    let mut start = 0;
-    let mut most = (0, 0);
-    for end in 0..times.len() {
-        while times[end] - times[start] >= window {
-            start += 1;
-        }
-        if end - start + 1 > most.0 {
-            most = (end - start + 1, times[start]);
-        }
-    }
-    most
-}
-
 /// Now, in µs since the epoch.
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
@@ -945,8 +913,7 @@ async fn a_rate_limit_holds_when_its_redis_restarts_or_is_flushed_mid_campaign()
     assert_nobody_else(&copies, &audience);
     assert!(tally.exactly_once(audience.len()), "{tally:?}");
 
-    let mut arrivals = Vec::new();
-    received_at(stack.sink.dir(), &mut arrivals)?;
+    let arrivals = received_at(stack.sink.dir())?;
     let recorded = sent_at(&stack.messaging_pool, &campaign.id).await?;
     let second = Duration::from_secs(1);
     let (most_received, received_from) = most_in_window(&arrivals, second);

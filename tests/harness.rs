@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+pub mod windows;
+
 pub use muster_testkit::ReceivedMessage;
 
 /// A contacts client acting for one organization.

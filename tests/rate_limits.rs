@@ -4,11 +4,11 @@
 //! cannot be reached senders send nothing and lose nothing, then resume.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use muster_e2e::windows::{most_in_window, received_at, sent_at};
 use muster_e2e::{Stack, data_file};
 use muster_messaging::Mode;
 use muster_proto::contacts::v1 as contacts;
@@ -86,47 +86,6 @@ fn received_once_each(stack: &Stack, expected: &HashSet<String>) -> anyhow::Resu
     Ok(())
 }
 
-/// When the SMTP sink finished receiving each message (its file's mtime), in µs.
-fn received_at(dir: &Path, out: &mut Vec<i64>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            received_at(&entry.path(), out)?;
-            continue;
-        }
-        let modified = entry.metadata()?.modified()?;
-        out.push(modified.duration_since(UNIX_EPOCH)?.as_micros() as i64);
-    }
-    Ok(())
-}
-
-/// When each delivery of `campaign` was recorded sent, in µs.
-async fn sent_at(stack: &Stack, campaign: &str) -> anyhow::Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM deliveries
-         WHERE campaign_id = $1::uuid AND sent_at IS NOT NULL",
-    )
-    .bind(campaign)
-    .fetch_all(&stack.messaging_pool)
-    .await?)
-}
-
-/// The most instants in any half-open window of `window`.
-fn most_in_window(times: &[i64], window: Duration) -> usize {
-    let window = window.as_micros() as i64;
-    let mut times = times.to_vec();
-    times.sort_unstable();
-    let mut start = 0;
-    let mut most = 0;
-    for end in 0..times.len() {
-        while times[end] - times[start] >= window {
-            start += 1;
-        }
-        most = most.max(end - start + 1);
-    }
-    most
-}
-
 fn counts(campaign: &messaging::Campaign) -> messaging::DeliveryCounts {
     campaign.counts.unwrap_or_default()
 }
@@ -147,11 +106,10 @@ async fn three_senders_together_never_exceed_the_tenant_limit_plus_burst_in_any_
 
     assert_eq!(counts(&done).sent as usize, expected.len());
     received_once_each(&stack, &expected)?;
-    let mut received = Vec::new();
-    received_at(stack.sink.dir(), &mut received)?;
-    let recorded = sent_at(&stack, &campaign.id).await?;
-    let most_received = most_in_window(&received, Duration::from_secs(1));
-    let most_recorded = most_in_window(&recorded, Duration::from_secs(1));
+    let received = received_at(stack.sink.dir())?;
+    let recorded = sent_at(&stack.messaging_pool, &campaign.id).await?;
+    let (most_received, _) = most_in_window(&received, Duration::from_secs(1));
+    let (most_recorded, _) = most_in_window(&recorded, Duration::from_secs(1));
     eprintln!(
         "{} messages; most in one second: {most_received} received, {most_recorded} recorded \
          sent (limit {limit} + burst {burst})",
