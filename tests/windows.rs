@@ -65,7 +65,9 @@ mod tests {
     fn the_busiest_window_is_found_and_its_end_is_open() {
         let second = Duration::from_secs(1);
         let times = [0, 999_999, 1_000_000, 1_500_000, 1_900_000, 5_000_000];
-        assert_eq!(most_in_window(&times, second), (3, 1_000_000));
+        // [999_999, 1_999_999) holds four; [0, 1_000_000) only two.
+        assert_eq!(most_in_window(&times, second), (4, 999_999));
+        assert_eq!(most_in_window(&times[..3], second), (2, 0));
         assert_eq!(most_in_window(&[], second), (0, 0));
     }
 }
