@@ -589,8 +589,7 @@ async fn send_jobs_lost_to_the_broker_are_enqueued_again_and_sent_once() -> anyh
 }
 
 #[tokio::test]
-async fn poison_send_jobs_are_dead_lettered_without_holding_back_the_campaign() -> anyhow::Result<()>
-{
+async fn poison_send_jobs_are_dead_lettered_and_the_campaign_goes_on() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let tenant = TenantId::new();
     let audience = people(&stack, tenant, 450, "poison").await?;
