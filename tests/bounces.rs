@@ -70,18 +70,13 @@ async fn gateway(
     sns: &SnsSigner,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(String, TenantId, String, DatabaseSettings)> {
-    let mut settings = muster_gateway::Settings::load()?;
-    settings.database = muster_testkit::fresh_database("gateway").await?;
-    settings.listen.addr = "127.0.0.1:0".into();
-    settings.listen.admin_addr = "127.0.0.1:0".into();
-    settings.services.contacts_url = stack.contacts_endpoint();
-    settings.services.messaging_url = stack.messaging_endpoint();
-    settings.webhooks.token = TOKEN.into();
-    settings.webhooks.sns_cert_url_prefixes = vec![sns.url_prefix()];
-    let database = settings.database.clone();
-    let app = muster_gateway::build(settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run(shutdown.clone()));
+    let started = stack
+        .start_gateway(shutdown, |settings| {
+            settings.webhooks.token = TOKEN.into();
+            settings.webhooks.sns_cert_url_prefixes = vec![sns.url_prefix()];
+        })
+        .await?;
+    let (base, database) = (started.base, started.database);
 
     let pool = sqlx::PgPool::connect(&database.url).await?;
     let (tenant, key) = muster_gateway::create_tenant(&pool, "Collectif des Quais").await?;

@@ -36,6 +36,13 @@ pub fn data_file(name: &str) -> std::path::PathBuf {
     muster_testkit::repo_root().join("data/contacts").join(name)
 }
 
+/// A gateway started by [`Stack::start_gateway`].
+pub struct StartedGateway {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub database: muster_runtime::config::DatabaseSettings,
+}
+
 /// A running contacts + messaging pair with its own databases, queues and SMTP sink.
 pub struct Stack {
     pub signer: Signer,
@@ -132,6 +139,27 @@ impl Stack {
         let app = muster_messaging::build(settings, mode).await?;
         let stop = CancellationToken::new();
         Ok((tokio::spawn(app.run(stop.clone())), stop))
+    }
+
+    /// Starts a gateway in front of the stack, with a database of its own,
+    /// until `shutdown`; `adjust` changes its settings first.
+    pub async fn start_gateway(
+        &self,
+        shutdown: &CancellationToken,
+        adjust: impl FnOnce(&mut muster_gateway::Settings),
+    ) -> anyhow::Result<StartedGateway> {
+        let mut settings = muster_gateway::Settings::load()?;
+        settings.database = muster_testkit::fresh_database("gateway").await?;
+        settings.listen.addr = "127.0.0.1:0".into();
+        settings.listen.admin_addr = "127.0.0.1:0".into();
+        settings.services.contacts_url = self.contacts_endpoint();
+        settings.services.messaging_url = self.messaging_endpoint();
+        adjust(&mut settings);
+        let database = settings.database.clone();
+        let app = muster_gateway::build(settings).await?;
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run(shutdown.clone()));
+        Ok(StartedGateway { base, database })
     }
 
     /// The contacts gRPC address.

@@ -23,17 +23,9 @@ struct Gateway {
 
 impl Gateway {
     async fn start(stack: &Stack, shutdown: &CancellationToken) -> anyhow::Result<Self> {
-        let mut settings = muster_gateway::Settings::load()?;
-        settings.database = muster_testkit::fresh_database("gateway").await?;
-        settings.listen.addr = "127.0.0.1:0".into();
-        settings.listen.admin_addr = "127.0.0.1:0".into();
-        settings.services.contacts_url = stack.contacts_endpoint();
-        settings.services.messaging_url = stack.messaging_endpoint();
-        let database = settings.database.clone();
-        let pool = sqlx::PgPool::connect(&settings.database.url).await?;
-        let app = muster_gateway::build(settings).await?;
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run(shutdown.clone()));
+        let started = stack.start_gateway(shutdown, |_| {}).await?;
+        let (database, base) = (started.database, started.base);
+        let pool = sqlx::PgPool::connect(&database.url).await?;
         let (tenant, key) = muster_gateway::create_tenant(&pool, "Comité de Lyon").await?;
         pool.close().await;
         Ok(Self {

@@ -369,17 +369,8 @@ async fn gateway(
     stack: &Stack,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(String, DatabaseSettings)> {
-    let mut settings = muster_gateway::Settings::load()?;
-    settings.database = muster_testkit::fresh_database("gateway").await?;
-    settings.listen.addr = "127.0.0.1:0".into();
-    settings.listen.admin_addr = "127.0.0.1:0".into();
-    settings.services.contacts_url = stack.contacts_endpoint();
-    settings.services.messaging_url = stack.messaging_endpoint();
-    let database = settings.database.clone();
-    let app = muster_gateway::build(settings).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run(shutdown.clone()));
-    Ok((base, database))
+    let started = stack.start_gateway(shutdown, |_| {}).await?;
+    Ok((started.base, started.database))
 }
 
 /// The token of the `List-Unsubscribe` link in a received message.
