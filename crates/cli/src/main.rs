@@ -63,6 +63,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    end_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     let output = Output::new(cli.json);
 
@@ -82,6 +83,17 @@ async fn main() -> ExitCode {
         eprintln!("hint: {hint}");
     }
     ExitCode::FAILURE
+}
+
+/// `muster people list | head` closes stdout before the listing ends. Rust
+/// ignores SIGPIPE, so the next `println!` would panic; with the default
+/// action the process ends silently, as other Unix tools do.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restores the default action of one signal; no handler runs
+    // Rust code, and nothing in this process relies on SIGPIPE being ignored.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 async fn run(command: Command, gateway: &Gateway, output: &Output) -> anyhow::Result<()> {
