@@ -255,3 +255,53 @@ async fn an_organization_in_belgium_imports_belgian_numbers() -> anyhow::Result<
     muster_testkit::drop_database(&gateway.database).await?;
     stack.stop().await
 }
+
+#[tokio::test]
+async fn saved_segments_are_kept_listed_counted_and_deleted_over_rest() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+    let file = std::fs::read(data_file("mailchimp-audience-subscribed.csv"))?;
+    let (_, job) = gateway
+        .import("preset=mailchimp_subscribed&file_name=audience.csv", file)
+        .await?;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let filter = json!({ "query": "tag:jeunes AND consent:email=granted" });
+    let expected = gateway.post("/v1/segments/count", filter.clone()).await?["count"]
+        .as_u64()
+        .unwrap();
+    assert!(expected > 100, "{expected}");
+
+    let new = json!({ "name": "Jeunes joignables", "filter": filter });
+    let (status, saved) = gateway
+        .call(reqwest::Method::POST, "/v1/segments", Some(new.clone()))
+        .await?;
+    assert_eq!(status, 201, "{saved}");
+    let id = saved["id"].as_str().unwrap().to_owned();
+    assert_eq!(saved["filter"]["query"], filter["query"]);
+
+    let (status, twice) = gateway
+        .call(reqwest::Method::POST, "/v1/segments", Some(new))
+        .await?;
+    assert_eq!(status, 409, "a second segment of the same name: {twice}");
+
+    let listed = gateway.get("/v1/segments").await?;
+    assert_eq!(listed["segments"][0]["id"], id.as_str(), "{listed}");
+    let read = gateway.get(&format!("/v1/segments/{id}")).await?;
+    assert_eq!(read["count"].as_u64(), Some(expected), "{read}");
+    let by_reference = json!({ "saved_segment_id": id });
+    let counted = gateway.post("/v1/segments/count", by_reference).await?;
+    assert_eq!(counted["count"].as_u64(), Some(expected));
+
+    let path = format!("/v1/segments/{id}");
+    let (status, _) = gateway.call(reqwest::Method::DELETE, &path, None).await?;
+    assert_eq!(status, 204);
+    let (status, gone) = gateway.call(reqwest::Method::GET, &path, None).await?;
+    assert_eq!(status, 404, "{gone}");
+
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    muster_testkit::drop_database(&gateway.database).await?;
+    stack.stop().await
+}

@@ -135,6 +135,12 @@ impl Gateway {
         self.send(request).await
     }
 
+    /// `DELETE` of the resource at `path`; `null` for an empty answer.
+    pub async fn delete(&self, path: &[&str]) -> Result<Value, GatewayError> {
+        let request = self.http.delete(self.url(path)).timeout(REQUEST_TIMEOUT);
+        self.send(request).await
+    }
+
     /// `POST` of a streamed body of `length` bytes.
     pub async fn upload(
         &self,
@@ -177,6 +183,9 @@ impl Gateway {
 
         let status = response.status();
         let text = response.text().await.map_err(GatewayError::Transport)?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|_| GatewayError::Unexpected {
                 status,

@@ -144,3 +144,19 @@ pub struct Created {
 pub struct SegmentCount {
     pub count: u64,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedSegment {
+    pub id: String,
+    pub name: String,
+    pub filter: Value,
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SavedSegments {
+    pub segments: Vec<SavedSegment>,
+    pub next_page_token: Option<String>,
+}

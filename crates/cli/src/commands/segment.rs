@@ -1,17 +1,31 @@
-//! `muster segment count`, and the segment flags campaigns share.
+//! `muster segment count|save|list|show|delete`, and the segment flags
+//! campaigns share.
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::gateway::Gateway;
-use crate::models::{SegmentCount, decode};
+use crate::models::{SavedSegment, SavedSegments, SegmentCount, decode};
 use crate::output::Output;
 
 #[derive(Subcommand)]
 pub enum SegmentCommand {
     /// Count the people the filter selects.
     Count(SegmentArgs),
+    /// Keep the filter under a name, for counts and campaigns (--saved-segment ID).
+    Save {
+        /// Unique within the organization.
+        name: String,
+        #[command(flatten)]
+        filter: SegmentArgs,
+    },
+    /// List the saved segments.
+    List,
+    /// Show a saved segment and how many people it holds now.
+    Show { id: String },
+    /// Delete a saved segment; campaigns already launched keep their people.
+    Delete { id: String },
 }
 
 /// A segment filter: people matching every condition given.
@@ -58,6 +72,10 @@ pub struct SegmentArgs {
     /// (grammar: docs/segments.md).
     #[arg(long, value_name = "QUERY")]
     query: Option<String>,
+
+    /// People of this saved segment (`muster segment list`), ANDed with the rest.
+    #[arg(long = "saved-segment", value_name = "ID")]
+    saved_segment: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
@@ -82,6 +100,8 @@ struct Filter<'a> {
     require_email: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saved_segment_id: Option<&'a str>,
 }
 
 impl SegmentArgs {
@@ -98,6 +118,7 @@ impl SegmentArgs {
             regions: &self.regions,
             require_email: self.require_email,
             query: self.query.as_deref(),
+            saved_segment_id: self.saved_segment.as_deref(),
         };
         serde_json::to_value(filter).expect("a filter serializes")
     }
@@ -108,18 +129,67 @@ pub async fn run(
     gateway: &Gateway,
     output: &Output,
 ) -> anyhow::Result<()> {
-    let SegmentCommand::Count(filter) = command;
-    let raw = gateway
-        .post(&["v1", "segments", "count"], &filter.to_json())
-        .await?;
-
+    let raw = match &command {
+        SegmentCommand::Count(filter) => {
+            gateway
+                .post(&["v1", "segments", "count"], &filter.to_json())
+                .await?
+        }
+        SegmentCommand::Save { name, filter } => {
+            let body = serde_json::json!({ "name": name, "filter": filter.to_json() });
+            gateway.post(&["v1", "segments"], &body).await?
+        }
+        SegmentCommand::List => list(gateway).await?,
+        SegmentCommand::Show { id } => gateway.get(&["v1", "segments", id], &[]).await?,
+        SegmentCommand::Delete { id } => gateway.delete(&["v1", "segments", id]).await?,
+    };
     if output.is_json() {
         output.print_json(&raw);
-    } else {
-        let count: SegmentCount = decode(&raw)?;
-        println!("{}", count.count);
+        return Ok(());
+    }
+    match command {
+        SegmentCommand::Count(_) => println!("{}", decode::<SegmentCount>(&raw)?.count),
+        SegmentCommand::Save { .. } => {
+            let saved: SavedSegment = decode(&raw)?;
+            println!("Saved {:?} as {}", saved.name, saved.id);
+        }
+        SegmentCommand::List => {
+            let page: SavedSegments = decode(&raw)?;
+            for segment in &page.segments {
+                println!("{}  {}", segment.id, segment.name);
+            }
+            if page.segments.is_empty() {
+                println!("No saved segments: `muster segment save NAME --query ...` adds one.");
+            }
+        }
+        SegmentCommand::Show { .. } => {
+            let segment: SavedSegment = decode(&raw)?;
+            let count = segment.count.map_or("?".to_owned(), |n| n.to_string());
+            println!("{} ({}): {count} people", segment.name, segment.id);
+            println!("{}", serde_json::to_string_pretty(&segment.filter)?);
+        }
+        SegmentCommand::Delete { id } => println!("Deleted {id}"),
     }
     Ok(())
+}
+
+/// Every saved segment, page after page.
+async fn list(gateway: &Gateway) -> anyhow::Result<Value> {
+    let mut segments = Vec::new();
+    let mut token = String::new();
+    loop {
+        let query = [("page_size", "200".to_owned()), ("page_token", token)];
+        let raw = gateway.get(&["v1", "segments"], &query).await?;
+        let page: SavedSegments = decode(&raw)?;
+        if let Some(items) = raw.get("segments").and_then(Value::as_array) {
+            segments.extend(items.iter().cloned());
+        }
+        match page.next_page_token {
+            Some(next) if !next.is_empty() && !page.segments.is_empty() => token = next,
+            _ => break,
+        }
+    }
+    Ok(serde_json::json!({ "segments": segments }))
 }
 
 #[cfg(test)]
@@ -152,6 +222,24 @@ mod tests {
             "tag:adhérent AND NOT consent:email=withdrawn"
         );
         assert!(SegmentArgs::default().to_json().get("query").is_none());
+    }
+
+    #[test]
+    fn a_saved_segment_is_named_by_id_and_left_out_when_absent() {
+        let args = SegmentArgs {
+            saved_segment: Some("0193b7a0-0000-7000-8000-000000000001".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.to_json()["saved_segment_id"],
+            "0193b7a0-0000-7000-8000-000000000001"
+        );
+        assert!(
+            SegmentArgs::default()
+                .to_json()
+                .get("saved_segment_id")
+                .is_none()
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/people/{id}/erase", post(privacy::erase))
         .route("/v1/erasures/{id}", get(privacy::get_erasure))
         .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/segments", get(segments::list).post(segments::create))
         .route("/v1/segments/count", post(segments::count))
+        .route(
+            "/v1/segments/{id}",
+            get(segments::get).delete(segments::delete),
+        )
         .route("/v1/templates", post(templates::create))
         .route("/v1/templates/{id}", get(templates::get))
         .route(

@@ -4,9 +4,11 @@
 
 mod contacts;
 mod messaging;
+mod saved_segments;
 
 pub use contacts::*;
 pub use messaging::*;
+pub use saved_segments::*;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
