@@ -83,7 +83,7 @@ impl PersonDataService for PrivacyApi {
         )
         .await?;
         tracing::info!(tenant_id = %tenant, person_id = %person, erasure_id = %erasure,
-            "person erased; waiting for the other services to confirm");
+            "erasure requested; the other services confirm on the bus");
         Ok(Response::new(
             get_erasure(&self.pool, tenant, erasure).await?,
         ))
@@ -172,9 +172,7 @@ pub async fn erase(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((email_key, phone)) = deleted else {
-        return Err(ApiError::not_found(format!(
-            "person {person} (an erased person is not found either)"
-        )));
+        return earlier_erasure(&mut tx, tenant, person).await;
     };
 
     let erasure = Uuid::now_v7();
@@ -238,6 +236,24 @@ pub async fn erase(
         .await?;
     tx.commit().await?;
     Ok(erasure)
+}
+
+/// The erasure of a person already erased, so that a retried request gets
+/// the first answer; a person never known is not found.
+async fn earlier_erasure(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    person: Uuid,
+) -> Result<Uuid, ApiError> {
+    let earlier: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM erasure_requests WHERE tenant_id = $1 AND person_id = $2
+         ORDER BY requested_at LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_optional(&mut *tx)
+    .await?;
+    earlier.ok_or_else(|| ApiError::not_found(format!("person {person}")))
 }
 
 /// Keeps each statement's meaning (state, time, source) without its
