@@ -13,7 +13,6 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::domain::nfc;
 use crate::import::job::{self, ImportTask};
 use crate::import::{ColumnMapping, Preset};
 use crate::segment::Filter;
@@ -43,23 +42,6 @@ fn page_size(requested: i32) -> i64 {
     }
 }
 
-/// The filter as received (none is the empty filter), its flat tag lists composed (NFC) so
-/// that a tag typed with a combining accent matches the same tag stored precomposed. The
-/// tags of `expr` and `query` are not touched here: the segment module reads those.
-fn composed(filter: Option<pb::SegmentFilter>) -> pb::SegmentFilter {
-    let mut filter = filter.unwrap_or_default();
-    for tags in [
-        &mut filter.tags_any,
-        &mut filter.tags_all,
-        &mut filter.tags_none,
-    ] {
-        for tag in tags.iter_mut() {
-            *tag = nfc(tag);
-        }
-    }
-    filter
-}
-
 type MemberStream = Pin<Box<dyn Stream<Item = Result<pb::SegmentMemberBatch, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -79,7 +61,8 @@ impl ContactsService for Api {
     ) -> Result<Response<pb::ListPeopleResponse>, Status> {
         let tenant = auth::tenant(&request)?;
         let request = request.into_inner();
-        let filter = segments::resolve(&self.pool, tenant, &composed(request.filter)).await?;
+        let filter =
+            segments::resolve(&self.pool, tenant, &request.filter.unwrap_or_default()).await?;
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(parse_id(token, "page_token")?),
@@ -212,7 +195,7 @@ impl ContactsService for Api {
         request: Request<pb::CountSegmentRequest>,
     ) -> Result<Response<pb::CountSegmentResponse>, Status> {
         let tenant = auth::tenant(&request)?;
-        let filter = composed(request.into_inner().filter);
+        let filter = request.into_inner().filter.unwrap_or_default();
         let filter = segments::resolve(&self.pool, tenant, &filter).await?;
         let count = segments::count(&self.pool, tenant, &filter).await?;
         Ok(Response::new(pb::CountSegmentResponse { count }))
@@ -225,7 +208,7 @@ impl ContactsService for Api {
         request: Request<pb::StreamSegmentRequest>,
     ) -> Result<Response<Self::StreamSegmentStream>, Status> {
         let tenant = auth::tenant(&request)?;
-        let filter = composed(request.into_inner().filter);
+        let filter = request.into_inner().filter.unwrap_or_default();
         let filter = segments::resolve(&self.pool, tenant, &filter).await?;
         Ok(Response::new(Box::pin(stream_members(
             self.pool.clone(),
@@ -244,7 +227,7 @@ impl ContactsService for Api {
         if name.is_empty() {
             return Err(ApiError::invalid("name", "give the segment a name").into());
         }
-        let filter = composed(request.filter);
+        let filter = request.filter.unwrap_or_default();
         if Filter::parse(&filter)?.saved_segment().is_some() {
             return Err(ApiError::invalid(
                 "filter.saved_segment_id",

@@ -14,6 +14,8 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::domain::nfc;
+
 pub use expr::{Expr, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
 
 /// The most values one filter may hold: the entries of its lists and the
@@ -236,13 +238,19 @@ fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
     }
 }
 
+/// Tags as they are stored: composed (NFC), so that a tag typed with a
+/// combining accent, in any form of the filter, matches the same tag.
+fn composed(tags: &[String]) -> Vec<String> {
+    tags.iter().map(|tag| nfc(tag)).collect()
+}
+
 fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
     match leaf {
         Leaf::TagsAny(tags) => {
-            query.push("tags && ").push_bind(tags.clone());
+            query.push("tags && ").push_bind(composed(tags));
         }
         Leaf::TagsAll(tags) => {
-            query.push("tags @> ").push_bind(tags.clone());
+            query.push("tags @> ").push_bind(composed(tags));
         }
         Leaf::EmailConsent(state) => {
             query.push("email_consent = ").push_bind(*state);
