@@ -617,7 +617,6 @@ async fn phone_name_and_address_and_likely_duplicates_are_listed_for_review() ->
         New {
             first: Some("paul"),
             last: Some("MARTIN"),
-            line1: Some("8 quai Saint-Antoine"),
             postal_code: Some("69002"),
             ..New::default()
         },

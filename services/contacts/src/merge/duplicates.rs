@@ -112,10 +112,10 @@ const FIND_PAIRS: &str = "
             AND muster_name_key(o.first_name, o.last_name)
                 = muster_name_key(s.first_name, s.last_name)
         CROSS JOIN LATERAL (
-            SELECT muster_fold(s.postal_code) <> ''
-                AND muster_fold(s.postal_code) = muster_fold(o.postal_code) AS same_postal,
-                muster_fold(s.address_line1) <> ''
-                AND muster_fold(s.address_line1) = muster_fold(o.address_line1) AS same_line
+            SELECT COALESCE(muster_fold(s.postal_code) <> ''
+                AND muster_fold(s.postal_code) = muster_fold(o.postal_code), false) AS same_postal,
+                COALESCE(muster_fold(s.address_line1) <> ''
+                AND muster_fold(s.address_line1) = muster_fold(o.address_line1), false) AS same_line
         ) f
         CROSS JOIN LATERAL (
             SELECT 'name_address' AS kind WHERE f.same_postal AND f.same_line

@@ -3,9 +3,11 @@
 //! and values a service leaves empty are `null`.
 
 mod contacts;
+mod merges;
 mod messaging;
 
 pub use contacts::*;
+pub use merges::*;
 pub use messaging::*;
 
 use chrono::{DateTime, Utc};
