@@ -1,6 +1,7 @@
 //! One record per person across the services: duplicates found after an
 //! import are reviewed and merged through the gateway, and messaging
-//! re-points the merged person's deliveries once contacts announces it.
+//! re-points the merged person's deliveries once contacts announces it
+//! (and erases the one it could not move with the survivor).
 
 use std::time::Duration;
 
@@ -170,6 +171,29 @@ async fn a_reviewed_merge_repoints_the_merged_persons_deliveries() -> anyhow::Re
     // person's stays under its id, found through person_merges.
     let both = delivery_people(&stack, &everyone.id).await?;
     assert!(both.contains(&ann) && both.contains(&annie), "{both:?}");
+
+    // Erasing the survivor erases that delivery too.
+    let path = format!("/v1/people/{ann}/erase");
+    let (status, erasure) = call(reqwest::Method::POST, &path, None).await?;
+    assert_eq!(status, 202, "{erasure}");
+    let mut kept = String::from("not erased");
+    for _ in 0..300 {
+        kept = sqlx::query_scalar(
+            "SELECT email FROM deliveries WHERE campaign_id = $1 AND person_id = $2",
+        )
+        .bind(Uuid::parse_str(&everyone.id)?)
+        .bind(annie)
+        .fetch_one(&stack.messaging_pool)
+        .await?;
+        if kept.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        kept, "",
+        "the merged person's address is erased with the survivor"
+    );
 
     shutdown.cancel();
     stack.stop().await
