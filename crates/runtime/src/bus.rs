@@ -250,6 +250,11 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         retry_delays: &[],
     },
     QueueSpec {
+        name: "messaging.merges",
+        bindings: &["contacts.person.merged"],
+        retry_delays: &[],
+    },
+    QueueSpec {
         name: "contacts.erasure-confirmations",
         bindings: &["messaging.person.erased"],
         retry_delays: &[],

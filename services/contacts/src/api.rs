@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::import::job::{self, ImportTask};
 use crate::import::{ColumnMapping, Preset};
+use crate::merge::{self, duplicates};
 use crate::segment::Filter;
 use crate::store::{imports, people, segments};
 
@@ -282,6 +283,111 @@ impl ContactsService for Api {
         let id = parse_id(&request.get_ref().id, "id")?;
         segments::delete(&self.pool, tenant, id).await?;
         Ok(Response::new(pb::DeleteSavedSegmentResponse {}))
+    }
+
+    // One record per person (see `crate::merge`).
+
+    #[tracing::instrument(name = "contacts.people.merge", skip_all)]
+    async fn merge_people(
+        &self,
+        request: Request<pb::MergePeopleRequest>,
+    ) -> Result<Response<pb::Merge>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let by = auth::caller(&request)?.subject.clone();
+        let request = request.into_inner();
+        let survivor = parse_id(&request.survivor_id, "survivor_id")?;
+        let merged = parse_id(&request.merged_id, "merged_id")?;
+        let reason = match request.reason.trim() {
+            "" => "manual",
+            reason => reason,
+        };
+        let done = merge::merge(&self.pool, tenant, survivor, merged, reason, &by).await?;
+        Ok(Response::new(pb::Merge {
+            id: done.id.to_string(),
+            survivor_id: done.survivor.to_string(),
+            merged_id: done.merged.to_string(),
+            reason: done.reason,
+            merged_by: done.merged_by,
+            merge_time: Some(muster_runtime::time::to_proto(done.at)),
+            survivor: Some(people::get(&self.pool, tenant, survivor).await?),
+        }))
+    }
+
+    async fn list_duplicates(
+        &self,
+        request: Request<pb::ListDuplicatesRequest>,
+    ) -> Result<Response<pb::ListDuplicatesResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_id(token, "page_token")?),
+        };
+        let state = pb::DuplicateState::try_from(request.state).unwrap_or_default();
+        let limit = page_size(request.page_size);
+        let found = duplicates::list(&self.pool, tenant, state, after, limit).await?;
+        let next_page_token = match found.last() {
+            Some(last) if found.len() as i64 == limit => last.id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListDuplicatesResponse {
+            duplicates: found,
+            next_page_token,
+        }))
+    }
+
+    async fn dismiss_duplicate(
+        &self,
+        request: Request<pb::DismissDuplicateRequest>,
+    ) -> Result<Response<pb::Duplicate>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let by = auth::caller(&request)?.subject.clone();
+        let id = parse_id(&request.get_ref().id, "id")?;
+        Ok(Response::new(
+            duplicates::dismiss(&self.pool, tenant, id, &by).await?,
+        ))
+    }
+
+    async fn find_duplicates(
+        &self,
+        request: Request<pb::FindDuplicatesRequest>,
+    ) -> Result<Response<pb::FindDuplicatesResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let found = duplicates::detect(&self.pool, tenant, None)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::FindDuplicatesResponse {
+            listed: found.listed,
+            merged: found.merged,
+        }))
+    }
+
+    async fn get_duplicate_rules(
+        &self,
+        request: Request<pb::GetDuplicateRulesRequest>,
+    ) -> Result<Response<pb::DuplicateRules>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let rules = duplicates::rules(&self.pool, tenant)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(duplicates::rules_to_proto(&rules)))
+    }
+
+    async fn set_duplicate_rules(
+        &self,
+        request: Request<pb::DuplicateRules>,
+    ) -> Result<Response<pb::DuplicateRules>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let automatic = request
+            .get_ref()
+            .automatic
+            .iter()
+            .map(|&kind| duplicates::Kind::exact_from_proto(kind, "automatic"))
+            .collect::<Result<_, _>>()?;
+        duplicates::set_rules(&self.pool, tenant, &automatic)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(duplicates::rules_to_proto(&automatic)))
     }
 }
 

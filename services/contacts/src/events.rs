@@ -50,12 +50,26 @@ pub fn person_erased(tenant_id: TenantId) -> Outgoing<'static> {
     }
 }
 
-fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
+/// A `contacts.consent.changed` event.
+pub fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
     Outgoing {
         tenant_id,
         destination: Destination::Event,
         routing_key: "contacts.consent.changed",
         message_type: "muster.events.v1.ConsentChanged",
+    }
+}
+
+/// Two people found to be one; every service re-points the merged id's rows.
+pub const PERSON_MERGED: &str = "contacts.person.merged";
+
+/// A [`PERSON_MERGED`] event.
+pub fn person_merged(tenant_id: TenantId) -> Outgoing<'static> {
+    Outgoing {
+        tenant_id,
+        destination: Destination::Event,
+        routing_key: PERSON_MERGED,
+        message_type: "muster.events.v1.PersonMerged",
     }
 }
 

@@ -8,6 +8,7 @@ pub mod consumers;
 pub mod domain;
 pub mod events;
 pub mod import;
+pub mod merge;
 pub mod privacy;
 pub mod segment;
 pub mod store;
@@ -53,6 +54,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     4 => "0004_erasure.sql",
     5 => "0005_segments.sql",
     6 => "0006_erased_phones.sql",
+    8 => "0008_merges.sql",
 ];
 
 /// Everything contacts is configured with.

@@ -164,8 +164,15 @@ pub async fn erase(
     reason: &str,
 ) -> Result<Uuid, ApiError> {
     let mut tx = pool.begin().await?;
-    let deleted: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-        "DELETE FROM people WHERE tenant_id = $1 AND id = $2 RETURNING email_key, phone",
+    // Secondary addresses and numbers (see `merge::addresses`) are erased
+    // and kept hashed like the primary ones; the cascade runs after RETURNING.
+    let deleted: Option<(Vec<String>, Vec<String>)> = sqlx::query_as(
+        "DELETE FROM people p WHERE tenant_id = $1 AND id = $2
+         RETURNING
+            array_remove(ARRAY[email_key], NULL)
+                || ARRAY(SELECT email_key FROM person_emails WHERE person_id = p.id),
+            array_remove(ARRAY[phone], NULL)
+                || ARRAY(SELECT phone FROM person_phones WHERE person_id = p.id)",
     )
     .bind(tenant)
     .bind(person)

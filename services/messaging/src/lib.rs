@@ -8,6 +8,7 @@ pub mod consumers;
 pub mod deliveries;
 pub mod jobs;
 pub mod launch;
+pub mod merges;
 pub mod privacy;
 pub mod ratelimit;
 pub mod render;
@@ -94,6 +95,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     5 => "0005_stalled_campaigns.sql",
     6 => "0006_erasure.sql",
     7 => "0007_bounce_listings.sql",
+    9 => "0009_merges.sql",
 ];
 
 /// Everything messaging is configured with.
@@ -343,6 +345,15 @@ impl Application {
                 concurrency: 8,
             };
             tasks.consume(&settings.amqp, options, erasures);
+
+            let merges = merges::Merges {
+                pool: self.pool.clone(),
+            };
+            let options = ConsumerOptions {
+                queue: merges::MERGES_QUEUE,
+                concurrency: 8,
+            };
+            tasks.consume(&settings.amqp, options, merges);
 
             let (pool, sender, stop) =
                 (self.pool.clone(), settings.sender.clone(), tasks.shutdown());

@@ -186,7 +186,11 @@ impl Handler for Erasures {
             return Ok(());
         };
         let tenant = message.tenant_id;
-        let addresses = erase(&mut tx, &self.hasher, tenant, person, &event.email_hashes).await?;
+        // Deliveries a merge left under a merged id are the person's too.
+        let mut addresses = 0;
+        for id in crate::merges::with_merged(&mut tx, tenant, person).await? {
+            addresses += erase(&mut tx, &self.hasher, tenant, id, &event.email_hashes).await?;
+        }
 
         let body = ErasureConfirmed {
             person_id: event.person_id.clone(),

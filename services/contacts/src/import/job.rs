@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
 use crate::domain::territory::{self, Place, departement_of};
 use crate::events;
+use crate::merge;
 use crate::privacy;
 
 /// Rows written per transaction.
@@ -102,12 +103,15 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     while let Some(mut batch) = batches.recv().await {
         let mut tx = pool.begin().await?;
         set_aside_erased(&mut tx, task, &mut batch).await?;
+        merge::addresses::match_secondaries(&mut tx, task.tenant_id, &mut batch.rows).await?;
         let counts = write_batch(&mut tx, task, &source, &batch).await?;
         record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
         record_issues(&mut tx, task.id, &batch).await?;
         tx.commit().await?;
     }
-    reader.await.context("the file reader panicked")?
+    reader.await.context("the file reader panicked")??;
+    merge::duplicates::after_import(pool, task.tenant_id, task.id).await;
+    Ok(())
 }
 
 fn read_file(

@@ -9,6 +9,7 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::merge;
 use crate::segment::Filter;
 
 const COLUMNS: &str = "id, first_name, last_name, email, phone, address_line1, postal_code, city, \
@@ -42,16 +43,30 @@ struct PersonRow {
     time_zone: Option<String>,
 }
 
-/// One person of `tenant`.
+/// One person of `tenant`; for a person merged into another, the survivor.
 pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Person, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM people WHERE tenant_id = $1 AND id = $2");
-    let row: Option<PersonRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let mut row: Option<PersonRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
         .bind(tenant)
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    row.map(into_proto)
-        .ok_or_else(|| ApiError::not_found(format!("person {id}")))
+    if row.is_none() {
+        let mut conn = pool.acquire().await?;
+        if let Some(survivor) = merge::survivor_of(&mut conn, tenant, id).await? {
+            row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(survivor)
+                .fetch_optional(pool)
+                .await?;
+        }
+    }
+    let mut person = [row
+        .map(into_proto)
+        .ok_or_else(|| ApiError::not_found(format!("person {id}")))?];
+    merge::addresses::attach(pool, tenant, &mut person).await?;
+    let [person] = person;
+    Ok(person)
 }
 
 /// A page of people matching `filter`, in id order after `after`.
@@ -69,7 +84,9 @@ pub async fn list(
     }
     query.push(" ORDER BY id LIMIT ").push_bind(limit);
     let rows: Vec<PersonRow> = query.build_query_as().fetch_all(pool).await?;
-    Ok(rows.into_iter().map(into_proto).collect())
+    let mut people: Vec<pb::Person> = rows.into_iter().map(into_proto).collect();
+    merge::addresses::attach(pool, tenant, &mut people).await?;
+    Ok(people)
 }
 
 fn into_proto(row: PersonRow) -> pb::Person {
@@ -121,5 +138,7 @@ fn into_proto(row: PersonRow) -> pb::Person {
         create_time: Some(to_proto(row.created_at)),
         update_time: Some(to_proto(row.updated_at)),
         time_zone: row.time_zone.unwrap_or_default(),
+        other_emails: Vec::new(),
+        other_phones: Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 mod bounces;
 mod campaigns;
 mod deliveries;
+mod duplicates;
 mod imports;
 mod models;
 mod people;
@@ -55,6 +56,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
         .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
         .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+        .merge(merge_routes())
+}
+
+/// One record per person: duplicates to review, their rules, merges.
+fn merge_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/duplicates", get(duplicates::list))
+        .route("/v1/duplicates/find", post(duplicates::find))
+        .route("/v1/duplicates/{id}/dismiss", post(duplicates::dismiss))
+        .route(
+            "/v1/duplicate-rules",
+            get(duplicates::rules).put(duplicates::set_rules),
+        )
+        .route("/v1/people/{id}/merge", post(duplicates::merge))
 }
 
 /// `?page_size=&page_token=` of a listing.

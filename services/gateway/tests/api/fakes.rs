@@ -241,6 +241,48 @@ impl ContactsService for FakeContacts {
     ) -> Result<Response<contacts::DeleteSavedSegmentResponse>, Status> {
         Err(not_faked())
     }
+
+    async fn merge_people(
+        &self,
+        _: Request<contacts::MergePeopleRequest>,
+    ) -> Result<Response<contacts::Merge>, Status> {
+        Err(not_faked())
+    }
+
+    async fn list_duplicates(
+        &self,
+        _: Request<contacts::ListDuplicatesRequest>,
+    ) -> Result<Response<contacts::ListDuplicatesResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn dismiss_duplicate(
+        &self,
+        _: Request<contacts::DismissDuplicateRequest>,
+    ) -> Result<Response<contacts::Duplicate>, Status> {
+        Err(not_faked())
+    }
+
+    async fn find_duplicates(
+        &self,
+        _: Request<contacts::FindDuplicatesRequest>,
+    ) -> Result<Response<contacts::FindDuplicatesResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn get_duplicate_rules(
+        &self,
+        _: Request<contacts::GetDuplicateRulesRequest>,
+    ) -> Result<Response<contacts::DuplicateRules>, Status> {
+        Err(not_faked())
+    }
+
+    async fn set_duplicate_rules(
+        &self,
+        _: Request<contacts::DuplicateRules>,
+    ) -> Result<Response<contacts::DuplicateRules>, Status> {
+        Err(not_faked())
+    }
 }
 
 impl FakeMessaging {

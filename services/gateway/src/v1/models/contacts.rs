@@ -292,6 +292,10 @@ pub struct Person {
     pub update_time: Option<DateTime<Utc>>,
     /// IANA time zone of where the person lives.
     pub time_zone: Option<String>,
+    /// Addresses beyond `email`, from merges; imports match them.
+    pub other_emails: Vec<String>,
+    /// Numbers beyond `phone`, E.164.
+    pub other_phones: Vec<String>,
 }
 
 impl From<proto::Person> for Person {
@@ -310,6 +314,8 @@ impl From<proto::Person> for Person {
             create_time: instant(person.create_time),
             update_time: instant(person.update_time),
             time_zone: non_empty(person.time_zone),
+            other_emails: person.other_emails,
+            other_phones: person.other_phones,
         }
     }
 }

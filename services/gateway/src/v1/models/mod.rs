@@ -3,10 +3,12 @@
 //! and values a service leaves empty are `null`.
 
 mod contacts;
+mod merges;
 mod messaging;
 mod saved_segments;
 
 pub use contacts::*;
+pub use merges::*;
 pub use messaging::*;
 pub use saved_segments::*;
 

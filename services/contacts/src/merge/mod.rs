@@ -1,0 +1,455 @@
+//! One record per person: merging two people into one, audited and
+//! announced on the bus, and (in [`duplicates`]) finding the people that
+//! may be one.
+//!
+//! A merge deletes the merged person's row, as erasure does, so that every
+//! query forgets them without learning a "merged" state; `merges` keeps the
+//! record as it was and lets the merged id keep answering with the survivor.
+
+pub mod addresses;
+pub mod duplicates;
+
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1::ConsentState;
+use muster_proto::events::v1::{ConsentChanged, PersonMerged};
+use muster_runtime::time::to_proto;
+use muster_runtime::{ApiError, TenantId};
+use prost::Message;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::events;
+
+/// What one merge did.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub id: Uuid,
+    pub survivor: Uuid,
+    pub merged: Uuid,
+    pub reason: String,
+    pub merged_by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Merges `merged` into `survivor` in one transaction; see [`merge_in`].
+pub async fn merge(
+    pool: &PgPool,
+    tenant: TenantId,
+    survivor: Uuid,
+    merged: Uuid,
+    reason: &str,
+    merged_by: &str,
+) -> Result<Merged, ApiError> {
+    let mut tx = pool.begin().await?;
+    let done = merge_in(&mut tx, tenant, survivor, merged, reason, merged_by).await?;
+    tx.commit().await?;
+    tracing::info!(tenant_id = %tenant, survivor_id = %survivor, merged_id = %merged,
+        merge_id = %done.id, merged_by, "people merged");
+    Ok(done)
+}
+
+/// Merges `merged` into `survivor` inside `tx`: the survivor keeps its
+/// values and fills the empty ones from the other; e-mails, phones, tags and
+/// external ids are united; the consent ledgers are united and the state
+/// recomputed ([`merge_consent`]); the merged row is deleted, the merge
+/// audited with a snapshot of it and `contacts.person.merged` enqueued.
+///
+/// Both rows are locked in id order first, so two merges of the same people
+/// run one after the other and the second finds the merged one gone.
+pub async fn merge_in(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    merged: Uuid,
+    reason: &str,
+    merged_by: &str,
+) -> Result<Merged, ApiError> {
+    if survivor == merged {
+        return Err(ApiError::invalid(
+            "merged_id",
+            "a person cannot be merged with themselves; name two different people",
+        ));
+    }
+    let locked: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM people WHERE tenant_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind([survivor, merged])
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, field) in [(survivor, "survivor_id"), (merged, "merged_id")] {
+        if !locked.contains(&id) {
+            return Err(missing(&mut *tx, tenant, id, field).await?);
+        }
+    }
+
+    let snapshot: serde_json::Value = sqlx::query_scalar(
+        "SELECT to_jsonb(p) || jsonb_build_object(
+            'other_emails', ARRAY(SELECT email FROM person_emails
+                                  WHERE person_id = p.id ORDER BY added_at, email_key),
+            'other_phones', ARRAY(SELECT phone FROM person_phones
+                                  WHERE person_id = p.id ORDER BY added_at, phone))
+         FROM people p WHERE p.tenant_id = $1 AND p.id = $2",
+    )
+    .bind(tenant)
+    .bind(merged)
+    .fetch_one(&mut *tx)
+    .await?;
+    let id = Uuid::now_v7();
+    let at = Utc::now();
+
+    move_addresses(&mut *tx, tenant, survivor, merged).await?;
+    sqlx::query("DELETE FROM people WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(merged)
+        .execute(&mut *tx)
+        .await?;
+    merge_fields(&mut *tx, tenant, survivor, &snapshot).await?;
+    keep_primaries(&mut *tx, tenant, survivor, &snapshot).await?;
+    merge_consent(&mut *tx, tenant, survivor, merged, &snapshot, id).await?;
+    settle_duplicates(&mut *tx, tenant, survivor, merged, merged_by).await?;
+
+    sqlx::query(
+        "INSERT INTO merges (id, tenant_id, survivor_id, merged_id, reason, merged_by, snapshot,
+                             merged_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(survivor)
+    .bind(merged)
+    .bind(reason)
+    .bind(merged_by)
+    .bind(&snapshot)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    let body = PersonMerged {
+        survivor_id: survivor.to_string(),
+        merged_id: merged.to_string(),
+        merge_id: id.to_string(),
+        time: Some(to_proto(at)),
+    }
+    .encode_to_vec();
+    events::person_merged(tenant)
+        .enqueue_one(&mut *tx, body)
+        .await?;
+    events::person_changed(tenant, events::PERSON_UPDATED)
+        .enqueue(&mut *tx, events::person_bodies(&[survivor]))
+        .await?;
+
+    Ok(Merged {
+        id,
+        survivor,
+        merged,
+        reason: reason.to_owned(),
+        merged_by: merged_by.to_owned(),
+        at,
+    })
+}
+
+/// Why `id` could not be locked: merged already, erased, or never known.
+async fn missing(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    field: &str,
+) -> Result<ApiError, ApiError> {
+    if let Some(into) = survivor_of(&mut *tx, tenant, id).await? {
+        return Ok(ApiError::precondition(format!(
+            "{field}: person {id} was already merged into {into}; merge {into} instead"
+        )));
+    }
+    let erased: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM erasure_requests WHERE tenant_id = $1 AND person_id = $2)",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(match erased {
+        true => ApiError::precondition(format!(
+            "{field}: person {id} was erased at their request and cannot be merged"
+        )),
+        false => ApiError::not_found(format!("{field}: person {id}")),
+    })
+}
+
+/// The person that `id` was merged into, following later merges, if any.
+pub async fn survivor_of(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE chain (id, depth) AS (
+            SELECT survivor_id, 1 FROM merges WHERE tenant_id = $1 AND merged_id = $2
+            UNION ALL
+            SELECT m.survivor_id, c.depth + 1 FROM merges m JOIN chain c ON m.merged_id = c.id
+            WHERE m.tenant_id = $1 AND c.depth < 1000
+         )
+         SELECT id FROM chain ORDER BY depth DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+}
+
+/// Gives the merged person's secondary addresses and numbers to the
+/// survivor, before the merged row (and, by cascade, what is left) goes.
+async fn move_addresses(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    merged: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE person_emails SET person_id = $2 WHERE tenant_id = $1 AND person_id = $3")
+        .bind(tenant)
+        .bind(survivor)
+        .bind(merged)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO person_phones (tenant_id, person_id, phone, added_at)
+         SELECT tenant_id, $2, phone, added_at FROM person_phones
+         WHERE tenant_id = $1 AND person_id = $3
+         ON CONFLICT (person_id, phone) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(merged)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The one place where the values of two records become one: the
+/// survivor's values stay, its empty ones are filled from the merged record
+/// (`snapshot`, a `people` row as JSON), the address as a whole; tags and
+/// external ids are united (the survivor's id wins within one system).
+async fn merge_fields(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    snapshot: &serde_json::Value,
+) -> sqlx::Result<()> {
+    let no_address = "s.address_line1 IS NULL AND s.postal_code IS NULL AND s.city IS NULL";
+    let address = [
+        "address_line1",
+        "postal_code",
+        "city",
+        "country",
+        "departement",
+        "commune_insee",
+        "region",
+        "time_zone",
+    ]
+    .map(|c| format!("{c} = CASE WHEN {no_address} THEN m.{c} ELSE s.{c} END"))
+    .join(",\n            ");
+    let sql = format!(
+        "UPDATE people s SET
+            first_name = COALESCE(s.first_name, m.first_name),
+            last_name = COALESCE(s.last_name, m.last_name),
+            email = CASE WHEN s.email_key IS NULL THEN m.email ELSE s.email END,
+            email_key = COALESCE(s.email_key, m.email_key),
+            phone = COALESCE(s.phone, m.phone),
+            {address},
+            birth_date = COALESCE(s.birth_date, m.birth_date),
+            tags = s.tags || ARRAY(SELECT t FROM unnest(m.tags) AS t WHERE t <> ALL(s.tags)),
+            external_ids = m.external_ids || s.external_ids,
+            created_at = LEAST(s.created_at, m.created_at),
+            updated_at = now()
+         FROM jsonb_populate_record(NULL::people, $3) m
+         WHERE s.tenant_id = $1 AND s.id = $2"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(survivor)
+        .bind(snapshot)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the merged person's primary address and number as the survivor's
+/// secondary ones when the survivor kept its own, and drops a secondary
+/// number that is now the primary one.
+async fn keep_primaries(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    snapshot: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO person_emails (tenant_id, email_key, email, person_id)
+         SELECT $1, m.email_key, m.email, s.id
+         FROM jsonb_populate_record(NULL::people, $3) m, people s
+         WHERE s.tenant_id = $1 AND s.id = $2 AND m.email_key IS NOT NULL
+           AND m.email_key <> s.email_key",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(snapshot)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO person_phones (tenant_id, person_id, phone)
+         SELECT $1, s.id, m.phone
+         FROM jsonb_populate_record(NULL::people, $3) m, people s
+         WHERE s.tenant_id = $1 AND s.id = $2 AND m.phone IS NOT NULL AND m.phone <> s.phone
+         ON CONFLICT (person_id, phone) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(snapshot)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM person_phones n USING people s
+         WHERE s.tenant_id = $1 AND s.id = $2 AND n.person_id = s.id AND n.phone = s.phone",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The e-mail consent of one side of a merge.
+#[derive(sqlx::FromRow)]
+struct Consent {
+    email_consent: String,
+    email_consent_at: Option<DateTime<Utc>>,
+    email_consent_source: Option<String>,
+}
+
+impl Consent {
+    /// A withdrawal outranks a grant, which outranks no statement.
+    fn rank(&self) -> u8 {
+        match self.email_consent.as_str() {
+            "withdrawn" => 2,
+            "granted" => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Unites the consent ledgers of a merge (the merged person's statements
+/// now belong to the survivor) and recomputes the survivor's state: a
+/// withdrawal on either side wins, then a grant, the survivor's on a tie.
+/// When the state changes, the ledger records it with the merge as source
+/// (the statement's own source in the evidence) and the change is
+/// announced, so that messaging suppresses the address.
+async fn merge_consent(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    merged: Uuid,
+    snapshot: &serde_json::Value,
+    merge_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE consent_events SET person_id = $2 WHERE tenant_id = $1 AND person_id = $3")
+        .bind(tenant)
+        .bind(survivor)
+        .bind(merged)
+        .execute(&mut *tx)
+        .await?;
+
+    let columns = "email_consent, email_consent_at, email_consent_source";
+    let kept: Consent = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM people WHERE tenant_id = $1 AND id = $2"
+    )))
+    .bind(tenant)
+    .bind(survivor)
+    .fetch_one(&mut *tx)
+    .await?;
+    let other: Consent = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM jsonb_populate_record(NULL::people, $1)"
+    )))
+    .bind(snapshot)
+    .fetch_one(&mut *tx)
+    .await?;
+    if other.rank() <= kept.rank() {
+        return Ok(());
+    }
+
+    let at = other.email_consent_at.unwrap_or_else(Utc::now);
+    let source = format!("merge:{merge_id}");
+    let evidence = serde_json::json!({
+        "merged_id": merged.to_string(),
+        "source": other.email_consent_source.clone().unwrap_or_default(),
+    });
+    let email: Option<String> = sqlx::query_scalar(
+        "UPDATE people SET email_consent = $3, email_consent_at = $4, email_consent_source = $5,
+            email_consent_evidence = $6
+         WHERE tenant_id = $1 AND id = $2 RETURNING email",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&other.email_consent)
+    .bind(at)
+    .bind(&source)
+    .bind(&evidence)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO consent_events
+            (tenant_id, person_id, channel, state, occurred_at, source, evidence)
+         VALUES ($1, $2, 'email', $3, $4, $5, $6)",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&other.email_consent)
+    .bind(at)
+    .bind(&source)
+    .bind(&evidence)
+    .execute(&mut *tx)
+    .await?;
+
+    let state = match other.rank() {
+        2 => ConsentState::Withdrawn,
+        _ => ConsentState::Granted,
+    };
+    let body = ConsentChanged {
+        person_id: survivor.to_string(),
+        email: email.unwrap_or_default(),
+        channel: "email".into(),
+        state: state as i32,
+        time: Some(to_proto(at)),
+        source,
+    }
+    .encode_to_vec();
+    events::consent_changed(tenant).enqueue_one(tx, body).await
+}
+
+/// Closes the pair of a merge if it was listed, and forgets the other open
+/// pairs of the merged person: detection lists them again on the survivor.
+async fn settle_duplicates(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    merged: Uuid,
+    merged_by: &str,
+) -> sqlx::Result<()> {
+    let (a, b) = (survivor.min(merged), survivor.max(merged));
+    sqlx::query(
+        "UPDATE duplicates SET state = 'merged', decided_at = now(), decided_by = $4
+         WHERE tenant_id = $1 AND person_a = $2 AND person_b = $3",
+    )
+    .bind(tenant)
+    .bind(a)
+    .bind(b)
+    .bind(merged_by)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM duplicates
+         WHERE tenant_id = $1 AND state = 'open' AND (person_a = $2 OR person_b = $2)",
+    )
+    .bind(tenant)
+    .bind(merged)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,832 @@
+//! One record per person, against a real contacts service and its own
+//! database: merges (what the survivor keeps, consent, audit, the event in
+//! the outbox, refused cases), secondary addresses matched by imports, and
+//! duplicate detection with its rules.
+
+use std::time::Duration;
+
+use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1 as pb;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
+use muster_proto::events::v1::{ConsentChanged, PersonMerged};
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use prost::Message;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A contacts service serving its own database, and a client of one organization.
+struct Service {
+    client: Client,
+    channel: Channel,
+    token: String,
+    pool: PgPool,
+    tenant: TenantId,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+async fn start(label: &str) -> anyhow::Result<Service> {
+    muster_runtime::telemetry::init_for_tests();
+    let mut settings: Settings =
+        muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
+    settings.database = muster_testkit::fresh_database(label).await?;
+    settings.listen.addr = "127.0.0.1:0".into();
+    settings.listen.admin_addr = "127.0.0.1:0".into();
+    let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
+    let port = app.grpc_port().unwrap_or_default();
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let tenant = TenantId::new();
+    let token = Signer::new(&settings.auth.token_secret).mint(
+        "organizer@example.org",
+        Some(tenant),
+        Duration::from_secs(600),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .connect()
+        .await?;
+    let client = ContactsServiceClient::with_interceptor(channel.clone(), Bearer::new(&token));
+    Ok(Service {
+        client,
+        channel,
+        token,
+        pool,
+        tenant,
+        _shutdown: shutdown.drop_guard(),
+    })
+}
+
+/// A person written straight to the database, as an import would leave them.
+#[derive(Default)]
+struct New<'a> {
+    first: Option<&'a str>,
+    last: Option<&'a str>,
+    email: Option<&'a str>,
+    phone: Option<&'a str>,
+    line1: Option<&'a str>,
+    postal_code: Option<&'a str>,
+    birth_date: Option<&'a str>,
+    tags: &'a [&'a str],
+    external_ids: serde_json::Value,
+    /// "granted" or "withdrawn", logged in the ledger too.
+    consent: Option<&'a str>,
+}
+
+async fn insert(service: &Service, new: New<'_>) -> anyhow::Result<Uuid> {
+    let id = Uuid::now_v7();
+    let external_ids = match new.external_ids {
+        serde_json::Value::Null => serde_json::json!({}),
+        ids => ids,
+    };
+    sqlx::query(
+        "INSERT INTO people (id, tenant_id, first_name, last_name, email, email_key, phone,
+            address_line1, postal_code, birth_date, tags, external_ids, email_consent,
+            email_consent_at, email_consent_source)
+         VALUES ($1, $2, $3, $4, $5, lower($5), $6, $7, $8, $9::date, $10, $11,
+            COALESCE($12, 'none'), CASE WHEN $12 IS NULL THEN NULL ELSE now() END,
+            CASE WHEN $12 IS NULL THEN NULL ELSE 'test' END)",
+    )
+    .bind(id)
+    .bind(service.tenant)
+    .bind(new.first)
+    .bind(new.last)
+    .bind(new.email)
+    .bind(new.phone)
+    .bind(new.line1)
+    .bind(new.postal_code)
+    .bind(new.birth_date)
+    .bind(new.tags)
+    .bind(&external_ids)
+    .bind(new.consent)
+    .execute(&service.pool)
+    .await?;
+    if let Some(state) = new.consent {
+        sqlx::query(
+            "INSERT INTO consent_events (tenant_id, person_id, channel, state, occurred_at, source)
+             VALUES ($1, $2, 'email', $3, now(), 'test')",
+        )
+        .bind(service.tenant)
+        .bind(id)
+        .bind(state)
+        .execute(&service.pool)
+        .await?;
+    }
+    Ok(id)
+}
+
+async fn merge(
+    client: &mut Client,
+    survivor: Uuid,
+    merged: Uuid,
+) -> Result<pb::Merge, tonic::Status> {
+    let request = pb::MergePeopleRequest {
+        survivor_id: survivor.to_string(),
+        merged_id: merged.to_string(),
+        reason: "same person, told us by phone".into(),
+    };
+    Ok(client.merge_people(request).await?.into_inner())
+}
+
+async fn get(client: &mut Client, id: Uuid) -> anyhow::Result<pb::Person> {
+    let request = pb::GetPersonRequest { id: id.to_string() };
+    Ok(client.get_person(request).await?.into_inner())
+}
+
+async fn outbox(pool: &PgPool, routing_key: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT body FROM outbox WHERE routing_key = $1 ORDER BY id")
+            .bind(routing_key)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+#[tokio::test]
+async fn a_merge_unites_addresses_phones_tags_and_ids_and_fills_what_the_survivor_lacks()
+-> anyhow::Result<()> {
+    let mut service = start("merge_union").await?;
+    let survivor = insert(
+        &service,
+        New {
+            first: Some("Ann"),
+            email: Some("ann@example.org"),
+            phone: Some("+33612345678"),
+            tags: &["volunteer"],
+            external_ids: serde_json::json!({"nationbuilder": "1"}),
+            ..New::default()
+        },
+    )
+    .await?;
+    let merged = insert(
+        &service,
+        New {
+            first: Some("Annie"),
+            last: Some("Lee"),
+            email: Some("Annie.Lee@example.org"),
+            phone: Some("+33698765432"),
+            line1: Some("3 rue de la Paix"),
+            postal_code: Some("75002"),
+            tags: &["volunteer", "donor"],
+            external_ids: serde_json::json!({"nationbuilder": "2", "mailchimp": "m9"}),
+            ..New::default()
+        },
+    )
+    .await?;
+
+    let done = merge(&mut service.client, survivor, merged).await?;
+
+    let person = done.survivor.clone().unwrap_or_default();
+    assert_eq!(person.id, survivor.to_string());
+    assert_eq!(person.first_name, "Ann", "the survivor's values stay");
+    assert_eq!(person.last_name, "Lee", "empty values are filled");
+    assert_eq!(person.email, "ann@example.org");
+    assert_eq!(person.other_emails, ["Annie.Lee@example.org"]);
+    assert_eq!(person.phone, "+33612345678");
+    assert_eq!(person.other_phones, ["+33698765432"]);
+    assert_eq!(person.tags, ["volunteer", "donor"]);
+    assert_eq!(person.external_ids["nationbuilder"], "1");
+    assert_eq!(person.external_ids["mailchimp"], "m9");
+    let address = person.address.unwrap_or_default();
+    assert_eq!(
+        (address.line1.as_str(), address.postal_code.as_str()),
+        ("3 rue de la Paix", "75002")
+    );
+
+    let answered = get(&mut service.client, merged).await?;
+    assert_eq!(answered.id, survivor.to_string(), "the merged id answers");
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(people, 1);
+
+    let audit: (Uuid, Uuid, String, String, serde_json::Value) = sqlx::query_as(
+        "SELECT survivor_id, merged_id, reason, merged_by, snapshot FROM merges WHERE id = $1",
+    )
+    .bind(Uuid::parse_str(&done.id)?)
+    .fetch_one(&service.pool)
+    .await?;
+    assert_eq!((audit.0, audit.1), (survivor, merged));
+    assert_eq!(audit.2, "same person, told us by phone");
+    assert_eq!(audit.3, "organizer@example.org");
+    assert_eq!(audit.4["email"], "Annie.Lee@example.org");
+    assert_eq!(audit.4["last_name"], "Lee");
+
+    let events = outbox(&service.pool, "contacts.person.merged").await?;
+    assert_eq!(events.len(), 1);
+    let event = PersonMerged::decode(events[0].as_slice())?;
+    assert_eq!(event.survivor_id, survivor.to_string());
+    assert_eq!(event.merged_id, merged.to_string());
+    assert_eq!(event.merge_id, done.id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_withdrawal_on_either_side_survives_the_merge() -> anyhow::Result<()> {
+    let mut service = start("merge_consent").await?;
+    let granted = insert(
+        &service,
+        New {
+            email: Some("grant@example.org"),
+            consent: Some("granted"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let withdrawn = insert(
+        &service,
+        New {
+            email: Some("withdrew@example.org"),
+            consent: Some("withdrawn"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let other_granted = insert(
+        &service,
+        New {
+            email: Some("later@example.org"),
+            consent: Some("granted"),
+            ..New::default()
+        },
+    )
+    .await?;
+
+    merge(&mut service.client, granted, withdrawn).await?;
+    let person = get(&mut service.client, granted).await?;
+    let consent = person.email_consent.unwrap_or_default();
+    assert_eq!(consent.state, pb::ConsentState::Withdrawn as i32);
+    assert!(consent.source.starts_with("merge:"), "{consent:?}");
+    let ledger: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM consent_events WHERE person_id = $1 ORDER BY id")
+            .bind(granted)
+            .fetch_all(&service.pool)
+            .await?;
+    assert_eq!(
+        ledger,
+        ["granted", "withdrawn", "withdrawn"],
+        "both ledgers, and the change the merge made"
+    );
+    let announced = outbox(&service.pool, "contacts.consent.changed").await?;
+    let change = ConsentChanged::decode(announced[0].as_slice())?;
+    assert_eq!(change.email, "grant@example.org");
+    assert_eq!(change.state, pb::ConsentState::Withdrawn as i32);
+
+    // The other way round: a grant does not lift the survivor's withdrawal.
+    merge(&mut service.client, granted, other_granted).await?;
+    let person = get(&mut service.client, granted).await?;
+    let state = person.email_consent.unwrap_or_default().state;
+    assert_eq!(state, pb::ConsentState::Withdrawn as i32);
+    assert_eq!(
+        outbox(&service.pool, "contacts.consent.changed")
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn merges_with_oneself_of_an_erased_person_or_twice_are_refused_whole() -> anyhow::Result<()>
+{
+    let mut service = start("merge_refused").await?;
+    let ann = insert(
+        &service,
+        New {
+            email: Some("ann@example.org"),
+            tags: &["a"],
+            ..New::default()
+        },
+    )
+    .await?;
+    let bob = insert(
+        &service,
+        New {
+            email: Some("bob@example.org"),
+            tags: &["b"],
+            ..New::default()
+        },
+    )
+    .await?;
+    let erased = insert(
+        &service,
+        New {
+            email: Some("gone@example.org"),
+            tags: &["c"],
+            ..New::default()
+        },
+    )
+    .await?;
+    let mut privacy = PersonDataServiceClient::with_interceptor(
+        service.channel.clone(),
+        Bearer::new(&service.token),
+    );
+    privacy
+        .erase_person(pb::ErasePersonRequest {
+            person_id: erased.to_string(),
+            requested_by: "the person".into(),
+            reason: String::new(),
+        })
+        .await?;
+
+    let own = merge(&mut service.client, ann, ann).await.unwrap_err();
+    assert_eq!(own.code(), tonic::Code::InvalidArgument, "{own:?}");
+    let gone = merge(&mut service.client, ann, erased).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::FailedPrecondition, "{gone:?}");
+    assert!(gone.message().contains("erased"), "{gone:?}");
+    let unknown = merge(&mut service.client, ann, Uuid::now_v7())
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert_eq!(
+        get(&mut service.client, ann).await?.tags,
+        ["a"],
+        "nothing half-merged"
+    );
+
+    merge(&mut service.client, ann, bob).await?;
+    let again = merge(&mut service.client, ann, bob).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
+    assert!(
+        again.message().contains(&format!("merged into {ann}")),
+        "{again:?}"
+    );
+    let merges: i64 = sqlx::query_scalar("SELECT count(*) FROM merges")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(merges, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_merges_of_the_same_people_at_once_make_one_merge() -> anyhow::Result<()> {
+    let service = start("merge_race").await?;
+    for round in 0..5 {
+        let ann = insert(
+            &service,
+            New {
+                tags: &["a"],
+                ..New::default()
+            },
+        )
+        .await?;
+        let bob = insert(
+            &service,
+            New {
+                tags: &["b"],
+                ..New::default()
+            },
+        )
+        .await?;
+        let (mut one, mut two) = (service.client.clone(), service.client.clone());
+        let (first, second) = tokio::join!(merge(&mut one, ann, bob), merge(&mut two, bob, ann));
+        let refused: Vec<&tonic::Status> = [&first, &second]
+            .into_iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        assert_eq!(refused.len(), 1, "round {round}: {first:?} {second:?}");
+        assert_eq!(refused[0].code(), tonic::Code::FailedPrecondition);
+        let left: Vec<Vec<String>> =
+            sqlx::query_scalar("SELECT tags FROM people WHERE id = ANY($1)")
+                .bind([ann, bob])
+                .fetch_all(&service.pool)
+                .await?;
+        assert_eq!(left.len(), 1, "round {round}");
+        assert_eq!(left[0].len(), 2, "round {round}: {left:?}");
+    }
+    Ok(())
+}
+
+async fn upload(client: &mut Client, csv: &str) -> anyhow::Result<pb::ImportJob> {
+    let header = pb::ImportHeader {
+        file_name: "people.csv".into(),
+        preset: pb::ImportPreset::Custom as i32,
+        mapping: Some(pb::ColumnMapping {
+            email: "email".into(),
+            first_name: "first".into(),
+            last_name: "last".into(),
+            tags: "tags".into(),
+            external_id: "id".into(),
+            ..Default::default()
+        }),
+        size_bytes: csv.len() as u64,
+        ..Default::default()
+    };
+    let parts = vec![
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Header(header)),
+        },
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Chunk(
+                csv.as_bytes().to_vec(),
+            )),
+        },
+    ];
+    let job = client
+        .upload_import(futures::stream::iter(parts))
+        .await?
+        .into_inner();
+    for _ in 0..600 {
+        let request = pb::GetImportRequest { id: job.id.clone() };
+        let job = client.get_import(request).await?.into_inner();
+        if job.state == pb::ImportState::Succeeded as i32 {
+            return Ok(job);
+        }
+        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the import did not finish in a minute")
+}
+
+#[tokio::test]
+async fn an_import_row_with_a_secondary_address_updates_its_person() -> anyhow::Result<()> {
+    let mut service = start("merge_import").await?;
+    let ann = insert(
+        &service,
+        New {
+            email: Some("ann@example.org"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let old = insert(
+        &service,
+        New {
+            email: Some("ann@old.example"),
+            ..New::default()
+        },
+    )
+    .await?;
+    merge(&mut service.client, ann, old).await?;
+
+    let job = upload(
+        &mut service.client,
+        "email,first,last,tags,id\r\nANN@old.example,Ann,Lee,canvasser,\r\n",
+    )
+    .await?;
+
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.created, counts.merged), (0, 1), "{counts:?}");
+    let person = get(&mut service.client, ann).await?;
+    assert_eq!(person.email, "ann@example.org");
+    assert_eq!(person.tags, ["canvasser"]);
+    assert_eq!(person.last_name, "Lee");
+    Ok(())
+}
+
+#[tokio::test]
+async fn erasing_a_merged_person_keeps_each_of_their_addresses_hashed() -> anyhow::Result<()> {
+    let mut service = start("merge_erase").await?;
+    let ann = insert(
+        &service,
+        New {
+            email: Some("ann@example.org"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let old = insert(
+        &service,
+        New {
+            email: Some("ann@old.example"),
+            ..New::default()
+        },
+    )
+    .await?;
+    merge(&mut service.client, ann, old).await?;
+    let mut privacy = PersonDataServiceClient::with_interceptor(
+        service.channel.clone(),
+        Bearer::new(&service.token),
+    );
+    privacy
+        .erase_person(pb::ErasePersonRequest {
+            person_id: ann.to_string(),
+            requested_by: "the person".into(),
+            reason: String::new(),
+        })
+        .await?;
+
+    let hashed: i64 = sqlx::query_scalar("SELECT count(*) FROM erased_addresses")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(hashed, 2);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM person_emails")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(kept, 0);
+    Ok(())
+}
+
+async fn open_pairs(client: &mut Client) -> anyhow::Result<Vec<pb::Duplicate>> {
+    let mut pairs = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListDuplicatesRequest {
+            page_size: 2,
+            page_token,
+            state: pb::DuplicateState::Open as i32,
+        };
+        let page = client.list_duplicates(request).await?.into_inner();
+        pairs.extend(page.duplicates);
+        if page.next_page_token.is_empty() {
+            return Ok(pairs);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn reasons_of(pairs: &[pb::Duplicate], person: Uuid) -> Vec<i32> {
+    pairs
+        .iter()
+        .find(|p| {
+            [&p.first, &p.second]
+                .iter()
+                .any(|q| q.as_ref().is_some_and(|q| q.id == person.to_string()))
+        })
+        .map(|p| p.reasons.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn phone_name_and_address_and_likely_duplicates_are_listed_for_review() -> anyhow::Result<()>
+{
+    let mut service = start("dup_review").await?;
+    let phone = insert(
+        &service,
+        New {
+            phone: Some("+33612345678"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let other = insert(
+        &service,
+        New {
+            email: Some("c@example.org"),
+            ..New::default()
+        },
+    )
+    .await?;
+    sqlx::query("INSERT INTO person_phones (tenant_id, person_id, phone) VALUES ($1, $2, $3)")
+        .bind(service.tenant)
+        .bind(other)
+        .bind("+33612345678")
+        .execute(&service.pool)
+        .await?;
+    let helene = insert(
+        &service,
+        New {
+            first: Some("Hélène"),
+            last: Some("Dupont-Moreau"),
+            line1: Some("12 rue de l'Église"),
+            postal_code: Some("75001"),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            first: Some("HELENE"),
+            last: Some("dupont moreau"),
+            line1: Some("12, Rue de l’Eglise"),
+            postal_code: Some("75 001"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let paul = insert(
+        &service,
+        New {
+            first: Some("Paul"),
+            last: Some("Martin"),
+            line1: Some("1 place Bellecour"),
+            postal_code: Some("69002"),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            first: Some("paul"),
+            last: Some("MARTIN"),
+            postal_code: Some("69002"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let born = insert(
+        &service,
+        New {
+            first: Some("Zoé"),
+            last: Some("Roy"),
+            birth_date: Some("1990-04-01"),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            first: Some("Zoe"),
+            last: Some("Roy"),
+            birth_date: Some("1990-04-01"),
+            postal_code: Some("13001"),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            first: Some("Zoe"),
+            last: Some("Royer"),
+            ..New::default()
+        },
+    )
+    .await?;
+
+    let found = service
+        .client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?;
+    assert_eq!(
+        found.into_inner(),
+        pb::FindDuplicatesResponse {
+            listed: 4,
+            merged: 0
+        }
+    );
+
+    let pairs = open_pairs(&mut service.client).await?;
+    assert_eq!(pairs.len(), 4, "{pairs:?}");
+    assert_eq!(reasons_of(&pairs, phone), [pb::DuplicateKind::Phone as i32]);
+    assert_eq!(
+        reasons_of(&pairs, helene),
+        [pb::DuplicateKind::NameAddress as i32]
+    );
+    assert_eq!(
+        reasons_of(&pairs, paul),
+        [pb::DuplicateKind::NamePostalCode as i32]
+    );
+    assert_eq!(
+        reasons_of(&pairs, born),
+        [pb::DuplicateKind::NameBirthDate as i32]
+    );
+
+    let dismissed = pairs
+        .iter()
+        .find(|p| p.reasons == [pb::DuplicateKind::NamePostalCode as i32])
+        .map(|p| p.id.clone())
+        .unwrap_or_default();
+    let request = pb::DismissDuplicateRequest { id: dismissed };
+    let pair = service
+        .client
+        .dismiss_duplicate(request)
+        .await?
+        .into_inner();
+    assert_eq!(pair.state, pb::DuplicateState::Dismissed as i32);
+    let found = service
+        .client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?;
+    assert_eq!(
+        found.into_inner().listed,
+        0,
+        "a dismissed pair is not listed again"
+    );
+    assert_eq!(open_pairs(&mut service.client).await?.len(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn external_ids_merge_by_default_and_rules_choose_the_other_exact_kinds() -> anyhow::Result<()>
+{
+    let mut service = start("dup_rules").await?;
+    let older = insert(
+        &service,
+        New {
+            email: Some("one@example.org"),
+            external_ids: serde_json::json!({"nationbuilder": "42"}),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            email: Some("two@example.org"),
+            external_ids: serde_json::json!({"nationbuilder": "42"}),
+            ..New::default()
+        },
+    )
+    .await?;
+    let phoned = insert(
+        &service,
+        New {
+            phone: Some("+33611111111"),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            email: Some("three@example.org"),
+            phone: Some("+33611111111"),
+            ..New::default()
+        },
+    )
+    .await?;
+
+    let rules = service
+        .client
+        .get_duplicate_rules(pb::GetDuplicateRulesRequest {})
+        .await?;
+    assert_eq!(
+        rules.into_inner().automatic,
+        [pb::DuplicateKind::ExternalId as i32]
+    );
+    let found = service
+        .client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?;
+    assert_eq!(
+        found.into_inner(),
+        pb::FindDuplicatesResponse {
+            listed: 1,
+            merged: 1
+        }
+    );
+    let person = get(&mut service.client, older).await?;
+    assert_eq!(person.other_emails, ["two@example.org"]);
+    let by: String = sqlx::query_scalar("SELECT merged_by FROM merges")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(by, "rule:external_id");
+
+    let likely = pb::DuplicateRules {
+        automatic: vec![pb::DuplicateKind::NameBirthDate as i32],
+    };
+    let refused = service
+        .client
+        .set_duplicate_rules(likely)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let phone = pb::DuplicateRules {
+        automatic: vec![pb::DuplicateKind::Phone as i32],
+    };
+    service.client.set_duplicate_rules(phone).await?;
+    let found = service
+        .client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?;
+    assert_eq!(found.into_inner().merged, 1);
+    let person = get(&mut service.client, phoned).await?;
+    assert_eq!(
+        person.email, "three@example.org",
+        "the survivor took the address it lacked"
+    );
+    assert!(open_pairs(&mut service.client).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_import_merges_the_duplicates_it_brings_by_the_rules() -> anyhow::Result<()> {
+    let mut service = start("dup_import").await?;
+    let known = insert(
+        &service,
+        New {
+            email: Some("known@example.org"),
+            external_ids: serde_json::json!({"custom": "7"}),
+            ..New::default()
+        },
+    )
+    .await?;
+
+    upload(
+        &mut service.client,
+        "email,first,last,tags,id\r\n\
+         new@example.org,Kim,Ng,,7\r\n\
+         other@example.org,Kim,Ng,,\r\n",
+    )
+    .await?;
+
+    let person = get(&mut service.client, known).await?;
+    assert_eq!(person.other_emails, ["new@example.org"]);
+    assert_eq!(person.first_name, "Kim");
+    let pairs = open_pairs(&mut service.client).await?;
+    assert!(
+        pairs.is_empty(),
+        "the same name alone is no duplicate: {pairs:?}"
+    );
+    Ok(())
+}
