@@ -53,6 +53,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     4 => "0004_erasure.sql",
     5 => "0005_segments.sql",
     6 => "0006_erased_phones.sql",
+    9 => "0009_custom_fields.sql",
 ];
 
 /// Everything contacts is configured with.

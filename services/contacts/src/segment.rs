@@ -14,7 +14,8 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-pub use expr::{Expr, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
+use crate::domain::custom_field::Definitions;
+pub use expr::{Expr, FieldOp, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
 
 /// The most values one filter may hold: the entries of its lists and the
 /// conditions of its tree and query, all counted together.
@@ -28,8 +29,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Checks a filter from the API; errors name the field or the node.
+    /// Checks a filter that names no custom field (one that does is refused
+    /// as unknown); errors name the field or the node.
     pub fn parse(filter: &SegmentFilter) -> Result<Self, ApiError> {
+        Self::parse_with(filter, &Definitions::default())
+    }
+
+    /// Checks a filter from the API, typing its custom field conditions by
+    /// the organization's `fields`; errors name the field or the node.
+    pub fn parse_with(filter: &SegmentFilter, fields: &Definitions) -> Result<Self, ApiError> {
         // Counted before anything else is read, so a huge list costs nothing.
         let mut values = Values::default();
         for (field, list) in [
@@ -115,14 +123,14 @@ impl Filter {
         }
 
         if let Some(tree) = &filter.expr {
-            let tree = Expr::check(tree, "filter.expr")?;
+            let tree = Expr::check(tree, "filter.expr", fields)?;
             values.add("filter.expr", tree.values())?;
             conditions.push(tree);
         }
         if !filter.query.trim().is_empty() {
-            let tree = text::parse(&filter.query)
+            let tree = text::parse_with(&filter.query, fields)
                 .map_err(|error| ApiError::invalid("filter.query", error.to_string()))?;
-            let tree = Expr::check(&tree, "filter.query")?;
+            let tree = Expr::check(&tree, "filter.query", fields)?;
             values.add("filter.query", tree.values())?;
             conditions.push(tree);
         }
@@ -316,6 +324,31 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
         }
         Leaf::HasPhone(false) => {
             query.push("phone IS NULL");
+        }
+        // Containment, so that the GIN index on custom_fields serves it.
+        Leaf::Field(test) if test.operator == FieldOp::Equal => {
+            let mut pair = serde_json::Map::new();
+            pair.insert(test.key.clone(), test.value.clone());
+            query
+                .push("custom_fields @> ")
+                .push_bind(serde_json::Value::Object(pair));
+        }
+        // TODO(#4): orderings on a custom field scan the organization's
+        // people; an expression index per ordered field would serve them.
+        Leaf::Field(test) => {
+            query
+                .push("(jsonb_typeof(custom_fields -> ")
+                .push_bind(test.key.clone())
+                .push(") = ")
+                .push_bind(test.json_type)
+                .push(" AND custom_fields -> ")
+                .push_bind(test.key.clone())
+                .push(test.operator.sql())
+                .push_bind(test.value.clone())
+                .push(")");
+        }
+        Leaf::HasField(key) => {
+            query.push("custom_fields ? ").push_bind(key.clone());
         }
     }
 }

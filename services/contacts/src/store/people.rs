@@ -9,12 +9,13 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use crate::domain::custom_field::canonical_text;
 use crate::segment::Filter;
 
 const COLUMNS: &str = "id, first_name, last_name, email, phone, address_line1, postal_code, city, \
     country, departement, birth_date, tags, external_ids, email_consent, email_consent_at, \
     email_consent_source, email_consent_evidence, created_at, updated_at, commune_insee, region, \
-    time_zone";
+    time_zone, custom_fields";
 
 #[derive(sqlx::FromRow)]
 struct PersonRow {
@@ -40,6 +41,7 @@ struct PersonRow {
     commune_insee: Option<String>,
     region: Option<String>,
     time_zone: Option<String>,
+    custom_fields: serde_json::Value,
 }
 
 /// One person of `tenant`.
@@ -121,5 +123,12 @@ fn into_proto(row: PersonRow) -> pb::Person {
         create_time: Some(to_proto(row.created_at)),
         update_time: Some(to_proto(row.updated_at)),
         time_zone: row.time_zone.unwrap_or_default(),
+        custom_fields: match row.custom_fields {
+            serde_json::Value::Object(values) => values
+                .iter()
+                .map(|(key, value)| (key.clone(), canonical_text(value)))
+                .collect(),
+            _ => HashMap::new(),
+        },
     }
 }

@@ -292,6 +292,8 @@ pub struct Person {
     pub update_time: Option<DateTime<Utc>>,
     /// IANA time zone of where the person lives.
     pub time_zone: Option<String>,
+    /// Custom field values by key, in their canonical text form.
+    pub custom_fields: HashMap<String, String>,
 }
 
 impl From<proto::Person> for Person {
@@ -310,6 +312,7 @@ impl From<proto::Person> for Person {
             create_time: instant(person.create_time),
             update_time: instant(person.update_time),
             time_zone: non_empty(person.time_zone),
+            custom_fields: person.custom_fields,
         }
     }
 }
@@ -360,6 +363,53 @@ pub enum SegmentExpr {
     Created(TimeRange),
     HasEmail(bool),
     HasPhone(bool),
+    /// `{"field": {"key": "membership_year", "operator": "greater_or_equal", "value": "2020"}}`.
+    Field(FieldCondition),
+    /// People holding a value for the custom field of this key.
+    HasField(String),
+}
+
+/// A custom field compared with a value, written as for a person's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldCondition {
+    pub key: String,
+    pub operator: FieldOperator,
+    pub value: String,
+}
+
+/// How a custom field is compared; the orderings take number and date fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldOperator {
+    Equal,
+    GreaterOrEqual,
+    Greater,
+    Less,
+    LessOrEqual,
+}
+
+impl FieldOperator {
+    fn to_proto(self) -> proto::FieldOperator {
+        match self {
+            Self::Equal => proto::FieldOperator::Equal,
+            Self::GreaterOrEqual => proto::FieldOperator::GreaterOrEqual,
+            Self::Greater => proto::FieldOperator::Greater,
+            Self::Less => proto::FieldOperator::Less,
+            Self::LessOrEqual => proto::FieldOperator::LessOrEqual,
+        }
+    }
+
+    fn from_proto(value: i32) -> Option<Self> {
+        Some(match proto::FieldOperator::try_from(value).ok()? {
+            proto::FieldOperator::Equal => Self::Equal,
+            proto::FieldOperator::GreaterOrEqual => Self::GreaterOrEqual,
+            proto::FieldOperator::Greater => Self::Greater,
+            proto::FieldOperator::Less => Self::Less,
+            proto::FieldOperator::LessOrEqual => Self::LessOrEqual,
+            proto::FieldOperator::Unspecified => return None,
+        })
+    }
 }
 
 /// The channels consent is recorded for.
@@ -424,6 +474,12 @@ impl From<SegmentExpr> for proto::SegmentExpr {
             }),
             SegmentExpr::HasEmail(has) => Node::HasEmail(has),
             SegmentExpr::HasPhone(has) => Node::HasPhone(has),
+            SegmentExpr::Field(field) => Node::Field(proto::FieldCondition {
+                key: field.key,
+                operator: field.operator.to_proto() as i32,
+                value: field.value,
+            }),
+            SegmentExpr::HasField(key) => Node::HasField(key),
         };
         Self { node: Some(node) }
     }
@@ -457,6 +513,12 @@ impl SegmentExpr {
             }),
             Node::HasEmail(has) => Self::HasEmail(has),
             Node::HasPhone(has) => Self::HasPhone(has),
+            Node::Field(field) => Self::Field(FieldCondition {
+                operator: FieldOperator::from_proto(field.operator)?,
+                key: field.key,
+                value: field.value,
+            }),
+            Node::HasField(key) => Self::HasField(key),
         })
     }
 }
