@@ -1,7 +1,8 @@
 //! The contacts service owns people: their e-mail addresses, phones,
 //! addresses, tags, the consent ledger, imports of supporter files and
 //! segments, and the export and erasure of a person's data. It announces
-//! changes on the bus and applies unsubscribes that messaging reports.
+//! changes on the bus, applies unsubscribes that messaging reports, and
+//! projects sends, donations and attendance other services announce.
 
 pub mod api;
 pub mod consumers;
@@ -9,6 +10,7 @@ pub mod domain;
 pub mod events;
 pub mod import;
 pub mod privacy;
+pub mod projections;
 pub mod segment;
 pub mod store;
 
@@ -226,6 +228,18 @@ impl Application {
                 concurrency: 8,
             };
             tasks.consume(amqp, options, confirmations);
+
+            let pool = &self.pool;
+            let options = |queue| ConsumerOptions {
+                queue,
+                concurrency: 4,
+            };
+            let contacted = projections::Contacted { pool: pool.clone() };
+            tasks.consume(amqp, options(projections::CONTACTED_QUEUE), contacted);
+            let donations = projections::Donations { pool: pool.clone() };
+            tasks.consume(amqp, options(projections::DONATIONS_QUEUE), donations);
+            let attendance = projections::Attendance { pool: pool.clone() };
+            tasks.consume(amqp, options(projections::ATTENDANCE_QUEUE), attendance);
         }
         if self.mode.relays() {
             tasks.relay(&self.pool, amqp);

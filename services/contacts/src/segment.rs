@@ -9,6 +9,7 @@
 mod expr;
 pub mod text;
 
+use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1::{ConsentState, SegmentFilter};
 use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
@@ -177,7 +178,7 @@ impl Filter {
         query.push(" WHERE tenant_id = ").push_bind(tenant);
         for condition in &self.conditions {
             query.push(" AND ");
-            push_expr(query, condition);
+            push_expr(query, condition, tenant);
         }
     }
 }
@@ -203,8 +204,9 @@ impl Values {
     }
 }
 
-/// Appends `expr` as one SQL boolean term (parenthesized when compound).
-fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
+/// Appends `expr` as one SQL boolean term (parenthesized when compound); the
+/// projections of other services' events are read within `tenant`.
+fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr, tenant: TenantId) {
     match expr {
         Expr::And(items) | Expr::Or(items) if items.is_empty() => {
             query.push(if matches!(expr, Expr::And(_)) {
@@ -224,7 +226,7 @@ fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
                 if n > 0 {
                     query.push(joiner);
                 }
-                push_expr(query, item);
+                push_expr(query, item, tenant);
             }
             query.push(")");
         }
@@ -232,19 +234,19 @@ fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
         // people without the value (NOT departement:75 includes the unknown).
         Expr::Not(inner) if inner.may_be_null() => {
             query.push("(");
-            push_expr(query, inner);
+            push_expr(query, inner, tenant);
             query.push(") IS NOT TRUE");
         }
         Expr::Not(inner) => {
             query.push("NOT (");
-            push_expr(query, inner);
+            push_expr(query, inner, tenant);
             query.push(")");
         }
-        Expr::Leaf(leaf) => push_leaf(query, leaf),
+        Expr::Leaf(leaf) => push_leaf(query, leaf, tenant),
     }
 }
 
-fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
+fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf, tenant: TenantId) {
     match leaf {
         Leaf::TagsAny(tags) => {
             query.push("tags && ").push_bind(tags.clone());
@@ -294,25 +296,7 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
                 .push_bind(codes.clone())
                 .push(")");
         }
-        Leaf::Created { start, end } => match (start, end) {
-            (Some(start), Some(end)) => {
-                query
-                    .push("(created_at >= ")
-                    .push_bind(*start)
-                    .push(" AND created_at < ")
-                    .push_bind(*end)
-                    .push(")");
-            }
-            (Some(start), None) => {
-                query.push("created_at >= ").push_bind(*start);
-            }
-            (None, Some(end)) => {
-                query.push("created_at < ").push_bind(*end);
-            }
-            (None, None) => {
-                query.push("TRUE");
-            }
-        },
+        Leaf::Created { start, end } => push_range(query, "created_at", *start, *end),
         Leaf::HasEmail(true) => {
             query.push("email_key IS NOT NULL");
         }
@@ -349,6 +333,80 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
         }
         Leaf::HasField(key) => {
             query.push("custom_fields ? ").push_bind(key.clone());
+        }
+        Leaf::Contacted { start, end } => push_range(query, "last_contacted_at", *start, *end),
+        Leaf::HasContacted(true) => {
+            query.push("last_contacted_at IS NOT NULL");
+        }
+        Leaf::HasContacted(false) => {
+            query.push("last_contacted_at IS NULL");
+        }
+        // The projections are read as uncorrelated sets of people, so that
+        // PostgreSQL joins them once rather than probing per person.
+        Leaf::DonationTotal {
+            currency,
+            min_cents,
+        } => {
+            query
+                .push("id IN (SELECT person_id FROM person_donations WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND currency = ")
+                .push_bind(currency.clone())
+                .push(" AND total_cents >= ")
+                .push_bind(*min_cents)
+                .push(")");
+        }
+        Leaf::LastDonation { start, end } => {
+            query
+                .push("id IN (SELECT person_id FROM person_donations WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" GROUP BY person_id HAVING ");
+            push_range(query, "max(last_at)", *start, *end);
+            query.push(")");
+        }
+        Leaf::Attended(event) => {
+            query
+                .push("id IN (SELECT person_id FROM attendance WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND event_id = ")
+                .push_bind(event.clone())
+                .push(" AND state = 'attended')");
+        }
+        Leaf::AttendedCount(count) => {
+            query
+                .push("id IN (SELECT person_id FROM attendance WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND state = 'attended' GROUP BY person_id HAVING count(*) >= ")
+                .push_bind(i64::from(*count))
+                .push(")");
+        }
+    }
+}
+
+/// `column` within `[start, end)`; `column` is a constant of this module.
+fn push_range(
+    query: &mut QueryBuilder<Postgres>,
+    column: &'static str,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) {
+    match (start, end) {
+        (Some(start), Some(end)) => {
+            query
+                .push(format!("({column} >= "))
+                .push_bind(start)
+                .push(format!(" AND {column} < "))
+                .push_bind(end)
+                .push(")");
+        }
+        (Some(start), None) => {
+            query.push(format!("{column} >= ")).push_bind(start);
+        }
+        (None, Some(end)) => {
+            query.push(format!("{column} < ")).push_bind(end);
+        }
+        (None, None) => {
+            query.push("TRUE");
         }
     }
 }

@@ -338,8 +338,8 @@ async fn values_are_validated_by_type_and_shown_in_canonical_form() -> anyhow::R
 }
 
 #[tokio::test]
-async fn imports_read_custom_columns_warn_on_bad_values_and_keep_known_values() -> anyhow::Result<()>
-{
+async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones()
+-> anyhow::Result<()> {
     let service = Service::start().await?;
     let mut client = service.client(TenantId::new()).await?;
     define_fields(&mut client).await?;

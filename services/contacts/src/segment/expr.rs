@@ -74,6 +74,27 @@ pub enum Leaf {
     Field(FieldTest),
     /// Holds a value for the custom field of this key.
     HasField(String),
+    /// Last sent a message in `[start, end)`.
+    Contacted {
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    },
+    /// Was ever sent a message (true) or never (false).
+    HasContacted(bool),
+    /// Gave at least `min_cents` in all in `currency` (ISO 4217).
+    DonationTotal {
+        currency: String,
+        min_cents: i64,
+    },
+    /// Last gave (in any currency) in `[start, end)`.
+    LastDonation {
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    },
+    /// Attended the event of this id.
+    Attended(String),
+    /// Attended at least this many events.
+    AttendedCount(u32),
 }
 
 /// A custom field compared with a value of its type.
@@ -150,6 +171,18 @@ pub fn field_test(
         value,
         json_type: kind.json_type(),
     })
+}
+
+/// An ISO 4217 currency code, upper-cased.
+pub fn currency(code: &str) -> Result<String, String> {
+    let code = code.trim().to_ascii_uppercase();
+    match code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        true => Ok(code),
+        false => Err(format!(
+            "{} is not a currency code; write an ISO 4217 code such as EUR",
+            quote(&code)
+        )),
+    }
 }
 
 /// The definition of `key`, or an error listing the keys defined.
@@ -235,6 +268,7 @@ impl Expr {
             // A negation is written `IS NOT TRUE` when its operand may be NULL.
             Self::Not(_) => false,
             Self::Leaf(Leaf::Field(test)) => test.operator != FieldOp::Equal,
+            Self::Leaf(Leaf::Contacted { .. }) => true,
             Self::Leaf(leaf) => matches!(
                 leaf,
                 Leaf::PostalPrefix(_) | Leaf::Departement(_) | Leaf::Commune(_) | Leaf::Region(_)
@@ -345,7 +379,9 @@ fn check(
     let Some(node) = &tree.node else {
         return Err(invalid(
             "an empty condition; set one of and, or, not, tag, consent, postal_code_prefix, \
-             departement, commune, region, created, has_email, has_phone, field, has_field"
+             departement, commune, region, created, has_email, has_phone, field, has_field, \
+             contacted, has_contacted, donation_total, last_donation, attended, \
+             attended_count_at_least"
                 .into(),
         ));
     };
@@ -439,6 +475,41 @@ fn check(
                 |(part, message)| ApiError::invalid(format!("{path}.field.{part}"), message),
             )?))
         }
+        Node::Contacted(range) => {
+            let (start, end) = bounds(range).map_err(invalid)?;
+            Expr::Leaf(Leaf::Contacted { start, end })
+        }
+        Node::HasContacted(has) => Expr::Leaf(Leaf::HasContacted(*has)),
+        Node::DonationTotal(total) => {
+            let currency = match total.currency.trim() {
+                "" => "EUR".to_owned(),
+                code => currency(code)
+                    .map_err(|m| ApiError::invalid(format!("{path}.donation_total.currency"), m))?,
+            };
+            if total.min_cents < 1 {
+                return Err(ApiError::invalid(
+                    format!("{path}.donation_total.min_cents"),
+                    "give a total of 1 cent or more; NOT of the condition selects those who \
+                     gave less",
+                ));
+            }
+            Expr::Leaf(Leaf::DonationTotal {
+                currency,
+                min_cents: total.min_cents,
+            })
+        }
+        Node::LastDonation(range) => {
+            let (start, end) = bounds(range).map_err(invalid)?;
+            Expr::Leaf(Leaf::LastDonation { start, end })
+        }
+        Node::Attended(event) => Expr::Leaf(Leaf::Attended(text(event, "event id")?)),
+        Node::AttendedCountAtLeast(0) => {
+            return Err(invalid(
+                "attended_count_at_least takes 1 or more; everyone attended 0 events or more"
+                    .into(),
+            ));
+        }
+        Node::AttendedCountAtLeast(count) => Expr::Leaf(Leaf::AttendedCount(*count)),
         Node::HasField(key) => {
             let key = text(key, "custom field key")?;
             let definition = defined(fields, &key)
@@ -481,6 +552,12 @@ fn field_condition(
 }
 
 fn created(range: &TimeRange) -> Result<Expr, String> {
+    let (start, end) = bounds(range)?;
+    Ok(Expr::Leaf(Leaf::Created { start, end }))
+}
+
+/// The instants of a range, checked: at least one bound, the start first.
+fn bounds(range: &TimeRange) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), String> {
     let instant = |t: &Option<muster_proto::Timestamp>, bound: &str| match t {
         None => Ok(None),
         Some(t) => DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
@@ -494,6 +571,6 @@ fn created(range: &TimeRange) -> Result<Expr, String> {
         (Some(s), Some(e)) if s >= e => Err(format!(
             "the range starts at {s} and ends before it ({e}); the end is exclusive"
         )),
-        _ => Ok(Expr::Leaf(Leaf::Created { start, end })),
+        _ => Ok((start, end)),
     }
 }

@@ -6,8 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use muster_proto::Timestamp;
 use muster_proto::contacts::v1::segment_expr::Node;
 use muster_proto::contacts::v1::{
-    ConsentChannel, ConsentCondition, ConsentState, FieldCondition, FieldOperator, SegmentExpr,
-    SegmentExprList, TimeRange,
+    ConsentChannel, ConsentCondition, ConsentState, DonationTotal, FieldCondition, FieldOperator,
+    SegmentExpr, SegmentExprList, TimeRange,
 };
 
 use super::expr::{
@@ -302,7 +302,7 @@ fn combine(mut items: Vec<SegmentExpr>, node: fn(SegmentExprList) -> Node) -> Se
 /// One condition, `field` `operator` `value`, starting at `column`.
 fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseError> {
     let key_length = text
-        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
         .unwrap_or(text.len());
     let (key, rest) = text.split_at(key_length);
     let operator = [">=", "<=", ":", ">", "<", "="]
@@ -372,6 +372,7 @@ fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseEr
             match value.to_lowercase().as_str() {
                 "email" | "e-mail" => Node::HasEmail(true),
                 "phone" => Node::HasPhone(true),
+                "contacted" => Node::HasContacted(true),
                 other if other.starts_with("field.") => {
                     let key = &value["field.".len()..];
                     let definition = defined(fields, key).map_err(|message| ParseError {
@@ -383,7 +384,7 @@ fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseEr
                 other => {
                     let other = clip(other);
                     return Err(error(format!(
-                        "has:{other}: use has:email, has:phone or has:field.KEY"
+                        "has:{other}: use has:email, has:phone, has:contacted or has:field.KEY"
                     )));
                 }
             }
@@ -392,13 +393,39 @@ fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseEr
             needs(":")?;
             Node::Field(field(value, value_column, fields)?)
         }
-        "created" => Node::Created(created(operator, value).map_err(error)?),
+        "created" => Node::Created(range("created", operator, value).map_err(error)?),
+        "contacted" => Node::Contacted(range("contacted", operator, value).map_err(error)?),
+        "donations.total" => {
+            needs(">=")?;
+            Node::DonationTotal(amount(value).map_err(error)?)
+        }
+        "donations.last" => {
+            Node::LastDonation(range("donations.last", operator, value).map_err(error)?)
+        }
+        "attended" => {
+            needs(":")?;
+            Node::Attended(non_empty()?)
+        }
+        "attended.count" => {
+            needs(">=")?;
+            match value.parse::<u32>() {
+                Ok(count) if count >= 1 => Node::AttendedCountAtLeast(count),
+                _ => {
+                    return Err(error(format!(
+                        "{} is not a count; write attended.count>=N with N a whole number \
+                         from 1",
+                        quote(value)
+                    )));
+                }
+            }
+        }
         other => {
             return Err(ParseError {
                 column,
                 message: format!(
                     "unknown field {}; use tag, consent, postal, departement, commune, \
-                     region, created, field or has",
+                     region, created, contacted, field, donations.total, donations.last, \
+                     attended, attended.count or has",
                     quote(other)
                 ),
             });
@@ -504,14 +531,17 @@ fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
     })
 }
 
-/// `created>=DATE`, `created<DATE` or `created:START..END` (either side may be empty).
-fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
+/// `NAME>=DATE`, `NAME<DATE` or `NAME:START..END` (either side may be empty),
+/// for the dated conditions (`created`, `contacted`, `donations.last`).
+fn range(name: &str, operator: &str, value: &str) -> Result<TimeRange, String> {
     let (start, end) = match operator {
         ">=" => (Some(instant(value)?), None),
         "<" => (None, Some(instant(value)?)),
         ":" => {
             let Some((start, end)) = value.split_once("..") else {
-                return Err("write created:START..END, created>=DATE or created<DATE".into());
+                return Err(format!(
+                    "write {name}:START..END, {name}>=DATE or {name}<DATE"
+                ));
             };
             let bound = |v: &str| match v {
                 "" => Ok(None),
@@ -521,7 +551,7 @@ fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
         }
         _ => {
             return Err(format!(
-                "created takes >= (from, included) or < (before, excluded), not {operator:?}"
+                "{name} takes >= (from, included) or < (before, excluded), not {operator:?}"
             ));
         }
     };
@@ -531,13 +561,52 @@ fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
     if let (Some(start), Some(end)) = (start, end)
         && (start.seconds, start.nanos) >= (end.seconds, end.nanos)
     {
-        return Err(
-            "the range ends before it starts; write created:START..END with \
+        return Err(format!(
+            "the range ends before it starts; write {name}:START..END with \
              START first (END is excluded)"
+        ));
+    }
+    Ok(TimeRange { start, end })
+}
+
+/// `50`, `12,50` or `12.5` (EUR), or with a currency code: `50USD`.
+fn amount(value: &str) -> Result<DonationTotal, String> {
+    let wrong = || {
+        format!(
+            "{} is not an amount; write donations.total>=50, >=12,50 or >=50USD",
+            quote(value)
+        )
+    };
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, code) = value.split_at(split);
+    let currency = match code {
+        "" => "EUR".to_owned(),
+        code => super::expr::currency(code)?,
+    };
+    let (units, cents) = match number.split_once([',', '.']) {
+        Some((units, cents)) if (1..=2).contains(&cents.len()) => (units, cents),
+        Some(_) => return Err(wrong()),
+        None => (number, "0"),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(units) || !digits(cents) || units.len() > 12 {
+        return Err(wrong());
+    }
+    let cents = cents.parse::<i64>().map_err(|_| wrong())? * if cents.len() == 1 { 10 } else { 1 };
+    let min_cents = units.parse::<i64>().map_err(|_| wrong())? * 100 + cents;
+    if min_cents < 1 {
+        return Err(
+            "give a total of 1 cent or more; NOT of the condition selects those who \
+                    gave less"
                 .into(),
         );
     }
-    Ok(TimeRange { start, end })
+    Ok(DonationTotal {
+        min_cents,
+        currency,
+    })
 }
 
 /// A date (`2024-09-01`, midnight UTC) or an RFC 3339 instant.

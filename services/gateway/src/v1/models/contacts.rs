@@ -367,6 +367,25 @@ pub enum SegmentExpr {
     Field(FieldCondition),
     /// People holding a value for the custom field of this key.
     HasField(String),
+    /// Last sent a message in the range.
+    Contacted(TimeRange),
+    HasContacted(bool),
+    /// `{"donation_total": {"min_cents": 5000, "currency": "EUR"}}`.
+    DonationTotal(DonationTotal),
+    /// Last gave in the range.
+    LastDonation(TimeRange),
+    /// Attended the event of this id.
+    Attended(String),
+    AttendedCountAtLeast(u32),
+}
+
+/// Donations adding up to `min_cents` or more in `currency` (empty: EUR).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonationTotal {
+    pub min_cents: i64,
+    #[serde(default)]
+    pub currency: String,
 }
 
 /// A custom field compared with a value, written as for a person's fields.
@@ -480,6 +499,21 @@ impl From<SegmentExpr> for proto::SegmentExpr {
                 value: field.value,
             }),
             SegmentExpr::HasField(key) => Node::HasField(key),
+            SegmentExpr::Contacted(range) => Node::Contacted(proto::TimeRange {
+                start: timestamp(range.start),
+                end: timestamp(range.end),
+            }),
+            SegmentExpr::HasContacted(has) => Node::HasContacted(has),
+            SegmentExpr::DonationTotal(total) => Node::DonationTotal(proto::DonationTotal {
+                min_cents: total.min_cents,
+                currency: total.currency,
+            }),
+            SegmentExpr::LastDonation(range) => Node::LastDonation(proto::TimeRange {
+                start: timestamp(range.start),
+                end: timestamp(range.end),
+            }),
+            SegmentExpr::Attended(event) => Node::Attended(event),
+            SegmentExpr::AttendedCountAtLeast(count) => Node::AttendedCountAtLeast(count),
         };
         Self { node: Some(node) }
     }
@@ -519,6 +553,21 @@ impl SegmentExpr {
                 value: field.value,
             }),
             Node::HasField(key) => Self::HasField(key),
+            Node::Contacted(range) => Self::Contacted(TimeRange {
+                start: instant(range.start),
+                end: instant(range.end),
+            }),
+            Node::HasContacted(has) => Self::HasContacted(has),
+            Node::DonationTotal(total) => Self::DonationTotal(DonationTotal {
+                min_cents: total.min_cents,
+                currency: total.currency,
+            }),
+            Node::LastDonation(range) => Self::LastDonation(TimeRange {
+                start: instant(range.start),
+                end: instant(range.end),
+            }),
+            Node::Attended(event) => Self::Attended(event),
+            Node::AttendedCountAtLeast(count) => Self::AttendedCountAtLeast(count),
         })
     }
 }
