@@ -1,15 +1,18 @@
 //! What other services announce about people, projected here for segments:
 //! when messaging last sent them something, their donations (total and last
 //! date per currency) and their attendance per event. Each consumer applies
-//! a message once (inbox) and in one transaction.
+//! a message once (inbox) and in one transaction. An event about a person
+//! not (or no longer) here is acknowledged and ignored: an erased person is
+//! not brought back by a late donation.
 
 use chrono::{DateTime, Utc};
 use muster_proto::events::v1::{
     AttendanceChanged, AttendanceState, DeliveriesSent, DonationSucceeded,
 };
+use muster_runtime::TenantId;
 use muster_runtime::consumer::{self, HandleError, Handler, Incoming};
 use prost::Message;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// The queue, and the inbox name, of `messaging.delivery.sent`.
@@ -94,7 +97,9 @@ impl Handler for Donations {
         let new = sqlx::query(
             "INSERT INTO donations
                 (tenant_id, donation_id, person_id, amount_cents, currency, donated_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+             SELECT $1, $2, $3, $4, $5, $6
+             WHERE EXISTS (SELECT 1 FROM people WHERE tenant_id = $1 AND id = $3)
+             ON CONFLICT DO NOTHING",
         )
         .bind(message.tenant_id)
         .bind(event.donation_id.trim())
@@ -158,7 +163,8 @@ impl Handler for Attendance {
         };
         sqlx::query(
             "INSERT INTO attendance AS a (tenant_id, event_id, person_id, state, changed_at)
-             VALUES ($1, $2, $3, $4, $5)
+             SELECT $1, $2, $3, $4, $5
+             WHERE EXISTS (SELECT 1 FROM people WHERE tenant_id = $1 AND id = $3)
              ON CONFLICT (tenant_id, event_id, person_id) DO UPDATE SET
                 state = EXCLUDED.state, changed_at = EXCLUDED.changed_at
              WHERE a.changed_at <= EXCLUDED.changed_at",
@@ -174,6 +180,22 @@ impl Handler for Attendance {
         tracing::debug!(tenant_id = %message.tenant_id, state, "attendance projected");
         Ok(())
     }
+}
+
+/// Deletes what the projections hold about `person`, within an erasure.
+pub async fn forget(tx: &mut PgConnection, tenant: TenantId, person: Uuid) -> sqlx::Result<()> {
+    for sql in [
+        "DELETE FROM donations WHERE tenant_id = $1 AND person_id = $2",
+        "DELETE FROM person_donations WHERE tenant_id = $1 AND person_id = $2",
+        "DELETE FROM attendance WHERE tenant_id = $1 AND person_id = $2",
+    ] {
+        sqlx::query(sql)
+            .bind(tenant)
+            .bind(person)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 fn permanent(message: &'static str) -> HandleError {

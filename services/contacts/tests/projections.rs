@@ -11,6 +11,7 @@ use lapin::types::FieldTable;
 use muster_contacts::{Mode, Settings};
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
 use muster_proto::events::v1::{
     AttendanceChanged, AttendanceState, DeliveriesSent, DonationSucceeded, SentDelivery,
 };
@@ -171,6 +172,16 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
         "donations.donation.succeeded",
         donation("d4", p(2), 1_000, "EUR", "2023-12-31"),
     );
+    // Someone contacts does not know (erased, or never here): ignored.
+    let stranger = Uuid::now_v7();
+    add(
+        "donations.donation.succeeded",
+        donation("d5", stranger, 9_000, "EUR", "2024-01-01"),
+    );
+    add(
+        "events.attendance.changed",
+        attendance("e1", stranger, AttendanceState::Attended, "2024-06-01"),
+    );
     // e1 attended by p0, p1 (after registering), p3 (a registration dated
     // earlier arrives late and is ignored); p2 cancelled after attending.
     // e2 attended by p0; p3 did not show.
@@ -253,6 +264,39 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
             .fetch_all(&pool)
             .await?;
     assert_eq!(totals, [("EUR".to_owned(), 7_500)]);
+    let strangers: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+    )
+    .bind(stranger)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(strangers, 0);
+
+    // Erasing a person erases what the projections hold about them.
+    let mut people_data = PersonDataServiceClient::with_interceptor(
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+            .connect()
+            .await?,
+        Bearer::new(&token),
+    );
+    people_data
+        .erase_person(pb::ErasePersonRequest {
+            person_id: p(0).to_string(),
+            requested_by: "test".into(),
+            reason: "asked".into(),
+        })
+        .await?;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
+              + (SELECT count(*) FROM person_donations WHERE person_id = $1)
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+    )
+    .bind(p(0))
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(left, 0);
+    assert_eq!(count(&mut client, "attended.count>=1").await?, 2);
 
     for (query, message) in [
         (
