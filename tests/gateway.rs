@@ -305,3 +305,96 @@ async fn saved_segments_are_kept_listed_counted_and_deleted_over_rest() -> anyho
     muster_testkit::drop_database(&gateway.database).await?;
     stack.stop().await
 }
+
+#[tokio::test]
+async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_rest()
+-> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let year = json!({"key": "membership_year", "label": "Année d'adhésion", "type": "number"});
+    let defined = gateway.post("/v1/custom-fields", year).await?;
+    assert_eq!(defined["type"], "number");
+    let color = json!({"key": "color", "label": "Couleur", "type": "choice",
+                       "choices": ["Rouge", "Vert"]});
+    gateway.post("/v1/custom-fields", color).await?;
+    let listed = gateway.get("/v1/custom-fields").await?;
+    assert_eq!(listed["fields"][0]["choices"], json!(["Rouge", "Vert"]));
+
+    // The label names the column; the mapping names another.
+    let file = "Courriel;Année d'adhésion;Teinte\n\
+                ana@example.org;2019;rouge\n\
+                bob@example.org;2022,0;bleu\n";
+    let query = "preset=custom&map.email=Courriel&map.custom:color=Teinte";
+    let (path, job) = gateway.import(query, file.as_bytes().to_vec()).await?;
+    assert_eq!(job["counts"]["warnings"], 1, "{job}");
+    let issues = gateway.get(&format!("{path}/issues")).await?;
+    assert_eq!(issues["issues"][0]["line"], 3, "{issues}");
+    assert_eq!(issues["issues"][0]["value"], "bleu", "{issues}");
+
+    let people = gateway.get("/v1/people").await?;
+    let ana = people["people"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["email"] == "ana@example.org"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        ana["custom_fields"],
+        json!({"membership_year": "2019", "color": "Rouge"})
+    );
+
+    let id = ana["id"].as_str().unwrap_or_default();
+    let (status, patched) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/people/{id}/custom-fields"),
+            Some(json!({"membership_year": "2 024", "color": ""})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["custom_fields"], json!({"membership_year": "2024"}));
+    let (status, refused) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/people/{id}/custom-fields"),
+            Some(json!({"membership_year": "deux mille"})),
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused.to_string().contains("values[membership_year]"),
+        "{refused}"
+    );
+
+    let counted = gateway
+        .post(
+            "/v1/segments/count",
+            json!({"query": "field:membership_year>=2020"}),
+        )
+        .await?;
+    assert_eq!(counted["count"], 2);
+    let tree = json!({"expr": {"field": {"key": "membership_year", "operator": "less",
+                                         "value": "2020"}}});
+    assert_eq!(gateway.post("/v1/segments/count", tree).await?["count"], 0);
+    let (status, body) = gateway
+        .call(
+            reqwest::Method::POST,
+            "/v1/segments/count",
+            Some(json!({"query": "field:membership_year>=douze"})),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, _) = gateway
+        .call(reqwest::Method::DELETE, "/v1/custom-fields/color", None)
+        .await?;
+    assert_eq!(status, 204);
+    let listed = gateway.get("/v1/custom-fields").await?;
+    assert_eq!(listed["fields"].as_array().map(Vec::len), Some(1));
+
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    muster_testkit::drop_database(&gateway.database).await?;
+    stack.stop().await
+}

@@ -264,4 +264,20 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         bindings: &[],
         retry_delays: EMAIL_SEND_RETRY_DELAYS,
     },
+    // What contacts projects for segments: sends, donations, attendance.
+    QueueSpec {
+        name: "contacts.contacted",
+        bindings: &["messaging.delivery.sent"],
+        retry_delays: &[],
+    },
+    QueueSpec {
+        name: "contacts.donations",
+        bindings: &["donations.donation.succeeded"],
+        retry_delays: &[],
+    },
+    QueueSpec {
+        name: "contacts.attendance",
+        bindings: &["events.attendance.changed"],
+        retry_delays: &[],
+    },
 ];

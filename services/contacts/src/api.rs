@@ -17,7 +17,7 @@ use crate::import::job::{self, ImportTask};
 use crate::import::{ColumnMapping, Preset};
 use crate::merge::{self, duplicates};
 use crate::segment::Filter;
-use crate::store::{imports, people, segments};
+use crate::store::{custom_fields, imports, people, segments};
 
 /// Members sent per streamed message.
 const STREAM_BATCH: i64 = 1_000;
@@ -95,6 +95,21 @@ impl ContactsService for Api {
             }
         };
         let preset = preset(&header)?;
+        let custom_fields = custom_fields::load(&self.pool, tenant).await?;
+        if let Preset::Custom(mapping) = &preset {
+            for (key, _) in &mapping.custom_fields {
+                if custom_fields.get(key).is_none() {
+                    return Err(ApiError::invalid(
+                        format!("header.mapping.custom_fields[{key}]"),
+                        format!(
+                            "no custom field has this key; the fields are: {}",
+                            custom_fields.keys()
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
         let default_country = default_country(&header.default_country)?;
         let id = Uuid::now_v7();
         let source_label = match header.source_label.trim() {
@@ -156,6 +171,7 @@ impl ContactsService for Api {
             path,
             default_country,
             hasher: self.hasher.clone(),
+            custom_fields,
         };
         tokio::spawn(job::run(self.pool.clone(), task));
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
@@ -229,7 +245,11 @@ impl ContactsService for Api {
             return Err(ApiError::invalid("name", "give the segment a name").into());
         }
         let filter = request.filter.unwrap_or_default();
-        if Filter::parse(&filter)?.saved_segment().is_some() {
+        let fields = custom_fields::load(&self.pool, tenant).await?;
+        if Filter::parse_with(&filter, &fields)?
+            .saved_segment()
+            .is_some()
+        {
             return Err(ApiError::invalid(
                 "filter.saved_segment_id",
                 "a saved segment may not name another; copy its conditions instead",
@@ -270,7 +290,8 @@ impl ContactsService for Api {
         let tenant = auth::tenant(&request)?;
         let id = parse_id(&request.get_ref().id, "id")?;
         let mut saved = segments::get(&self.pool, tenant, id).await?;
-        let filter = Filter::parse(&saved.filter.clone().unwrap_or_default())?;
+        let fields = custom_fields::load(&self.pool, tenant).await?;
+        let filter = Filter::parse_with(&saved.filter.clone().unwrap_or_default(), &fields)?;
         saved.count = Some(segments::count(&self.pool, tenant, &filter).await?);
         Ok(Response::new(saved))
     }
@@ -389,6 +410,49 @@ impl ContactsService for Api {
             .map_err(ApiError::from)?;
         Ok(Response::new(duplicates::rules_to_proto(&automatic)))
     }
+
+    // ---- Custom fields ----
+
+    async fn define_custom_field(
+        &self,
+        request: Request<pb::DefineCustomFieldRequest>,
+    ) -> Result<Response<pb::CustomField>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let field = request.into_inner().field.unwrap_or_default();
+        let definition = custom_fields::check(&field)?;
+        let defined = custom_fields::define(&self.pool, tenant, &definition).await?;
+        tracing::info!(tenant_id = %tenant, key = definition.key(), "custom field defined");
+        Ok(Response::new(defined))
+    }
+
+    async fn list_custom_fields(
+        &self,
+        request: Request<pb::ListCustomFieldsRequest>,
+    ) -> Result<Response<pb::ListCustomFieldsResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let fields = custom_fields::list(&self.pool, tenant).await?;
+        Ok(Response::new(pb::ListCustomFieldsResponse { fields }))
+    }
+
+    async fn delete_custom_field(
+        &self,
+        request: Request<pb::DeleteCustomFieldRequest>,
+    ) -> Result<Response<pb::DeleteCustomFieldResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        custom_fields::delete(&self.pool, tenant, request.get_ref().key.trim()).await?;
+        Ok(Response::new(pb::DeleteCustomFieldResponse {}))
+    }
+
+    async fn set_custom_fields(
+        &self,
+        request: Request<pb::SetCustomFieldsRequest>,
+    ) -> Result<Response<pb::Person>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let id = parse_id(&request.person_id, "person_id")?;
+        custom_fields::set(&self.pool, tenant, id, &request.values).await?;
+        Ok(Response::new(people::get(&self.pool, tenant, id).await?))
+    }
 }
 
 fn stream_members(
@@ -481,6 +545,7 @@ fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {
         email_consent: some(m.email_consent),
         email_consent_time: some(m.email_consent_time),
         external_id: some(m.external_id),
+        custom_fields: custom_mapping(m.custom_fields),
     };
     if mapping.email.is_none() && mapping.phone.is_none() {
         return Err(ApiError::invalid(
@@ -489,6 +554,22 @@ fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {
         ));
     }
     Ok(mapping)
+}
+
+/// The custom field columns of a mapping as (key, header), keys given as
+/// `custom:<key>` or bare, sorted by key so that errors come in one order.
+fn custom_mapping(columns: std::collections::HashMap<String, String>) -> Vec<(String, String)> {
+    let mut columns: Vec<(String, String)> = columns
+        .into_iter()
+        .filter(|(_, header)| !header.trim().is_empty())
+        .map(|(key, header)| {
+            let key = key.trim();
+            let key = key.strip_prefix("custom:").unwrap_or(key).to_lowercase();
+            (key, header.trim().to_owned())
+        })
+        .collect();
+    columns.sort();
+    columns
 }
 
 async fn spool(

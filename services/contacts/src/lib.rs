@@ -1,7 +1,8 @@
 //! The contacts service owns people: their e-mail addresses, phones,
 //! addresses, tags, the consent ledger, imports of supporter files and
 //! segments, and the export and erasure of a person's data. It announces
-//! changes on the bus and applies unsubscribes that messaging reports.
+//! changes on the bus, applies unsubscribes that messaging reports, and
+//! projects sends, donations and attendance other services announce.
 
 pub mod api;
 pub mod consumers;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod import;
 pub mod merge;
 pub mod privacy;
+pub mod projections;
 pub mod segment;
 pub mod store;
 
@@ -55,6 +57,8 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     5 => "0005_segments.sql",
     6 => "0006_erased_phones.sql",
     8 => "0008_merges.sql",
+    9 => "0009_custom_fields.sql",
+    11 => "0011_composed_tags.sql",
 ];
 
 /// Everything contacts is configured with.
@@ -227,6 +231,18 @@ impl Application {
                 concurrency: 8,
             };
             tasks.consume(amqp, options, confirmations);
+
+            let pool = &self.pool;
+            let options = |queue| ConsumerOptions {
+                queue,
+                concurrency: 4,
+            };
+            let contacted = projections::Contacted { pool: pool.clone() };
+            tasks.consume(amqp, options(projections::CONTACTED_QUEUE), contacted);
+            let donations = projections::Donations { pool: pool.clone() };
+            tasks.consume(amqp, options(projections::DONATIONS_QUEUE), donations);
+            let attendance = projections::Attendance { pool: pool.clone() };
+            tasks.consume(amqp, options(projections::ATTENDANCE_QUEUE), attendance);
         }
         if self.mode.relays() {
             tasks.relay(&self.pool, amqp);

@@ -229,6 +229,7 @@ pub async fn erase(
         forget_in_import_issues(&mut tx, tenant, value).await?;
     }
     close_ledger(&mut tx, tenant, person, erasure, now).await?;
+    crate::projections::forget(&mut tx, tenant, person).await?;
     confirm(&mut tx, erasure, "contacts", now).await?;
 
     let body = PersonErased {

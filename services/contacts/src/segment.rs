@@ -9,14 +9,16 @@
 mod expr;
 pub mod text;
 
+use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1::{ConsentState, SegmentFilter};
 use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::domain::custom_field::Definitions;
 use crate::domain::nfc;
 
-pub use expr::{Expr, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
+pub use expr::{Expr, FieldOp, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
 
 /// The most values one filter may hold: the entries of its lists and the
 /// conditions of its tree and query, all counted together.
@@ -30,8 +32,15 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Checks a filter from the API; errors name the field or the node.
+    /// Checks a filter that names no custom field (one that does is refused
+    /// as unknown); errors name the field or the node.
     pub fn parse(filter: &SegmentFilter) -> Result<Self, ApiError> {
+        Self::parse_with(filter, &Definitions::default())
+    }
+
+    /// Checks a filter from the API, typing its custom field conditions by
+    /// the organization's `fields`; errors name the field or the node.
+    pub fn parse_with(filter: &SegmentFilter, fields: &Definitions) -> Result<Self, ApiError> {
         // Counted before anything else is read, so a huge list costs nothing.
         let mut values = Values::default();
         for (field, list) in [
@@ -117,14 +126,14 @@ impl Filter {
         }
 
         if let Some(tree) = &filter.expr {
-            let tree = Expr::check(tree, "filter.expr")?;
+            let tree = Expr::check(tree, "filter.expr", fields)?;
             values.add("filter.expr", tree.values())?;
             conditions.push(tree);
         }
         if !filter.query.trim().is_empty() {
-            let tree = text::parse(&filter.query)
+            let tree = text::parse_with(&filter.query, fields)
                 .map_err(|error| ApiError::invalid("filter.query", error.to_string()))?;
-            let tree = Expr::check(&tree, "filter.query")?;
+            let tree = Expr::check(&tree, "filter.query", fields)?;
             values.add("filter.query", tree.values())?;
             conditions.push(tree);
         }
@@ -171,7 +180,7 @@ impl Filter {
         query.push(" WHERE tenant_id = ").push_bind(tenant);
         for condition in &self.conditions {
             query.push(" AND ");
-            push_expr(query, condition);
+            push_expr(query, condition, tenant);
         }
     }
 }
@@ -197,8 +206,9 @@ impl Values {
     }
 }
 
-/// Appends `expr` as one SQL boolean term (parenthesized when compound).
-fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
+/// Appends `expr` as one SQL boolean term (parenthesized when compound); the
+/// projections of other services' events are read within `tenant`.
+fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr, tenant: TenantId) {
     match expr {
         Expr::And(items) | Expr::Or(items) if items.is_empty() => {
             query.push(if matches!(expr, Expr::And(_)) {
@@ -218,7 +228,7 @@ fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
                 if n > 0 {
                     query.push(joiner);
                 }
-                push_expr(query, item);
+                push_expr(query, item, tenant);
             }
             query.push(")");
         }
@@ -226,15 +236,15 @@ fn push_expr(query: &mut QueryBuilder<Postgres>, expr: &Expr) {
         // people without the value (NOT departement:75 includes the unknown).
         Expr::Not(inner) if inner.may_be_null() => {
             query.push("(");
-            push_expr(query, inner);
+            push_expr(query, inner, tenant);
             query.push(") IS NOT TRUE");
         }
         Expr::Not(inner) => {
             query.push("NOT (");
-            push_expr(query, inner);
+            push_expr(query, inner, tenant);
             query.push(")");
         }
-        Expr::Leaf(leaf) => push_leaf(query, leaf),
+        Expr::Leaf(leaf) => push_leaf(query, leaf, tenant),
     }
 }
 
@@ -244,7 +254,7 @@ fn composed(tags: &[String]) -> Vec<String> {
     tags.iter().map(|tag| nfc(tag)).collect()
 }
 
-fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
+fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf, tenant: TenantId) {
     match leaf {
         Leaf::TagsAny(tags) => {
             query.push("tags && ").push_bind(composed(tags));
@@ -294,25 +304,7 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
                 .push_bind(codes.clone())
                 .push(")");
         }
-        Leaf::Created { start, end } => match (start, end) {
-            (Some(start), Some(end)) => {
-                query
-                    .push("(created_at >= ")
-                    .push_bind(*start)
-                    .push(" AND created_at < ")
-                    .push_bind(*end)
-                    .push(")");
-            }
-            (Some(start), None) => {
-                query.push("created_at >= ").push_bind(*start);
-            }
-            (None, Some(end)) => {
-                query.push("created_at < ").push_bind(*end);
-            }
-            (None, None) => {
-                query.push("TRUE");
-            }
-        },
+        Leaf::Created { start, end } => push_range(query, "created_at", *start, *end),
         Leaf::HasEmail(true) => {
             query.push("email_key IS NOT NULL");
         }
@@ -324,6 +316,105 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
         }
         Leaf::HasPhone(false) => {
             query.push("phone IS NULL");
+        }
+        // Containment, so that the GIN index on custom_fields serves it.
+        Leaf::Field(test) if test.operator == FieldOp::Equal => {
+            let mut pair = serde_json::Map::new();
+            pair.insert(test.key.clone(), test.value.clone());
+            query
+                .push("custom_fields @> ")
+                .push_bind(serde_json::Value::Object(pair));
+        }
+        // TODO(#4): orderings on a custom field scan the organization's
+        // people; an expression index per ordered field would serve them.
+        Leaf::Field(test) => {
+            query
+                .push("(jsonb_typeof(custom_fields -> ")
+                .push_bind(test.key.clone())
+                .push(") = ")
+                .push_bind(test.json_type)
+                .push(" AND custom_fields -> ")
+                .push_bind(test.key.clone())
+                .push(test.operator.sql())
+                .push_bind(test.value.clone())
+                .push(")");
+        }
+        Leaf::HasField(key) => {
+            query.push("custom_fields ? ").push_bind(key.clone());
+        }
+        Leaf::Contacted { start, end } => push_range(query, "last_contacted_at", *start, *end),
+        Leaf::HasContacted(true) => {
+            query.push("last_contacted_at IS NOT NULL");
+        }
+        Leaf::HasContacted(false) => {
+            query.push("last_contacted_at IS NULL");
+        }
+        // The projections are read as uncorrelated sets of people, so that
+        // PostgreSQL joins them once rather than probing per person.
+        Leaf::DonationTotal {
+            currency,
+            min_cents,
+        } => {
+            query
+                .push("id IN (SELECT person_id FROM person_donations WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND currency = ")
+                .push_bind(currency.clone())
+                .push(" AND total_cents >= ")
+                .push_bind(*min_cents)
+                .push(")");
+        }
+        Leaf::LastDonation { start, end } => {
+            query
+                .push("id IN (SELECT person_id FROM person_donations WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" GROUP BY person_id HAVING ");
+            push_range(query, "max(last_at)", *start, *end);
+            query.push(")");
+        }
+        Leaf::Attended(event) => {
+            query
+                .push("id IN (SELECT person_id FROM attendance WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND event_id = ")
+                .push_bind(event.clone())
+                .push(" AND state = 'attended')");
+        }
+        Leaf::AttendedCount(count) => {
+            query
+                .push("id IN (SELECT person_id FROM attendance WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND state = 'attended' GROUP BY person_id HAVING count(*) >= ")
+                .push_bind(i64::from(*count))
+                .push(")");
+        }
+    }
+}
+
+/// `column` within `[start, end)`; `column` is a constant of this module.
+fn push_range(
+    query: &mut QueryBuilder<Postgres>,
+    column: &'static str,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) {
+    match (start, end) {
+        (Some(start), Some(end)) => {
+            query
+                .push(format!("({column} >= "))
+                .push_bind(start)
+                .push(format!(" AND {column} < "))
+                .push_bind(end)
+                .push(")");
+        }
+        (Some(start), None) => {
+            query.push(format!("{column} >= ")).push_bind(start);
+        }
+        (None, Some(end)) => {
+            query.push(format!("{column} < ")).push_bind(end);
+        }
+        (None, None) => {
+            query.push("TRUE");
         }
     }
 }

@@ -181,6 +181,19 @@ fn matches(person: &Person, expr: &pb::SegmentExpr) -> bool {
         }
         Node::HasEmail(has) => person.email == *has,
         Node::HasPhone(has) => person.phone == *has,
+        Node::Field(_)
+        | Node::HasField(_)
+        | Node::Contacted(_)
+        | Node::HasContacted(_)
+        | Node::DonationTotal(_)
+        | Node::LastDonation(_)
+        | Node::Attended(_)
+        | Node::AttendedCountAtLeast(_) => {
+            panic!(
+                "the generator makes no such condition (tests/custom_fields.rs and \
+                    tests/projections.rs count them)"
+            )
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bounces;
 pub mod consumers;
+pub mod contacted;
 pub mod deliveries;
 pub mod jobs;
 pub mod launch;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use lettre::Message as Email;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -22,6 +23,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::contacted;
 use crate::jobs;
 use crate::ratelimit::Limiter;
 use crate::render::{MergeFields, Rendered, Templates};
@@ -414,22 +416,30 @@ impl Sender {
         answers: Answers,
     ) -> Result<(), HandleError> {
         if !answers.ids.is_empty() {
-            sqlx::query(
-                "UPDATE deliveries d SET
-                    state = r.state,
-                    error = coalesce(r.error, d.error),
-                    provider_message_id = coalesce(r.answer, d.provider_message_id),
-                    sent_at = CASE WHEN r.state = 'sent' THEN now() ELSE d.sent_at END
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                      AS r (id, state, error, answer)
-                 WHERE d.id = r.id",
+            // The group's sends are announced in the same transaction, as
+            // one event, so that contacts learns of each send exactly once.
+            let mut tx = self.results.begin().await?;
+            let sent: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+                "WITH recorded AS (
+                    UPDATE deliveries d SET
+                        state = r.state,
+                        error = coalesce(r.error, d.error),
+                        provider_message_id = coalesce(r.answer, d.provider_message_id),
+                        sent_at = CASE WHEN r.state = 'sent' THEN now() ELSE d.sent_at END
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                          AS r (id, state, error, answer)
+                     WHERE d.id = r.id
+                     RETURNING d.id, d.person_id, d.state, d.sent_at)
+                 SELECT id, person_id, sent_at FROM recorded WHERE state = 'sent'",
             )
             .bind(&answers.ids)
             .bind(&answers.states)
             .bind(&answers.errors)
             .bind(&answers.answers)
-            .execute(&self.results)
+            .fetch_all(&mut *tx)
             .await?;
+            contacted::announce(&mut tx, tenant, campaign, &sent).await?;
+            tx.commit().await?;
         }
         if answers.retries.is_empty() {
             return Ok(());

@@ -1,5 +1,6 @@
 //! Parsed contact values: a value of these types that exists is valid.
 
+pub mod custom_field;
 mod email;
 mod phone;
 pub mod territory;

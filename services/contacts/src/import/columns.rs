@@ -1,6 +1,7 @@
 //! Where each field of a preset sits in a file, resolved once from the header.
 
 use super::{ColumnMapping, ImportError, Preset};
+use crate::domain::custom_field::{Definition, Definitions};
 
 /// How a file states consent, which decides how a row's consent is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +50,8 @@ pub(crate) struct Columns {
     pub(crate) external_id: Option<usize>,
     /// The system that `external_id` identifies people in, e.g. "nationbuilder".
     pub(crate) external_system: &'static str,
+    /// The columns of custom fields, with their definitions.
+    pub(crate) custom: Vec<(usize, Definition)>,
 }
 
 impl Columns {
@@ -71,6 +74,51 @@ impl Columns {
             Preset::MailchimpUnsubscribed => mailchimp(&header, Layout::MailchimpUnsubscribed),
             Preset::Custom(mapping) => custom(&header, mapping),
         }
+    }
+}
+
+impl Columns {
+    /// Adds the custom field columns: those `mapping` names as (key, header),
+    /// then every other column whose header is the key or the label of a
+    /// field not yet read. A mapped key must be defined and its header present.
+    pub(crate) fn resolve_custom(
+        &mut self,
+        fields: &Definitions,
+        mapping: &[(String, String)],
+        headers: &[String],
+        file: &str,
+    ) -> Result<(), ImportError> {
+        let header = Header {
+            keys: headers.iter().map(|h| header_key(h)).collect(),
+            headers,
+            file,
+            preset: "custom",
+        };
+        for (key, name) in mapping {
+            let key = key.strip_prefix("custom:").unwrap_or(key);
+            let Some(definition) = fields.get(key) else {
+                return Err(header.wrong(format!(
+                    "the mapping names the custom field {key:?}, which is not defined; \
+                     the fields are: {}",
+                    fields.keys()
+                )));
+            };
+            self.custom
+                .push((header.require(name)?, definition.clone()));
+        }
+        for (column, name) in headers.iter().enumerate() {
+            let Some(definition) = fields.by_header(name) else {
+                continue;
+            };
+            let known = self
+                .custom
+                .iter()
+                .any(|(at, d)| *at == column || d.key() == definition.key());
+            if !known {
+                self.custom.push((column, definition.clone()));
+            }
+        }
+        Ok(())
     }
 }
 

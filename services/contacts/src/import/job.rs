@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
+use crate::domain::custom_field::Definitions;
 use crate::domain::territory::{self, Place, departement_of};
 use crate::events;
 use crate::merge;
@@ -35,6 +36,8 @@ pub struct ImportTask {
     pub default_country: String,
     /// Finds rows whose address was erased.
     pub hasher: AddressHasher,
+    /// The organization's custom fields, read from matching columns.
+    pub custom_fields: Definitions,
 }
 
 /// Rows read from the file, waiting to be written.
@@ -122,7 +125,8 @@ fn read_file(
     let file = std::fs::File::open(&task.path).context("opening the spooled upload")?;
     let source = std::io::BufReader::with_capacity(1 << 16, file);
     let mut reader = ImportReader::open(source, task.preset, &task.source_label)?
-        .with_default_country(&task.default_country);
+        .with_default_country(&task.default_country)
+        .with_custom_fields(&task.custom_fields)?;
     let delimiter = match reader.delimiter() {
         b'\t' => "TAB".to_owned(),
         other => (other as char).to_string(),
@@ -248,6 +252,7 @@ struct Candidate<'a> {
     row: &'a ImportRow,
     tags: Vec<&'a str>,
     external_ids: serde_json::Map<String, serde_json::Value>,
+    custom_fields: serde_json::Map<String, serde_json::Value>,
     consent: Option<(bool, DateTime<Utc>, &'a [(String, String)])>,
 }
 
@@ -344,6 +349,12 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                         .entry(system.clone())
                         .or_insert(id.clone().into());
                 }
+                for (key, value) in &row.custom_fields {
+                    candidate
+                        .custom_fields
+                        .entry(key.clone())
+                        .or_insert(value.clone());
+                }
                 candidate.consent = stronger(candidate.consent, consent);
             }
             None => {
@@ -360,6 +371,7 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                         row,
                         tags,
                         external_ids,
+                        custom_fields: row.custom_fields.clone(),
                         consent,
                     },
                 ));
@@ -417,17 +429,17 @@ impl Territory {
 const UPSERT_BY_EMAIL: &str = "
     INSERT INTO people AS p (id, tenant_id, first_name, last_name, email, email_key, phone,
         address_line1, postal_code, city, country, departement, birth_date, tags, external_ids,
-        commune_insee, region, time_zone)
+        commune_insee, region, time_zone, custom_fields)
     SELECT u.id, $1, u.first_name, u.last_name, u.email, u.email_key, u.phone,
         u.address_line1, u.postal_code, u.city, u.country, u.departement, u.birth_date,
         CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, E'\\x1f') END,
-        u.external_ids::jsonb, u.commune_insee, u.region, u.time_zone
+        u.external_ids::jsonb, u.commune_insee, u.region, u.time_zone, u.custom_fields::jsonb
     FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::date[],
-        $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
+        $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
         AS u(id, first_name, last_name, email, email_key, phone, address_line1, postal_code,
              city, country, departement, birth_date, tags, external_ids, commune_insee, region,
-             time_zone)
+             time_zone, custom_fields)
     ON CONFLICT {target} DO UPDATE SET
         first_name = COALESCE(p.first_name, EXCLUDED.first_name),
         last_name = COALESCE(p.last_name, EXCLUDED.last_name),
@@ -443,6 +455,7 @@ const UPSERT_BY_EMAIL: &str = "
         birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
         tags = p.tags || ARRAY(SELECT t FROM unnest(EXCLUDED.tags) AS t WHERE t <> ALL(p.tags)),
         external_ids = EXCLUDED.external_ids || p.external_ids,
+        custom_fields = EXCLUDED.custom_fields || p.custom_fields,
         updated_at = now()
     RETURNING p.id, p.email_key, p.phone, (p.xmax = 0) AS inserted";
 
@@ -476,6 +489,10 @@ async fn upsert(
         .iter()
         .map(|c| serde_json::Value::Object(c.external_ids.clone()).to_string())
         .collect();
+    let custom_fields: Vec<String> = group
+        .iter()
+        .map(|c| serde_json::Value::Object(c.custom_fields.clone()).to_string())
+        .collect();
     let birth_dates: Vec<Option<chrono::NaiveDate>> =
         group.iter().map(|c| c.row.birth_date).collect();
 
@@ -499,6 +516,7 @@ async fn upsert(
             .bind(territory(|t| t.place.map(|p| p.commune)))
             .bind(territory(|t| t.place.map(|p| p.region)))
             .bind(territory(|t| t.time_zone))
+            .bind(&custom_fields)
             .fetch_all(&mut *tx)
             .await
             .context("writing people")?;

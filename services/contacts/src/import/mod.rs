@@ -17,6 +17,7 @@ use std::io::Read;
 use chrono::{DateTime, NaiveDate, Utc};
 use csv::ByteRecord;
 
+use crate::domain::custom_field::Definitions;
 use crate::domain::{EmailAddress, PhoneNumber};
 use columns::Columns;
 use decode::Decoding;
@@ -84,6 +85,9 @@ pub struct ColumnMapping {
     pub email_consent_time: Option<String>,
     /// Column of the person's identifier in the source system.
     pub external_id: Option<String>,
+    /// (custom field key, header) pairs; a header naming a field's key or
+    /// label is read without being listed here.
+    pub custom_fields: Vec<(String, String)>,
 }
 
 /// What one record of the file gave.
@@ -138,6 +142,8 @@ pub struct ImportRow {
     pub consent: ConsentStatement,
     /// Identifier in the source system, as (system, id), e.g. ("nationbuilder", "1000").
     pub external_id: Option<(String, String)>,
+    /// Custom field values by key, canonical JSON.
+    pub custom_fields: serde_json::Map<String, serde_json::Value>,
     /// Values left out of this row, and why.
     pub issues: Vec<RowIssue>,
 }
@@ -231,6 +237,10 @@ pub struct ImportReader<R: Read> {
     file: String,
     failure: Option<ImportError>,
     default_country: String,
+    /// The header line, kept to find custom field columns.
+    headers: Vec<String>,
+    /// Custom field columns the mapping names, as (key, header).
+    custom_mapping: Vec<(String, String)>,
 }
 
 impl<R: Read> ImportReader<R> {
@@ -263,6 +273,10 @@ impl<R: Read> ImportReader<R> {
             });
         }
         let columns = Columns::resolve(&preset, &headers, source_label)?;
+        let custom_mapping = match preset {
+            Preset::Custom(mapping) => mapping.custom_fields,
+            _ => Vec::new(),
+        };
 
         let encoding = sniffed.encoding.name();
         tracing::debug!(
@@ -281,7 +295,17 @@ impl<R: Read> ImportReader<R> {
             file: source_label.to_owned(),
             failure: None,
             default_country: "FR".to_owned(),
+            headers,
+            custom_mapping,
         })
+    }
+
+    /// Reads the organization's custom fields too: the columns the mapping
+    /// names, and every other column whose header is a field's key or label.
+    pub fn with_custom_fields(mut self, fields: &Definitions) -> Result<Self, ImportError> {
+        self.columns
+            .resolve_custom(fields, &self.custom_mapping, &self.headers, &self.file)?;
+        Ok(self)
     }
 
     /// Reads rows without a country, and national phone numbers, as being in

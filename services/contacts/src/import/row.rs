@@ -62,6 +62,7 @@ pub(crate) fn read(
     let external_id = fields
         .text(columns.external_id, "external_id")
         .map(|id| (columns.external_system.to_owned(), id));
+    let custom_fields = custom_fields(&mut fields, columns);
     let consent = consent(&mut fields, columns);
 
     if email.is_none() && phone.is_none() {
@@ -89,8 +90,38 @@ pub(crate) fn read(
         tags,
         consent,
         external_id,
+        custom_fields,
         issues: fields.issues,
     })
+}
+
+/// The custom field values of a row; a value that does not fit its type is
+/// a warning naming the field, and is left out.
+fn custom_fields(
+    fields: &mut Fields<'_>,
+    columns: &Columns,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut values = serde_json::Map::new();
+    for (column, definition) in &columns.custom {
+        let Some(value) = fields.get(Some(*column), "custom_fields") else {
+            continue;
+        };
+        match definition.parse_value(value.text) {
+            Ok(parsed) => {
+                values.insert(definition.key().to_owned(), parsed);
+            }
+            Err(error) => {
+                let reason = format!(
+                    "custom field {} ({}): {}",
+                    definition.key(),
+                    definition.kind().as_str(),
+                    error.reason
+                );
+                fields.issue("custom_fields", value.raw, reason);
+            }
+        }
+    }
+    values
 }
 
 /// The fields of one record, and the problems found in them so far.

@@ -5,8 +5,12 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1::segment_expr::Node;
-use muster_proto::contacts::v1::{ConsentChannel, ConsentState, SegmentExpr, TimeRange};
+use muster_proto::contacts::v1::{
+    ConsentChannel, ConsentState, FieldCondition, FieldOperator, SegmentExpr, TimeRange,
+};
 use muster_runtime::ApiError;
+
+use crate::domain::custom_field::Definitions;
 
 /// The deepest nesting of and/or/not a tree may have.
 pub const MAX_DEPTH: usize = 12;
@@ -66,6 +70,133 @@ pub enum Leaf {
     },
     HasEmail(bool),
     HasPhone(bool),
+    /// A custom field compared with a value of its type.
+    Field(FieldTest),
+    /// Holds a value for the custom field of this key.
+    HasField(String),
+    /// Last sent a message in `[start, end)`.
+    Contacted {
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    },
+    /// Was ever sent a message (true) or never (false).
+    HasContacted(bool),
+    /// Gave at least `min_cents` in all in `currency` (ISO 4217).
+    DonationTotal {
+        currency: String,
+        min_cents: i64,
+    },
+    /// Last gave (in any currency) in `[start, end)`.
+    LastDonation {
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    },
+    /// Attended the event of this id.
+    Attended(String),
+    /// Attended at least this many events.
+    AttendedCount(u32),
+}
+
+/// A custom field compared with a value of its type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldTest {
+    pub key: String,
+    pub operator: FieldOp,
+    /// Canonical JSON, as the field's values are stored.
+    pub value: serde_json::Value,
+    /// The `jsonb_typeof` of the field's values, so that an ordering never
+    /// compares a number with a string.
+    pub json_type: &'static str,
+}
+
+/// How a custom field is compared with a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldOp {
+    Equal,
+    GreaterOrEqual,
+    Greater,
+    Less,
+    LessOrEqual,
+}
+
+impl FieldOp {
+    /// The SQL operator, between two jsonb values.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Equal => " = ",
+            Self::GreaterOrEqual => " >= ",
+            Self::Greater => " > ",
+            Self::Less => " < ",
+            Self::LessOrEqual => " <= ",
+        }
+    }
+}
+
+/// Which part of a custom field condition is wrong, for the text form to
+/// point at its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldPart {
+    Key,
+    Operator,
+    Value,
+}
+
+/// The typed test `key operator raw` by the organization's definitions, or
+/// the wrong part and what to write instead.
+pub fn field_test(
+    fields: &Definitions,
+    key: &str,
+    operator: FieldOp,
+    raw: &str,
+) -> Result<FieldTest, (FieldPart, String)> {
+    let definition = defined(fields, key).map_err(|m| (FieldPart::Key, m))?;
+    let kind = definition.kind();
+    if operator != FieldOp::Equal && !kind.is_ordered() {
+        return Err((
+            FieldPart::Operator,
+            format!(
+                "{key} is a {} field: compare it with = only (>=, >, <, <= take number and \
+                 date fields)",
+                kind.as_str()
+            ),
+        ));
+    }
+    let value = definition.parse_value(raw).map_err(|error| {
+        let message = format!("{key} is a {} field: {}", kind.as_str(), error.reason);
+        (FieldPart::Value, message)
+    })?;
+    Ok(FieldTest {
+        key: definition.key().to_owned(),
+        operator,
+        value,
+        json_type: kind.json_type(),
+    })
+}
+
+/// An ISO 4217 currency code, upper-cased.
+pub fn currency(code: &str) -> Result<String, String> {
+    let code = code.trim().to_ascii_uppercase();
+    match code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        true => Ok(code),
+        false => Err(format!(
+            "{} is not a currency code; write an ISO 4217 code such as EUR",
+            quote(&code)
+        )),
+    }
+}
+
+/// The definition of `key`, or an error listing the keys defined.
+pub fn defined<'d>(
+    fields: &'d Definitions,
+    key: &str,
+) -> Result<&'d crate::domain::custom_field::Definition, String> {
+    fields.get(key).ok_or_else(|| {
+        format!(
+            "unknown custom field {}; the fields are: {}",
+            quote(key),
+            fields.keys()
+        )
+    })
 }
 
 /// A postal code prefix as the byte range `[start, end)` of the codes it begins.
@@ -105,10 +236,11 @@ pub fn consent_value(state: ConsentState) -> &'static str {
 }
 
 impl Expr {
-    /// Checks a tree from the API; `path` names its root in errors.
-    pub fn check(tree: &SegmentExpr, path: &str) -> Result<Self, ApiError> {
+    /// Checks a tree from the API, typing custom field conditions by
+    /// `fields`; `path` names its root in errors.
+    pub fn check(tree: &SegmentExpr, path: &str, fields: &Definitions) -> Result<Self, ApiError> {
         let mut conditions = 0;
-        let checked = check(tree, path, 0, &mut conditions)?;
+        let checked = check(tree, path, 0, &mut conditions, fields)?;
         Ok(checked.simplify())
     }
 
@@ -135,6 +267,8 @@ impl Expr {
             Self::And(items) | Self::Or(items) => items.iter().any(Self::may_be_null),
             // A negation is written `IS NOT TRUE` when its operand may be NULL.
             Self::Not(_) => false,
+            Self::Leaf(Leaf::Field(test)) => test.operator != FieldOp::Equal,
+            Self::Leaf(Leaf::Contacted { .. }) => true,
             Self::Leaf(leaf) => matches!(
                 leaf,
                 Leaf::PostalPrefix(_) | Leaf::Departement(_) | Leaf::Commune(_) | Leaf::Region(_)
@@ -215,6 +349,7 @@ fn check(
     path: &str,
     depth: usize,
     conditions: &mut usize,
+    fields: &Definitions,
 ) -> Result<Expr, ApiError> {
     let is_condition = match &tree.node {
         Some(Node::And(list) | Node::Or(list)) => list.items.is_empty(),
@@ -244,7 +379,9 @@ fn check(
     let Some(node) = &tree.node else {
         return Err(invalid(
             "an empty condition; set one of and, or, not, tag, consent, postal_code_prefix, \
-             departement, commune, region, created, has_email, has_phone"
+             departement, commune, region, created, has_email, has_phone, field, has_field, \
+             contacted, has_contacted, donation_total, last_donation, attended, \
+             attended_count_at_least"
                 .into(),
         ));
     };
@@ -272,6 +409,7 @@ fn check(
                     &format!("{path}.{kind}[{n}]"),
                     depth + 1,
                     conditions,
+                    fields,
                 )?);
             }
             match kind {
@@ -286,6 +424,7 @@ fn check(
                 &format!("{path}.not"),
                 depth + 1,
                 conditions,
+                fields,
             )?))
         }
         Node::Tag(tag) => Expr::Leaf(Leaf::TagsAny(vec![text(tag, "tag")?])),
@@ -331,10 +470,94 @@ fn check(
         Node::Created(range) => created(range).map_err(invalid)?,
         Node::HasEmail(has) => Expr::Leaf(Leaf::HasEmail(*has)),
         Node::HasPhone(has) => Expr::Leaf(Leaf::HasPhone(*has)),
+        Node::Field(condition) => {
+            Expr::Leaf(Leaf::Field(field_condition(condition, fields).map_err(
+                |(part, message)| ApiError::invalid(format!("{path}.field.{part}"), message),
+            )?))
+        }
+        Node::Contacted(range) => {
+            let (start, end) = bounds(range).map_err(invalid)?;
+            Expr::Leaf(Leaf::Contacted { start, end })
+        }
+        Node::HasContacted(has) => Expr::Leaf(Leaf::HasContacted(*has)),
+        Node::DonationTotal(total) => {
+            let currency = match total.currency.trim() {
+                "" => "EUR".to_owned(),
+                code => currency(code)
+                    .map_err(|m| ApiError::invalid(format!("{path}.donation_total.currency"), m))?,
+            };
+            if total.min_cents < 1 {
+                return Err(ApiError::invalid(
+                    format!("{path}.donation_total.min_cents"),
+                    "give a total of 1 cent or more; NOT of the condition selects those who \
+                     gave less",
+                ));
+            }
+            Expr::Leaf(Leaf::DonationTotal {
+                currency,
+                min_cents: total.min_cents,
+            })
+        }
+        Node::LastDonation(range) => {
+            let (start, end) = bounds(range).map_err(invalid)?;
+            Expr::Leaf(Leaf::LastDonation { start, end })
+        }
+        Node::Attended(event) => Expr::Leaf(Leaf::Attended(text(event, "event id")?)),
+        Node::AttendedCountAtLeast(0) => {
+            return Err(invalid(
+                "attended_count_at_least takes 1 or more; everyone attended 0 events or more"
+                    .into(),
+            ));
+        }
+        Node::AttendedCountAtLeast(count) => Expr::Leaf(Leaf::AttendedCount(*count)),
+        Node::HasField(key) => {
+            let key = text(key, "custom field key")?;
+            let definition = defined(fields, &key)
+                .map_err(|m| ApiError::invalid(format!("{path}.has_field"), m))?;
+            Expr::Leaf(Leaf::HasField(definition.key().to_owned()))
+        }
     })
 }
 
+/// The leaf of a tree's custom field condition; errors name the part
+/// (`key`, `operator`, `value`).
+fn field_condition(
+    condition: &FieldCondition,
+    fields: &Definitions,
+) -> Result<FieldTest, (&'static str, String)> {
+    let operator = match FieldOperator::try_from(condition.operator) {
+        Ok(FieldOperator::Equal) => FieldOp::Equal,
+        Ok(FieldOperator::GreaterOrEqual) => FieldOp::GreaterOrEqual,
+        Ok(FieldOperator::Greater) => FieldOp::Greater,
+        Ok(FieldOperator::Less) => FieldOp::Less,
+        Ok(FieldOperator::LessOrEqual) => FieldOp::LessOrEqual,
+        Ok(FieldOperator::Unspecified) | Err(_) => {
+            return Err((
+                "operator",
+                "choose an operator: equal, greater_or_equal, greater, less or less_or_equal"
+                    .into(),
+            ));
+        }
+    };
+    field_test(fields, condition.key.trim(), operator, &condition.value).map_err(
+        |(part, message)| {
+            let part = match part {
+                FieldPart::Key => "key",
+                FieldPart::Operator => "operator",
+                FieldPart::Value => "value",
+            };
+            (part, message)
+        },
+    )
+}
+
 fn created(range: &TimeRange) -> Result<Expr, String> {
+    let (start, end) = bounds(range)?;
+    Ok(Expr::Leaf(Leaf::Created { start, end }))
+}
+
+/// The instants of a range, checked: at least one bound, the start first.
+fn bounds(range: &TimeRange) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), String> {
     let instant = |t: &Option<muster_proto::Timestamp>, bound: &str| match t {
         None => Ok(None),
         Some(t) => DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
@@ -348,6 +571,6 @@ fn created(range: &TimeRange) -> Result<Expr, String> {
         (Some(s), Some(e)) if s >= e => Err(format!(
             "the range starts at {s} and ends before it ({e}); the end is exclusive"
         )),
-        _ => Ok(Expr::Leaf(Leaf::Created { start, end })),
+        _ => Ok((start, end)),
     }
 }

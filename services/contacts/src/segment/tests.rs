@@ -700,3 +700,76 @@ fn reachable_by_email_narrows_any_filter() {
          AND email_consent = $3 AND email_key IS NOT NULL"
     );
 }
+
+fn custom_definitions() -> Definitions {
+    use crate::domain::custom_field::{Definition, FieldType};
+    let choices = ["Rouge".to_string(), "Vert".to_string()];
+    Definitions::new([
+        Definition::new("year", "Année", FieldType::Number, &[]).unwrap(),
+        Definition::new("color", "Couleur", FieldType::Choice, &choices).unwrap(),
+    ])
+}
+
+#[test]
+fn custom_field_conditions_are_typed_and_bound_never_inlined() {
+    let filter = SegmentFilter {
+        query: "field:color=rouge AND (field:year>=12,5 OR NOT has:field.year)".into(),
+        ..Default::default()
+    };
+    let filter = Filter::parse_with(&filter, &custom_definitions()).unwrap();
+    let mut query = QueryBuilder::new("SELECT count(*) FROM people");
+    filter.push_where(&mut query, TenantId::new());
+    assert_eq!(
+        query.sql().as_str(),
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND (custom_fields @> $2 AND \
+         ((jsonb_typeof(custom_fields -> $3) = $4 AND custom_fields -> $5 >= $6) OR \
+         NOT (custom_fields ? $7)))"
+    );
+    let Expr::And(items) = &filter.conditions[0] else {
+        panic!("{:?}", filter.conditions)
+    };
+    let Expr::Leaf(Leaf::Field(color)) = &items[0] else {
+        panic!("{items:?}")
+    };
+    assert_eq!(color.value, serde_json::json!("Rouge"));
+    let Expr::Or(either) = &items[1] else {
+        panic!("{items:?}")
+    };
+    let Expr::Leaf(Leaf::Field(year)) = &either[0] else {
+        panic!("{either:?}")
+    };
+    assert_eq!(
+        (year.value.clone(), year.json_type),
+        (serde_json::json!(12.5), "number")
+    );
+}
+
+#[test]
+fn a_custom_field_condition_without_its_definition_is_refused_naming_the_node() {
+    let tree = node(Node::Field(muster_proto::contacts::v1::FieldCondition {
+        key: "year".into(),
+        operator: muster_proto::contacts::v1::FieldOperator::Less as i32,
+        value: "2020".into(),
+    }));
+    let error = error(tree.clone());
+    assert!(
+        error.starts_with(
+            "filter.expr.field.key: unknown custom field \"year\"; the fields are: \
+             none is defined"
+        ),
+        "{error}"
+    );
+    let filter = SegmentFilter {
+        expr: Some(node(Node::Not(Box::new(tree)))),
+        ..Default::default()
+    };
+    let filter = Filter::parse_with(&filter, &custom_definitions()).unwrap();
+    let mut query = QueryBuilder::new("SELECT count(*) FROM people");
+    filter.push_where(&mut query, TenantId::new());
+    // A person without the field is not "year < 2020": NOT must still select them.
+    assert!(
+        query.sql().as_str().ends_with(") IS NOT TRUE"),
+        "{}",
+        query.sql().as_str()
+    );
+}

@@ -6,11 +6,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 use muster_proto::Timestamp;
 use muster_proto::contacts::v1::segment_expr::Node;
 use muster_proto::contacts::v1::{
-    ConsentChannel, ConsentCondition, ConsentState, SegmentExpr, SegmentExprList, TimeRange,
+    ConsentChannel, ConsentCondition, ConsentState, DonationTotal, FieldCondition, FieldOperator,
+    SegmentExpr, SegmentExprList, TimeRange,
 };
 
-use super::expr::{NUL_MESSAGE, clip, postal_prefix, quote};
+use super::expr::{
+    FieldOp, FieldPart, NUL_MESSAGE, clip, defined, field_test, postal_prefix, quote,
+};
 use super::{MAX_CONDITIONS, MAX_DEPTH};
+use crate::domain::custom_field::{Definitions, canonical_text};
 
 /// The longest query accepted, in characters.
 pub const MAX_LENGTH: usize = 10_000;
@@ -23,8 +27,14 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Parses the text form of a segment.
+/// Parses the text form of a segment that names no custom field.
 pub fn parse(query: &str) -> Result<SegmentExpr, ParseError> {
+    parse_with(query, &Definitions::default())
+}
+
+/// Parses the text form of a segment, checking its custom field conditions
+/// against the organization's `fields` (errors at the key, operator or value).
+pub fn parse_with(query: &str, fields: &Definitions) -> Result<SegmentExpr, ParseError> {
     let length = query.chars().count();
     if length > MAX_LENGTH {
         return Err(ParseError {
@@ -34,6 +44,7 @@ pub fn parse(query: &str) -> Result<SegmentExpr, ParseError> {
     }
     let tokens = tokenize(query)?;
     let mut parser = Parser {
+        fields,
         tokens,
         next: 0,
         end: length + 1,
@@ -166,7 +177,8 @@ fn tokenize(query: &str) -> Result<Vec<Token>, ParseError> {
     Ok(tokens)
 }
 
-struct Parser {
+struct Parser<'f> {
+    fields: &'f Definitions,
     tokens: Vec<Token>,
     next: usize,
     /// The column just past the end of the query.
@@ -178,7 +190,7 @@ struct Parser {
 const CONDITION_HELP: &str = "expected a condition such as tag:NAME, departement:75, \
      consent:email=granted, has:email or a '('";
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> Option<&Token> {
         self.tokens.get(self.next)
     }
@@ -272,7 +284,7 @@ impl Parser {
                     ));
                 }
                 self.next += 1;
-                leaf(text, token.column).map(|node| SegmentExpr { node: Some(node) })
+                leaf(text, token.column, self.fields).map(|node| SegmentExpr { node: Some(node) })
             }
         }
     }
@@ -288,9 +300,9 @@ fn combine(mut items: Vec<SegmentExpr>, node: fn(SegmentExprList) -> Node) -> Se
 }
 
 /// One condition, `field` `operator` `value`, starting at `column`.
-fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
+fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseError> {
     let key_length = text
-        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
         .unwrap_or(text.len());
     let (key, rest) = text.split_at(key_length);
     let operator = [">=", "<=", ":", ">", "<", "="]
@@ -360,23 +372,114 @@ fn leaf(text: &str, column: usize) -> Result<Node, ParseError> {
             match value.to_lowercase().as_str() {
                 "email" | "e-mail" => Node::HasEmail(true),
                 "phone" => Node::HasPhone(true),
+                "contacted" => Node::HasContacted(true),
+                other if other.starts_with("field.") => {
+                    let key = &value["field.".len()..];
+                    let definition = defined(fields, key).map_err(|message| ParseError {
+                        column: value_column + "field.".len(),
+                        message,
+                    })?;
+                    Node::HasField(definition.key().to_owned())
+                }
                 other => {
                     let other = clip(other);
-                    return Err(error(format!("has:{other}: use has:email or has:phone")));
+                    return Err(error(format!(
+                        "has:{other}: use has:email, has:phone, has:contacted or has:field.KEY"
+                    )));
                 }
             }
         }
-        "created" => Node::Created(created(operator, value).map_err(error)?),
+        "field" => {
+            needs(":")?;
+            Node::Field(field(value, value_column, fields)?)
+        }
+        "created" => Node::Created(range("created", operator, value).map_err(error)?),
+        "contacted" => Node::Contacted(range("contacted", operator, value).map_err(error)?),
+        "donations.total" => {
+            needs(">=")?;
+            Node::DonationTotal(amount(value).map_err(error)?)
+        }
+        "donations.last" => {
+            Node::LastDonation(range("donations.last", operator, value).map_err(error)?)
+        }
+        "attended" => {
+            needs(":")?;
+            Node::Attended(non_empty()?)
+        }
+        "attended.count" => {
+            needs(">=")?;
+            match value.parse::<u32>() {
+                Ok(count) if count >= 1 => Node::AttendedCountAtLeast(count),
+                _ => {
+                    return Err(error(format!(
+                        "{} is not a count; write attended.count>=N with N a whole number \
+                         from 1",
+                        quote(value)
+                    )));
+                }
+            }
+        }
         other => {
             return Err(ParseError {
                 column,
                 message: format!(
                     "unknown field {}; use tag, consent, postal, departement, commune, \
-                     region, created or has",
+                     region, created, contacted, field, donations.total, donations.last, \
+                     attended, attended.count or has",
                     quote(other)
                 ),
             });
         }
+    })
+}
+
+/// `KEY=VALUE`, `KEY>=VALUE`, ... starting at `column`, typed by the
+/// definition of KEY; the value is kept in its canonical text form.
+fn field(text: &str, column: usize, fields: &Definitions) -> Result<FieldCondition, ParseError> {
+    let key_length = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    let (key, rest) = text.split_at(key_length);
+    let operator_column = column + key.chars().count();
+    let operators = [
+        (">=", FieldOp::GreaterOrEqual, FieldOperator::GreaterOrEqual),
+        ("<=", FieldOp::LessOrEqual, FieldOperator::LessOrEqual),
+        ("=", FieldOp::Equal, FieldOperator::Equal),
+        (">", FieldOp::Greater, FieldOperator::Greater),
+        ("<", FieldOp::Less, FieldOperator::Less),
+    ];
+    let Some((written, op, operator)) = operators.into_iter().find(|(w, ..)| rest.starts_with(w))
+    else {
+        return Err(ParseError {
+            column: match key.is_empty() {
+                true => column,
+                false => operator_column,
+            },
+            message: "write field:KEY=VALUE, field:KEY>=VALUE or field:KEY<VALUE, \
+                      as in field:membership_year>=2020"
+                .into(),
+        });
+    };
+    let value = &rest[written.len()..];
+    let value_column = operator_column + written.len();
+    if value.is_empty() {
+        return Err(ParseError {
+            column: value_column,
+            message: format!("field:{}{written}: needs a value", clip(key)),
+        });
+    }
+    let test = field_test(fields, key, op, value).map_err(|(part, message)| ParseError {
+        column: match part {
+            FieldPart::Key => column,
+            FieldPart::Operator => operator_column,
+            FieldPart::Value => value_column,
+        },
+        message,
+    })?;
+    Ok(FieldCondition {
+        key: test.key,
+        operator: operator as i32,
+        value: canonical_text(&test.value),
     })
 }
 
@@ -428,14 +531,17 @@ fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
     })
 }
 
-/// `created>=DATE`, `created<DATE` or `created:START..END` (either side may be empty).
-fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
+/// `NAME>=DATE`, `NAME<DATE` or `NAME:START..END` (either side may be empty),
+/// for the dated conditions (`created`, `contacted`, `donations.last`).
+fn range(name: &str, operator: &str, value: &str) -> Result<TimeRange, String> {
     let (start, end) = match operator {
         ">=" => (Some(instant(value)?), None),
         "<" => (None, Some(instant(value)?)),
         ":" => {
             let Some((start, end)) = value.split_once("..") else {
-                return Err("write created:START..END, created>=DATE or created<DATE".into());
+                return Err(format!(
+                    "write {name}:START..END, {name}>=DATE or {name}<DATE"
+                ));
             };
             let bound = |v: &str| match v {
                 "" => Ok(None),
@@ -445,7 +551,7 @@ fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
         }
         _ => {
             return Err(format!(
-                "created takes >= (from, included) or < (before, excluded), not {operator:?}"
+                "{name} takes >= (from, included) or < (before, excluded), not {operator:?}"
             ));
         }
     };
@@ -455,13 +561,52 @@ fn created(operator: &str, value: &str) -> Result<TimeRange, String> {
     if let (Some(start), Some(end)) = (start, end)
         && (start.seconds, start.nanos) >= (end.seconds, end.nanos)
     {
-        return Err(
-            "the range ends before it starts; write created:START..END with \
+        return Err(format!(
+            "the range ends before it starts; write {name}:START..END with \
              START first (END is excluded)"
+        ));
+    }
+    Ok(TimeRange { start, end })
+}
+
+/// `50`, `12,50` or `12.5` (EUR), or with a currency code: `50USD`.
+fn amount(value: &str) -> Result<DonationTotal, String> {
+    let wrong = || {
+        format!(
+            "{} is not an amount; write donations.total>=50, >=12,50 or >=50USD",
+            quote(value)
+        )
+    };
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, code) = value.split_at(split);
+    let currency = match code {
+        "" => "EUR".to_owned(),
+        code => super::expr::currency(code)?,
+    };
+    let (units, cents) = match number.split_once([',', '.']) {
+        Some((units, cents)) if (1..=2).contains(&cents.len()) => (units, cents),
+        Some(_) => return Err(wrong()),
+        None => (number, "0"),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(units) || !digits(cents) || units.len() > 12 {
+        return Err(wrong());
+    }
+    let cents = cents.parse::<i64>().map_err(|_| wrong())? * if cents.len() == 1 { 10 } else { 1 };
+    let min_cents = units.parse::<i64>().map_err(|_| wrong())? * 100 + cents;
+    if min_cents < 1 {
+        return Err(
+            "give a total of 1 cent or more; NOT of the condition selects those who \
+                    gave less"
                 .into(),
         );
     }
-    Ok(TimeRange { start, end })
+    Ok(DonationTotal {
+        min_cents,
+        currency,
+    })
 }
 
 /// A date (`2024-09-01`, midnight UTC) or an RFC 3339 instant.

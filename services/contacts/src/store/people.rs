@@ -10,12 +10,13 @@ use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
 use crate::merge;
+use crate::domain::custom_field::canonical_text;
 use crate::segment::Filter;
 
 const COLUMNS: &str = "id, first_name, last_name, email, phone, address_line1, postal_code, city, \
     country, departement, birth_date, tags, external_ids, email_consent, email_consent_at, \
     email_consent_source, email_consent_evidence, created_at, updated_at, commune_insee, region, \
-    time_zone";
+    time_zone, custom_fields";
 
 #[derive(sqlx::FromRow)]
 struct PersonRow {
@@ -41,6 +42,7 @@ struct PersonRow {
     commune_insee: Option<String>,
     region: Option<String>,
     time_zone: Option<String>,
+    custom_fields: serde_json::Value,
 }
 
 /// One person of `tenant`; for a person merged into another, the survivor.
@@ -140,5 +142,12 @@ fn into_proto(row: PersonRow) -> pb::Person {
         time_zone: row.time_zone.unwrap_or_default(),
         other_emails: Vec::new(),
         other_phones: Vec::new(),
+        custom_fields: match row.custom_fields {
+            serde_json::Value::Object(values) => values
+                .iter()
+                .map(|(key, value)| (key.clone(), canonical_text(value)))
+                .collect(),
+            _ => HashMap::new(),
+        },
     }
 }

@@ -8,6 +8,7 @@ use prost::Message;
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
+use super::custom_fields;
 use crate::segment::Filter;
 
 #[derive(sqlx::FromRow)]
@@ -109,7 +110,8 @@ pub async fn resolve(
     tenant: TenantId,
     filter: &pb::SegmentFilter,
 ) -> Result<Filter, ApiError> {
-    let checked = Filter::parse(filter)?;
+    let fields = custom_fields::load(pool, tenant).await?;
+    let checked = Filter::parse_with(filter, &fields)?;
     let Some(id) = checked.saved_segment() else {
         return Ok(checked);
     };
@@ -120,7 +122,7 @@ pub async fn resolve(
         ),
         other => other,
     })?;
-    let saved = Filter::parse(&saved.filter.unwrap_or_default())?;
+    let saved = Filter::parse_with(&saved.filter.unwrap_or_default(), &fields)?;
     Ok(checked.and_saved(saved))
 }
 

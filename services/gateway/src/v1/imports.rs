@@ -100,6 +100,11 @@ fn import_header(params: Vec<(String, String)>) -> Result<ImportHeader, HttpErro
             "file_name" => header.file_name = value,
             "source_label" => header.source_label = value,
             _ => match name.strip_prefix("map.") {
+                // A custom field: map.custom:<key>=<column header>.
+                Some(field) if field.starts_with("custom:") => {
+                    mapping.custom_fields.insert(field.to_owned(), value);
+                    mapped = true;
+                }
                 Some(field) => {
                     *mapping_field(&mut mapping, field).ok_or_else(|| {
                         HttpError::invalid(&name, format!("unknown field; {MAPPED_FIELDS}"))
@@ -128,7 +133,7 @@ const PRESETS: &str =
     "one of fr_excel, nationbuilder, mailchimp_subscribed, mailchimp_unsubscribed, custom";
 const MAPPED_FIELDS: &str = "map.<field> takes first_name, last_name, email, phone, \
     address_line1, postal_code, city, country, birth_date, tags, email_consent, \
-    email_consent_time or external_id";
+    email_consent_time, external_id or custom:<custom field key>";
 
 fn mapping_field<'m>(mapping: &'m mut ColumnMapping, field: &str) -> Option<&'m mut String> {
     let slot = match field {

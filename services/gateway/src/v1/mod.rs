@@ -2,6 +2,7 @@
 
 mod bounces;
 mod campaigns;
+mod custom_fields;
 mod deliveries;
 mod duplicates;
 mod imports;
@@ -13,7 +14,7 @@ mod templates;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 
 use crate::startup::AppState;
@@ -33,6 +34,15 @@ pub fn router() -> Router<AppState> {
         .route("/v1/people", get(people::list))
         .route("/v1/people/{id}", get(people::get))
         .route("/v1/people/{id}/bounces", get(bounces::of_person))
+        .route(
+            "/v1/people/{id}/custom-fields",
+            patch(custom_fields::set_values),
+        )
+        .route(
+            "/v1/custom-fields",
+            post(custom_fields::define).get(custom_fields::list),
+        )
+        .route("/v1/custom-fields/{key}", delete(custom_fields::delete))
         .route("/v1/people/{id}/export", get(privacy::export))
         .route("/v1/people/{id}/export.csv", get(privacy::export_csv))
         .route("/v1/people/{id}/erase", post(privacy::erase))

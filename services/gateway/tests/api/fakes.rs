@@ -283,6 +283,34 @@ impl ContactsService for FakeContacts {
     ) -> Result<Response<contacts::DuplicateRules>, Status> {
         Err(not_faked())
     }
+
+    async fn define_custom_field(
+        &self,
+        _: Request<contacts::DefineCustomFieldRequest>,
+    ) -> Result<Response<contacts::CustomField>, Status> {
+        Err(not_faked())
+    }
+
+    async fn list_custom_fields(
+        &self,
+        _: Request<contacts::ListCustomFieldsRequest>,
+    ) -> Result<Response<contacts::ListCustomFieldsResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn delete_custom_field(
+        &self,
+        _: Request<contacts::DeleteCustomFieldRequest>,
+    ) -> Result<Response<contacts::DeleteCustomFieldResponse>, Status> {
+        Err(not_faked())
+    }
+
+    async fn set_custom_fields(
+        &self,
+        _: Request<contacts::SetCustomFieldsRequest>,
+    ) -> Result<Response<contacts::Person>, Status> {
+        Err(not_faked())
+    }
 }
 
 impl FakeMessaging {

@@ -296,6 +296,8 @@ pub struct Person {
     pub other_emails: Vec<String>,
     /// Numbers beyond `phone`, E.164.
     pub other_phones: Vec<String>,
+    /// Custom field values by key, in their canonical text form.
+    pub custom_fields: HashMap<String, String>,
 }
 
 impl From<proto::Person> for Person {
@@ -316,6 +318,7 @@ impl From<proto::Person> for Person {
             time_zone: non_empty(person.time_zone),
             other_emails: person.other_emails,
             other_phones: person.other_phones,
+            custom_fields: person.custom_fields,
         }
     }
 }
@@ -366,6 +369,72 @@ pub enum SegmentExpr {
     Created(TimeRange),
     HasEmail(bool),
     HasPhone(bool),
+    /// `{"field": {"key": "membership_year", "operator": "greater_or_equal", "value": "2020"}}`.
+    Field(FieldCondition),
+    /// People holding a value for the custom field of this key.
+    HasField(String),
+    /// Last sent a message in the range.
+    Contacted(TimeRange),
+    HasContacted(bool),
+    /// `{"donation_total": {"min_cents": 5000, "currency": "EUR"}}`.
+    DonationTotal(DonationTotal),
+    /// Last gave in the range.
+    LastDonation(TimeRange),
+    /// Attended the event of this id.
+    Attended(String),
+    AttendedCountAtLeast(u32),
+}
+
+/// Donations adding up to `min_cents` or more in `currency` (empty: EUR).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonationTotal {
+    pub min_cents: i64,
+    #[serde(default)]
+    pub currency: String,
+}
+
+/// A custom field compared with a value, written as for a person's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldCondition {
+    pub key: String,
+    pub operator: FieldOperator,
+    pub value: String,
+}
+
+/// How a custom field is compared; the orderings take number and date fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldOperator {
+    Equal,
+    GreaterOrEqual,
+    Greater,
+    Less,
+    LessOrEqual,
+}
+
+impl FieldOperator {
+    fn to_proto(self) -> proto::FieldOperator {
+        match self {
+            Self::Equal => proto::FieldOperator::Equal,
+            Self::GreaterOrEqual => proto::FieldOperator::GreaterOrEqual,
+            Self::Greater => proto::FieldOperator::Greater,
+            Self::Less => proto::FieldOperator::Less,
+            Self::LessOrEqual => proto::FieldOperator::LessOrEqual,
+        }
+    }
+
+    fn from_proto(value: i32) -> Option<Self> {
+        Some(match proto::FieldOperator::try_from(value).ok()? {
+            proto::FieldOperator::Equal => Self::Equal,
+            proto::FieldOperator::GreaterOrEqual => Self::GreaterOrEqual,
+            proto::FieldOperator::Greater => Self::Greater,
+            proto::FieldOperator::Less => Self::Less,
+            proto::FieldOperator::LessOrEqual => Self::LessOrEqual,
+            proto::FieldOperator::Unspecified => return None,
+        })
+    }
 }
 
 /// The channels consent is recorded for.
@@ -430,6 +499,27 @@ impl From<SegmentExpr> for proto::SegmentExpr {
             }),
             SegmentExpr::HasEmail(has) => Node::HasEmail(has),
             SegmentExpr::HasPhone(has) => Node::HasPhone(has),
+            SegmentExpr::Field(field) => Node::Field(proto::FieldCondition {
+                key: field.key,
+                operator: field.operator.to_proto() as i32,
+                value: field.value,
+            }),
+            SegmentExpr::HasField(key) => Node::HasField(key),
+            SegmentExpr::Contacted(range) => Node::Contacted(proto::TimeRange {
+                start: timestamp(range.start),
+                end: timestamp(range.end),
+            }),
+            SegmentExpr::HasContacted(has) => Node::HasContacted(has),
+            SegmentExpr::DonationTotal(total) => Node::DonationTotal(proto::DonationTotal {
+                min_cents: total.min_cents,
+                currency: total.currency,
+            }),
+            SegmentExpr::LastDonation(range) => Node::LastDonation(proto::TimeRange {
+                start: timestamp(range.start),
+                end: timestamp(range.end),
+            }),
+            SegmentExpr::Attended(event) => Node::Attended(event),
+            SegmentExpr::AttendedCountAtLeast(count) => Node::AttendedCountAtLeast(count),
         };
         Self { node: Some(node) }
     }
@@ -463,6 +553,27 @@ impl SegmentExpr {
             }),
             Node::HasEmail(has) => Self::HasEmail(has),
             Node::HasPhone(has) => Self::HasPhone(has),
+            Node::Field(field) => Self::Field(FieldCondition {
+                operator: FieldOperator::from_proto(field.operator)?,
+                key: field.key,
+                value: field.value,
+            }),
+            Node::HasField(key) => Self::HasField(key),
+            Node::Contacted(range) => Self::Contacted(TimeRange {
+                start: instant(range.start),
+                end: instant(range.end),
+            }),
+            Node::HasContacted(has) => Self::HasContacted(has),
+            Node::DonationTotal(total) => Self::DonationTotal(DonationTotal {
+                min_cents: total.min_cents,
+                currency: total.currency,
+            }),
+            Node::LastDonation(range) => Self::LastDonation(TimeRange {
+                start: instant(range.start),
+                end: instant(range.end),
+            }),
+            Node::Attended(event) => Self::Attended(event),
+            Node::AttendedCountAtLeast(count) => Self::AttendedCountAtLeast(count),
         })
     }
 }

@@ -1,0 +1,225 @@
+//! Custom field definitions and the values people hold for them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1 as pb;
+use muster_runtime::time::to_proto;
+use muster_runtime::{ApiError, TenantId};
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::domain::custom_field::{Definition, Definitions, FieldType};
+use crate::events;
+
+#[derive(sqlx::FromRow)]
+struct FieldRow {
+    key: String,
+    label: String,
+    r#type: String,
+    choices: Vec<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl FieldRow {
+    fn definition(&self) -> Result<Definition, ApiError> {
+        let kind = FieldType::parse(&self.r#type).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "custom field {} has the unknown type {:?}",
+                self.key,
+                self.r#type
+            ))
+        })?;
+        Definition::new(&self.key, &self.label, kind, &self.choices).map_err(|(field, error)| {
+            ApiError::Internal(anyhow::anyhow!(
+                "custom field {} is stored with an invalid {field}: {error}",
+                self.key
+            ))
+        })
+    }
+
+    fn into_proto(self) -> pb::CustomField {
+        let kind = match FieldType::parse(&self.r#type) {
+            Some(FieldType::Text) => pb::CustomFieldType::Text,
+            Some(FieldType::Number) => pb::CustomFieldType::Number,
+            Some(FieldType::Date) => pb::CustomFieldType::Date,
+            Some(FieldType::Boolean) => pb::CustomFieldType::Boolean,
+            Some(FieldType::Choice) => pb::CustomFieldType::Choice,
+            None => pb::CustomFieldType::Unspecified,
+        };
+        pb::CustomField {
+            key: self.key,
+            label: self.label,
+            r#type: kind as i32,
+            choices: self.choices,
+            create_time: Some(to_proto(self.created_at)),
+        }
+    }
+}
+
+const COLUMNS: &str = "key, label, type, choices, created_at";
+
+/// Checks a definition from the API; errors name `field.<part>`.
+pub fn check(field: &pb::CustomField) -> Result<Definition, ApiError> {
+    let kind = match pb::CustomFieldType::try_from(field.r#type) {
+        Ok(pb::CustomFieldType::Text) => FieldType::Text,
+        Ok(pb::CustomFieldType::Number) => FieldType::Number,
+        Ok(pb::CustomFieldType::Date) => FieldType::Date,
+        Ok(pb::CustomFieldType::Boolean) => FieldType::Boolean,
+        Ok(pb::CustomFieldType::Choice) => FieldType::Choice,
+        Ok(pb::CustomFieldType::Unspecified) | Err(_) => {
+            return Err(ApiError::invalid(
+                "field.type",
+                "choose a type: text, number, date, boolean or choice",
+            ));
+        }
+    };
+    Definition::new(&field.key, &field.label, kind, &field.choices)
+        .map_err(|(part, error)| ApiError::invalid(format!("field.{part}"), error.reason))
+}
+
+/// Records a new definition; a key or a label already used is refused.
+pub async fn define(
+    pool: &PgPool,
+    tenant: TenantId,
+    field: &Definition,
+) -> Result<pb::CustomField, ApiError> {
+    let row: Option<FieldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO custom_fields (tenant_id, key, label, type, choices)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+    )))
+    .bind(tenant)
+    .bind(field.key())
+    .bind(field.label())
+    .bind(field.kind().as_str())
+    .bind(field.choices())
+    .fetch_optional(pool)
+    .await?;
+    row.map(FieldRow::into_proto).ok_or_else(|| {
+        ApiError::AlreadyExists(format!(
+            "a custom field already has the key {:?} or the label {:?}; choose others or \
+             delete that field first",
+            field.key(),
+            field.label()
+        ))
+    })
+}
+
+/// The definitions of `tenant`, by key.
+pub async fn list(pool: &PgPool, tenant: TenantId) -> Result<Vec<pb::CustomField>, ApiError> {
+    Ok(rows(pool, tenant)
+        .await?
+        .into_iter()
+        .map(FieldRow::into_proto)
+        .collect())
+}
+
+/// The checked definitions of `tenant`, to type values and segment conditions.
+pub async fn load<'e>(
+    executor: impl PgExecutor<'e>,
+    tenant: TenantId,
+) -> Result<Definitions, ApiError> {
+    let definitions = rows(executor, tenant)
+        .await?
+        .iter()
+        .map(FieldRow::definition)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Definitions::new(definitions))
+}
+
+async fn rows<'e>(
+    executor: impl PgExecutor<'e>,
+    tenant: TenantId,
+) -> Result<Vec<FieldRow>, ApiError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM custom_fields WHERE tenant_id = $1 ORDER BY key"
+    )))
+    .bind(tenant)
+    .fetch_all(executor)
+    .await?)
+}
+
+/// Deletes a definition and every value held for it, in one transaction.
+/// Saved segments naming the key are refused when next used.
+pub async fn delete(pool: &PgPool, tenant: TenantId, key: &str) -> Result<(), ApiError> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query("DELETE FROM custom_fields WHERE tenant_id = $1 AND key = $2")
+        .bind(tenant)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(ApiError::not_found(format!("custom field {key:?}")));
+    }
+    let cleared = sqlx::query(
+        "UPDATE people SET custom_fields = custom_fields - $2, updated_at = now()
+         WHERE tenant_id = $1 AND custom_fields ? $2",
+    )
+    .bind(tenant)
+    .bind(key)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    tracing::info!(tenant_id = %tenant, key, people = cleared, "custom field deleted");
+    Ok(())
+}
+
+/// Sets the values given for `person` (an empty value removes the key),
+/// each checked against its definition; errors name `values[KEY]`.
+pub async fn set(
+    pool: &PgPool,
+    tenant: TenantId,
+    person: Uuid,
+    values: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let definitions = load(pool, tenant).await?;
+    let mut patch = serde_json::Map::new();
+    let mut removed = Vec::new();
+    let mut keys: Vec<&String> = values.keys().collect();
+    keys.sort();
+    for key in keys {
+        let path = format!("values[{key}]");
+        let Some(definition) = definitions.get(key) else {
+            return Err(ApiError::invalid(
+                path,
+                format!(
+                    "no custom field has this key; known keys: {}",
+                    definitions.keys()
+                ),
+            ));
+        };
+        match values[key].trim() {
+            "" => removed.push(definition.key().to_owned()),
+            raw => {
+                let value = definition.parse_value(raw).map_err(|error| {
+                    let kind = definition.kind().as_str();
+                    ApiError::invalid(&path, format!("a {kind} field: {}", error.reason))
+                })?;
+                patch.insert(definition.key().to_owned(), value);
+            }
+        }
+    }
+
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE people SET custom_fields = (custom_fields - $3::text[]) || $4, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(&removed)
+    .bind(serde_json::Value::Object(patch))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::not_found(format!("person {person}")));
+    }
+    events::person_changed(tenant, events::PERSON_UPDATED)
+        .enqueue(&mut tx, events::person_bodies(&[person]))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,537 @@
+//! Custom fields against a real contacts service and its own PostgreSQL
+//! database: definitions, values set by the API and by imports (with their
+//! warnings), and segment conditions on them against hand-computed counts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1 as pb;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::contacts::v1::segment_expr::Node;
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+
+struct Service {
+    port: u16,
+    secret: String,
+    shutdown: CancellationToken,
+    pool: sqlx::PgPool,
+    database: muster_runtime::config::DatabaseSettings,
+}
+
+impl Service {
+    async fn start() -> anyhow::Result<Self> {
+        muster_runtime::telemetry::init_for_tests();
+        let mut settings: Settings =
+            muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
+        settings.database = muster_testkit::fresh_database("fields").await?;
+        settings.listen.addr = "127.0.0.1:0".into();
+        settings.listen.admin_addr = "127.0.0.1:0".into();
+        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
+        let port = app.grpc_port().unwrap_or_default();
+        let pool = app.pool().clone();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        Ok(Self {
+            port,
+            secret: settings.auth.token_secret.clone(),
+            shutdown,
+            pool,
+            database: settings.database,
+        })
+    }
+
+    async fn client(&self, tenant: TenantId) -> anyhow::Result<Client> {
+        let token = Signer::new(&self.secret).mint("test", Some(tenant), Duration::from_secs(600));
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
+                .connect()
+                .await?;
+        Ok(ContactsServiceClient::with_interceptor(
+            channel,
+            Bearer::new(&token),
+        ))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.pool.close().await;
+        muster_testkit::drop_database(&self.database).await
+    }
+}
+
+fn field(key: &str, label: &str, kind: pb::CustomFieldType, choices: &[&str]) -> pb::CustomField {
+    pb::CustomField {
+        key: key.into(),
+        label: label.into(),
+        r#type: kind as i32,
+        choices: choices.iter().map(|c| c.to_string()).collect(),
+        create_time: None,
+    }
+}
+
+/// Defines the fields every test here uses.
+async fn define_fields(client: &mut Client) -> anyhow::Result<()> {
+    for definition in [
+        field("year", "Année d'adhésion", pb::CustomFieldType::Number, &[]),
+        field("since", "Membre depuis", pb::CustomFieldType::Date, &[]),
+        field("volunteer", "Bénévole", pb::CustomFieldType::Boolean, &[]),
+        field(
+            "color",
+            "Couleur",
+            pb::CustomFieldType::Choice,
+            &["Rouge", "Vert"],
+        ),
+        field("note", "Note", pb::CustomFieldType::Text, &[]),
+    ] {
+        let request = pb::DefineCustomFieldRequest {
+            field: Some(definition),
+        };
+        client.define_custom_field(request).await?;
+    }
+    Ok(())
+}
+
+async fn upload(
+    client: &mut Client,
+    csv: &str,
+    custom: &[(&str, &str)],
+) -> anyhow::Result<pb::ImportJob> {
+    let header = pb::ImportHeader {
+        file_name: "fields.csv".into(),
+        preset: pb::ImportPreset::Custom as i32,
+        mapping: Some(pb::ColumnMapping {
+            email: "email".into(),
+            custom_fields: custom
+                .iter()
+                .map(|(k, h)| (k.to_string(), h.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+        size_bytes: csv.len() as u64,
+        ..Default::default()
+    };
+    let parts = vec![
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Header(header)),
+        },
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Chunk(
+                csv.as_bytes().to_vec(),
+            )),
+        },
+    ];
+    let job = client
+        .upload_import(futures::stream::iter(parts))
+        .await?
+        .into_inner();
+    for _ in 0..600 {
+        let job = client
+            .get_import(pb::GetImportRequest { id: job.id.clone() })
+            .await?
+            .into_inner();
+        if job.state == pb::ImportState::Succeeded as i32 {
+            return Ok(job);
+        }
+        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the import did not finish in a minute")
+}
+
+async fn person_by_email(client: &mut Client, email: &str) -> anyhow::Result<pb::Person> {
+    let request = pb::ListPeopleRequest {
+        page_size: 1_000,
+        ..Default::default()
+    };
+    let people = client.list_people(request).await?.into_inner().people;
+    people
+        .into_iter()
+        .find(|p| p.email == email)
+        .ok_or_else(|| anyhow::anyhow!("no person {email}"))
+}
+
+async fn count(client: &mut Client, query: &str) -> Result<u64, tonic::Status> {
+    let request = pb::CountSegmentRequest {
+        filter: Some(pb::SegmentFilter {
+            query: query.into(),
+            ..Default::default()
+        }),
+    };
+    Ok(client.count_segment(request).await?.into_inner().count)
+}
+
+fn values(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn definitions_are_checked_listed_and_unique_per_organization() -> anyhow::Result<()> {
+    let service = Service::start().await?;
+    let mut client = service.client(TenantId::new()).await?;
+    define_fields(&mut client).await?;
+
+    let listed = client
+        .list_custom_fields(pb::ListCustomFieldsRequest {})
+        .await?
+        .into_inner()
+        .fields;
+    let keys: Vec<&str> = listed.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["color", "note", "since", "volunteer", "year"]);
+    assert_eq!(listed[0].choices, ["Rouge", "Vert"]);
+
+    let again = field("year", "Autre", pb::CustomFieldType::Number, &[]);
+    let error = client
+        .define_custom_field(pb::DefineCustomFieldRequest { field: Some(again) })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::AlreadyExists, "{error:?}");
+    let same_label = field("other", "couleur", pb::CustomFieldType::Text, &[]);
+    let error = client
+        .define_custom_field(pb::DefineCustomFieldRequest {
+            field: Some(same_label),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::AlreadyExists, "{error:?}");
+
+    let bad = field("Année", "Année", pb::CustomFieldType::Number, &[]);
+    let error = client
+        .define_custom_field(pb::DefineCustomFieldRequest { field: Some(bad) })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("field.key: "),
+        "{}",
+        error.message()
+    );
+    let untyped = field("x", "X", pb::CustomFieldType::Unspecified, &[]);
+    let error = client
+        .define_custom_field(pb::DefineCustomFieldRequest {
+            field: Some(untyped),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        error.message().contains("choose a type"),
+        "{}",
+        error.message()
+    );
+
+    // Another organization has none of them.
+    let mut other = service.client(TenantId::new()).await?;
+    let theirs = other
+        .list_custom_fields(pb::ListCustomFieldsRequest {})
+        .await?
+        .into_inner();
+    assert!(theirs.fields.is_empty());
+    service.stop().await
+}
+
+#[tokio::test]
+async fn values_are_validated_by_type_and_shown_in_canonical_form() -> anyhow::Result<()> {
+    let service = Service::start().await?;
+    let mut client = service.client(TenantId::new()).await?;
+    define_fields(&mut client).await?;
+    upload(&mut client, "email\nana@example.org\n", &[]).await?;
+    let ana = person_by_email(&mut client, "ana@example.org").await?;
+
+    let set = |values| pb::SetCustomFieldsRequest {
+        person_id: ana.id.clone(),
+        values,
+    };
+    let person = client
+        .set_custom_fields(set(values(&[
+            ("year", "2 021,0"),
+            ("since", "15/03/2021"),
+            ("volunteer", "oui"),
+            ("color", "ROUGE"),
+            ("note", " Ho\u{302}tel "),
+        ])))
+        .await?
+        .into_inner();
+    let shown: HashMap<&str, &str> = person
+        .custom_fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let expected = HashMap::from([
+        ("year", "2021"),
+        ("since", "2021-03-15"),
+        ("volunteer", "true"),
+        ("color", "Rouge"),
+        ("note", "H\u{f4}tel"),
+    ]);
+    assert_eq!(shown, expected);
+
+    for (key, raw, message) in [
+        (
+            "year",
+            "douze",
+            "values[year]: a number field: \"douze\" is not a number",
+        ),
+        (
+            "since",
+            "2021-02-30",
+            "values[since]: a date field: \"2021-02-30\" is not a date",
+        ),
+        (
+            "volunteer",
+            "peut-être",
+            "values[volunteer]: a boolean field: \"peut-être\"",
+        ),
+        (
+            "color",
+            "bleu",
+            "values[color]: a choice field: \"bleu\" is not one of the choices",
+        ),
+        (
+            "shoe_size",
+            "42",
+            "values[shoe_size]: no custom field has this key; known keys: color",
+        ),
+    ] {
+        let error = client
+            .set_custom_fields(set(values(&[(key, raw)])))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert!(error.message().starts_with(message), "{}", error.message());
+    }
+
+    // A refused value changes nothing; an empty one removes the field.
+    let person = client
+        .set_custom_fields(set(values(&[("note", ""), ("year", "12,5")])))
+        .await?
+        .into_inner();
+    assert_eq!(
+        person.custom_fields.get("year").map(String::as_str),
+        Some("12.5")
+    );
+    assert!(!person.custom_fields.contains_key("note"));
+    assert_eq!(person.custom_fields.len(), 4);
+
+    // Deleting a field deletes the values people hold for it.
+    client
+        .delete_custom_field(pb::DeleteCustomFieldRequest {
+            key: "color".into(),
+        })
+        .await?;
+    let person = person_by_email(&mut client, "ana@example.org").await?;
+    assert!(!person.custom_fields.contains_key("color"));
+    let error = count(&mut client, "field:color=Rouge").await.unwrap_err();
+    assert!(
+        error.message().contains("unknown custom field \"color\""),
+        "{error:?}"
+    );
+    service.stop().await
+}
+
+#[tokio::test]
+async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones()
+-> anyhow::Result<()> {
+    let service = Service::start().await?;
+    let mut client = service.client(TenantId::new()).await?;
+    define_fields(&mut client).await?;
+
+    // "Année d'adhésion" is the label of year, "volunteer" a key; "Teinte"
+    // is mapped explicitly to color, so it is read (and warned about) first.
+    let csv = "email,Année d'adhésion,volunteer,Teinte,since\n\
+               ana@example.org,2020,oui,vert,01/02/2020\n\
+               bob@example.org,deux mille,non,bleu,2021-05-06\n\
+               cleo@example.org,,1,ROUGE,\n";
+    let job = upload(&mut client, csv, &[("custom:color", "Teinte")]).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!(
+        (counts.created, counts.warnings, counts.rejected),
+        (3, 1, 0)
+    );
+
+    let issues = client
+        .list_import_issues(pb::ListImportIssuesRequest {
+            import_id: job.id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .issues;
+    let found: Vec<(u64, &str, &str, &str)> = issues
+        .iter()
+        .map(|i| {
+            (
+                i.line,
+                i.field.as_str(),
+                i.value.as_str(),
+                i.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                3,
+                "custom_fields",
+                "bleu",
+                "custom field color (choice): \"bleu\" is not one of the choices: Rouge, Vert"
+            ),
+            (
+                3,
+                "custom_fields",
+                "deux mille",
+                "custom field year (number): \"deux mille\" is not a number; write 12, -3 or \
+                 12.5 (or 12,5)"
+            ),
+        ]
+    );
+    let ana = person_by_email(&mut client, "ana@example.org").await?;
+    let shown = |p: &pb::Person| {
+        let mut all: Vec<String> = p
+            .custom_fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        all.sort();
+        all.join(" ")
+    };
+    assert_eq!(
+        shown(&ana),
+        "color=Vert since=2020-02-01 volunteer=true year=2020"
+    );
+    let bob = person_by_email(&mut client, "bob@example.org").await?;
+    assert_eq!(shown(&bob), "since=2021-05-06 volunteer=false");
+
+    // Re-import: values already held are kept, new keys are added.
+    let again = "email,year,note,color\nana@example.org,1999,arrivée en 2020,Rouge\n";
+    upload(&mut client, again, &[]).await?;
+    let ana = person_by_email(&mut client, "ana@example.org").await?;
+    assert_eq!(
+        shown(&ana),
+        "color=Vert note=arrivée en 2020 since=2020-02-01 volunteer=true year=2020"
+    );
+
+    // A mapping naming an undefined field is refused before the upload is read.
+    let error = upload(&mut client, "email,x\n", &[("custom:shoe_size", "x")])
+        .await
+        .unwrap_err();
+    let status = error.downcast_ref::<tonic::Status>().expect("a status");
+    assert!(
+        status
+            .message()
+            .starts_with("header.mapping.custom_fields[shoe_size]: no custom field"),
+        "{status:?}"
+    );
+    service.stop().await
+}
+
+#[tokio::test]
+async fn segment_conditions_on_custom_fields_match_hand_computed_counts() -> anyhow::Result<()> {
+    let service = Service::start().await?;
+    let mut client = service.client(TenantId::new()).await?;
+    define_fields(&mut client).await?;
+
+    // Twelve people: year 2015..2026 for the first ten, none for the last two;
+    // since on even ones; volunteer on every third; color alternating.
+    let mut csv = String::from("email;year;since;volunteer;color\n");
+    for n in 0..12 {
+        let year = if n < 10 {
+            (2015 + n).to_string()
+        } else {
+            String::new()
+        };
+        let since = if n % 2 == 0 {
+            format!("2023-12-{:02}", 20 + n)
+        } else {
+            String::new()
+        };
+        let volunteer = if n % 3 == 0 { "oui" } else { "non" };
+        let color = ["rouge", "VERT", ""][n % 3];
+        csv.push_str(&format!(
+            "p{n}@example.org;{year};{since};{volunteer};{color}\n"
+        ));
+    }
+    upload(&mut client, &csv, &[]).await?;
+
+    // Years of 0..10 are 2015..2024: >= 2020 is n 5..9 (5 people).
+    let cases: [(&str, u64); 12] = [
+        ("field:year>=2020", 5),
+        ("field:year>2020", 4),
+        ("field:year<2017,5", 3),
+        ("field:year<=2017", 3),
+        ("field:year=2016", 1),
+        ("NOT field:year>=2020", 7),
+        // since: n even → 2023-12-20 + n: n 0..10 step 2 → 20, 22, ..., 30, all in 2023.
+        ("field:since<2023-12-25", 3),
+        ("field:since>=24/12/2023", 4),
+        ("field:volunteer=yes", 4),
+        ("field:color=Rouge", 4),
+        ("has:field.color AND NOT field:color=vert", 4),
+        ("has:field.year OR has:field.since", 11),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(count(&mut client, query).await?, expected, "{query}");
+    }
+
+    // The tree form, typed the same way.
+    let tree = pb::SegmentExpr {
+        node: Some(Node::Field(pb::FieldCondition {
+            key: "year".into(),
+            operator: pb::FieldOperator::GreaterOrEqual as i32,
+            value: "2020".into(),
+        })),
+    };
+    let request = pb::CountSegmentRequest {
+        filter: Some(pb::SegmentFilter {
+            expr: Some(tree),
+            ..Default::default()
+        }),
+    };
+    assert_eq!(client.count_segment(request).await?.into_inner().count, 5);
+
+    // Unknown keys and wrong types are refused at their column.
+    for (query, message) in [
+        (
+            "tag:a OR field:shoe=42",
+            "filter.query: column 16: unknown custom field \"shoe\"",
+        ),
+        (
+            "field:color>=Rouge",
+            "filter.query: column 12: color is a choice field: compare",
+        ),
+        (
+            "field:year>=douze",
+            "filter.query: column 13: year is a number field: \"douze\"",
+        ),
+        (
+            "field:since<hier",
+            "filter.query: column 13: since is a date field: \"hier\"",
+        ),
+        (
+            "has:field.nope",
+            "filter.query: column 11: unknown custom field \"nope\"",
+        ),
+        (
+            "field:year",
+            "filter.query: column 11: write field:KEY=VALUE",
+        ),
+    ] {
+        let error = count(&mut client, query).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{query}");
+        assert!(
+            error.message().starts_with(message),
+            "{query}: {}",
+            error.message()
+        );
+    }
+    service.stop().await
+}

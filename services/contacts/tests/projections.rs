@@ -1,0 +1,337 @@
+//! Sends, donations and attendance published on a real RabbitMQ, consumed
+//! by a real contacts worker into its own PostgreSQL database, and counted
+//! by the segment conditions on them against hand-computed numbers.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
+use lapin::types::FieldTable;
+use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1 as pb;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
+use muster_proto::events::v1::{
+    AttendanceChanged, AttendanceState, DeliveriesSent, DonationSucceeded, SentDelivery,
+};
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use muster_runtime::bus::{self, Bus};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn day(text: &str) -> DateTime<Utc> {
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+    Utc.from_utc_datetime(&date.and_hms_opt(12, 0, 0).unwrap())
+}
+
+fn at(text: &str) -> Option<muster_proto::Timestamp> {
+    Some(muster_runtime::time::to_proto(day(text)))
+}
+
+/// Publishes `body` on the events exchange as another service's outbox would.
+async fn publish(
+    bus: &Bus,
+    tenant: TenantId,
+    routing_key: &str,
+    message_id: Uuid,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let channel = bus.confirm_channel().await?;
+    let mut headers = FieldTable::default();
+    headers.insert("tenant_id".into(), bus::header_value(&tenant.to_string()));
+    let properties = BasicProperties::default()
+        .with_message_id(message_id.to_string().into())
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            bus.name(bus::EVENTS_EXCHANGE).as_str().into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await?
+        .await?;
+    Ok(())
+}
+
+fn sent(people: &[(Uuid, &str)]) -> Vec<u8> {
+    DeliveriesSent {
+        campaign_id: Uuid::now_v7().to_string(),
+        channel: "email".into(),
+        deliveries: people
+            .iter()
+            .map(|(person, when)| SentDelivery {
+                delivery_id: Uuid::now_v7().to_string(),
+                person_id: person.to_string(),
+                time: at(when),
+            })
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+fn donation(id: &str, person: Uuid, cents: i64, currency: &str, when: &str) -> Vec<u8> {
+    DonationSucceeded {
+        donation_id: id.into(),
+        person_id: person.to_string(),
+        amount_cents: cents,
+        currency: currency.into(),
+        time: at(when),
+    }
+    .encode_to_vec()
+}
+
+fn attendance(event: &str, person: Uuid, state: AttendanceState, when: &str) -> Vec<u8> {
+    AttendanceChanged {
+        event_id: event.into(),
+        person_id: person.to_string(),
+        state: state as i32,
+        time: at(when),
+    }
+    .encode_to_vec()
+}
+
+async fn count(client: &mut Client, query: &str) -> Result<u64, tonic::Status> {
+    let request = pb::CountSegmentRequest {
+        filter: Some(pb::SegmentFilter {
+            query: query.into(),
+            ..Default::default()
+        }),
+    };
+    Ok(client.count_segment(request).await?.into_inner().count)
+}
+
+#[tokio::test]
+async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -> anyhow::Result<()>
+{
+    muster_runtime::telemetry::init_for_tests();
+    let mut settings: Settings =
+        muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
+    settings.database = muster_testkit::fresh_database("projections").await?;
+    settings.amqp = muster_testkit::fresh_amqp();
+    settings.listen.addr = "127.0.0.1:0".into();
+    settings.listen.admin_addr = "127.0.0.1:0".into();
+    let app = muster_contacts::build(settings.clone(), Mode::All).await?;
+    let port = app.grpc_port().unwrap_or_default();
+    let pool = app.pool().clone();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+
+    let tenant = TenantId::new();
+    let people: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    for (n, id) in people.iter().enumerate() {
+        sqlx::query("INSERT INTO people (id, tenant_id, email, email_key) VALUES ($1, $2, $3, $3)")
+            .bind(id)
+            .bind(tenant)
+            .bind(format!("p{n}@example.org"))
+            .execute(&pool)
+            .await?;
+    }
+    let p = |n: usize| people[n];
+
+    let bus = Bus::connect(&settings.amqp, "projections-test").await?;
+    let mut messages: Vec<(&str, Uuid, Vec<u8>)> = Vec::new();
+    let mut add = |key, body| messages.push((key, Uuid::now_v7(), body));
+    // p0 last contacted 2024-03-01 (a later event with an older send does
+    // not move it back), p1 2024-03-05, p2 2024-04-01; p3..p5 never.
+    add(
+        "messaging.delivery.sent",
+        sent(&[(p(0), "2024-03-01"), (p(1), "2024-03-05")]),
+    );
+    add(
+        "messaging.delivery.sent",
+        sent(&[(p(0), "2024-02-01"), (p(2), "2024-04-01")]),
+    );
+    // EUR totals: p0 50 + 25 = 75 (d2 announced twice), p2 10; p1 100 USD.
+    add(
+        "donations.donation.succeeded",
+        donation("d1", p(0), 5_000, "EUR", "2024-01-10"),
+    );
+    add(
+        "donations.donation.succeeded",
+        donation("d2", p(0), 2_500, "eur", "2024-05-01"),
+    );
+    add(
+        "donations.donation.succeeded",
+        donation("d2", p(0), 2_500, "EUR", "2024-05-01"),
+    );
+    add(
+        "donations.donation.succeeded",
+        donation("d3", p(1), 10_000, "USD", "2023-06-01"),
+    );
+    add(
+        "donations.donation.succeeded",
+        donation("d4", p(2), 1_000, "EUR", "2023-12-31"),
+    );
+    // Someone contacts does not know (erased, or never here): ignored.
+    let stranger = Uuid::now_v7();
+    add(
+        "donations.donation.succeeded",
+        donation("d5", stranger, 9_000, "EUR", "2024-01-01"),
+    );
+    add(
+        "events.attendance.changed",
+        attendance("e1", stranger, AttendanceState::Attended, "2024-06-01"),
+    );
+    // e1 attended by p0, p1 (after registering), p3 (a registration dated
+    // earlier arrives late and is ignored); p2 cancelled after attending.
+    // e2 attended by p0; p3 did not show.
+    use AttendanceState::{Attended, Cancelled, NoShow, Registered};
+    for (event, person, state, when) in [
+        ("e1", p(0), Attended, "2024-06-01"),
+        ("e1", p(1), Registered, "2024-05-20"),
+        ("e1", p(1), Attended, "2024-06-01"),
+        ("e1", p(2), Attended, "2024-06-01"),
+        ("e1", p(2), Cancelled, "2024-06-02"),
+        ("e1", p(3), Attended, "2024-06-01"),
+        ("e1", p(3), Registered, "2024-05-01"),
+        ("e2", p(0), Attended, "2024-07-01"),
+        ("e2", p(3), NoShow, "2024-07-01"),
+    ] {
+        add(
+            "events.attendance.changed",
+            attendance(event, person, state, when),
+        );
+    }
+    for (key, id, body) in &messages {
+        publish(&bus, tenant, key, *id, body.clone()).await?;
+    }
+    // Redelivered messages (same message id) are applied once.
+    for (key, id, body) in messages.iter().take(3) {
+        publish(&bus, tenant, key, *id, body.clone()).await?;
+    }
+
+    let expected = messages.len() as i64;
+    let mut applied = 0;
+    for _ in 0..300 {
+        applied = sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(&pool)
+            .await?;
+        if applied == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(applied, expected, "messages applied");
+    // Let the redelivered copies reach the consumers too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let token = Signer::new(&settings.auth.token_secret).mint(
+        "test",
+        Some(tenant),
+        Duration::from_secs(600),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .connect()
+        .await?;
+    let mut client = ContactsServiceClient::with_interceptor(channel, Bearer::new(&token));
+    let cases: [(&str, u64); 18] = [
+        ("contacted>=2024-03-02", 2),
+        ("contacted<2024-03-02", 1),
+        ("contacted:2024-03-01..2024-03-06", 2),
+        ("has:contacted", 3),
+        ("NOT has:contacted", 3),
+        ("NOT contacted>=2024-03-02", 4),
+        ("donations.total>=50", 1),
+        ("donations.total>=75,00", 1),
+        ("donations.total>=75.01", 0),
+        ("donations.total>=10", 2),
+        ("donations.total>=100USD", 1),
+        ("NOT donations.total>=10", 4),
+        ("donations.last>=2024-01-01", 1),
+        ("donations.last<2024-01-01", 2),
+        ("attended:e1", 3),
+        ("attended:e2 OR attended:e1", 3),
+        ("attended.count>=2", 1),
+        ("attended.count>=1 AND NOT attended:e2", 2),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(count(&mut client, query).await?, expected, "{query}");
+    }
+
+    let totals: Vec<(String, i64)> =
+        sqlx::query_as("SELECT currency, total_cents FROM person_donations WHERE person_id = $1")
+            .bind(p(0))
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(totals, [("EUR".to_owned(), 7_500)]);
+    let strangers: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+    )
+    .bind(stranger)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(strangers, 0);
+
+    // Erasing a person erases what the projections hold about them.
+    let mut people_data = PersonDataServiceClient::with_interceptor(
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+            .connect()
+            .await?,
+        Bearer::new(&token),
+    );
+    people_data
+        .erase_person(pb::ErasePersonRequest {
+            person_id: p(0).to_string(),
+            requested_by: "test".into(),
+            reason: "asked".into(),
+        })
+        .await?;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
+              + (SELECT count(*) FROM person_donations WHERE person_id = $1)
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+    )
+    .bind(p(0))
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(left, 0);
+    assert_eq!(count(&mut client, "attended.count>=1").await?, 2);
+
+    for (query, message) in [
+        (
+            "attended.count>=0",
+            "filter.query: column 17: \"0\" is not a count",
+        ),
+        (
+            "donations.total>=12,345",
+            "filter.query: column 18: \"12,345\" is not an amount",
+        ),
+        (
+            "donations.total>=5EURO",
+            "filter.query: column 18: \"EURO\" is not a currency",
+        ),
+        (
+            "contacted>2024-01-01",
+            "filter.query: column 11: contacted takes >=",
+        ),
+        (
+            "has:contact",
+            "filter.query: column 5: has:contact: use has:email",
+        ),
+    ] {
+        let error = count(&mut client, query).await.unwrap_err();
+        assert!(
+            error.message().starts_with(message),
+            "{query}: {}",
+            error.message()
+        );
+    }
+
+    bus.close().await;
+    shutdown.cancel();
+    running.await??;
+    pool.close().await;
+    muster_testkit::drop_topology(&settings.amqp).await?;
+    muster_testkit::drop_database(&settings.database).await
+}

@@ -1,0 +1,164 @@
+//! `/v1/custom-fields`: the organization's custom fields, and
+//! `/v1/people/{id}/custom-fields`: the values one person holds.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1 as proto;
+use serde::{Deserialize, Serialize};
+
+use super::models::Person;
+use crate::error::HttpError;
+use crate::extract::JsonBody;
+use crate::upstream::{Reply, TenantApi, Upstream};
+
+/// What a custom field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Number,
+    Date,
+    Boolean,
+    Choice,
+}
+
+/// A custom field as defined, and as shown.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomField {
+    /// Lower-case slug (`membership_year`), written in segment queries.
+    pub key: String,
+    pub label: String,
+    pub r#type: FieldType,
+    /// The allowed values of a choice field.
+    #[serde(default)]
+    pub choices: Vec<String>,
+    #[serde(default, skip_deserializing)]
+    pub create_time: Option<DateTime<Utc>>,
+}
+
+impl From<proto::CustomField> for CustomField {
+    fn from(field: proto::CustomField) -> Self {
+        let kind = match proto::CustomFieldType::try_from(field.r#type) {
+            Ok(proto::CustomFieldType::Number) => FieldType::Number,
+            Ok(proto::CustomFieldType::Date) => FieldType::Date,
+            Ok(proto::CustomFieldType::Boolean) => FieldType::Boolean,
+            Ok(proto::CustomFieldType::Choice) => FieldType::Choice,
+            _ => FieldType::Text,
+        };
+        Self {
+            key: field.key,
+            label: field.label,
+            r#type: kind,
+            choices: field.choices,
+            create_time: field
+                .create_time
+                .as_ref()
+                .and_then(muster_runtime::time::from_proto),
+        }
+    }
+}
+
+impl From<CustomField> for proto::CustomField {
+    fn from(field: CustomField) -> Self {
+        let kind = match field.r#type {
+            FieldType::Text => proto::CustomFieldType::Text,
+            FieldType::Number => proto::CustomFieldType::Number,
+            FieldType::Date => proto::CustomFieldType::Date,
+            FieldType::Boolean => proto::CustomFieldType::Boolean,
+            FieldType::Choice => proto::CustomFieldType::Choice,
+        };
+        Self {
+            key: field.key,
+            label: field.label,
+            r#type: kind as i32,
+            choices: field.choices,
+            create_time: None,
+        }
+    }
+}
+
+/// The custom fields of the organization.
+#[derive(Debug, Serialize)]
+pub struct CustomFields {
+    pub fields: Vec<CustomField>,
+}
+
+/// `POST /v1/custom-fields`.
+#[tracing::instrument(
+    name = "gateway.custom_fields.define",
+    skip_all,
+    fields(tenant_id = %api.tenant)
+)]
+pub async fn define(
+    mut api: TenantApi,
+    JsonBody(field): JsonBody<CustomField>,
+) -> Result<(StatusCode, Json<CustomField>), HttpError> {
+    let request = proto::DefineCustomFieldRequest {
+        field: Some(field.into()),
+    };
+    let defined = api
+        .contacts
+        .define_custom_field(request)
+        .await
+        .reply(Upstream::Contacts)?;
+    Ok((StatusCode::CREATED, Json(defined.into())))
+}
+
+/// `GET /v1/custom-fields`.
+#[tracing::instrument(
+    name = "gateway.custom_fields.list",
+    skip_all,
+    fields(tenant_id = %api.tenant)
+)]
+pub async fn list(mut api: TenantApi) -> Result<Json<CustomFields>, HttpError> {
+    let reply = api
+        .contacts
+        .list_custom_fields(proto::ListCustomFieldsRequest {})
+        .await
+        .reply(Upstream::Contacts)?;
+    let fields = reply.fields.into_iter().map(CustomField::from).collect();
+    Ok(Json(CustomFields { fields }))
+}
+
+/// `DELETE /v1/custom-fields/{key}`: the definition and every value held for it.
+#[tracing::instrument(
+    name = "gateway.custom_fields.delete",
+    skip_all,
+    fields(tenant_id = %api.tenant)
+)]
+pub async fn delete(mut api: TenantApi, Path(key): Path<String>) -> Result<StatusCode, HttpError> {
+    api.contacts
+        .delete_custom_field(proto::DeleteCustomFieldRequest { key })
+        .await
+        .reply(Upstream::Contacts)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /v1/people/{id}/custom-fields` with `{"KEY": "VALUE", ...}`; an
+/// empty value removes the field from the person.
+#[tracing::instrument(
+    name = "gateway.custom_fields.set",
+    skip_all,
+    fields(tenant_id = %api.tenant, person_id = %id)
+)]
+pub async fn set_values(
+    mut api: TenantApi,
+    Path(id): Path<String>,
+    JsonBody(values): JsonBody<HashMap<String, String>>,
+) -> Result<Json<Person>, HttpError> {
+    let request = proto::SetCustomFieldsRequest {
+        person_id: id,
+        values,
+    };
+    let person = api
+        .contacts
+        .set_custom_fields(request)
+        .await
+        .reply(Upstream::Contacts)?;
+    Ok(Json(person.into()))
+}
