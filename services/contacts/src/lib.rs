@@ -4,6 +4,7 @@
 //! changes on the bus and applies unsubscribes that messaging reports.
 
 pub mod api;
+pub mod consent;
 pub mod consumers;
 pub mod domain;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod store;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use muster_proto::contacts::v1::consent_service_server::ConsentServiceServer;
 use muster_proto::contacts::v1::contacts_service_server::ContactsServiceServer;
 use muster_proto::contacts::v1::person_data_service_server::PersonDataServiceServer;
 use muster_runtime::auth::{Authenticate, Signer};
@@ -53,6 +55,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     4 => "0004_erasure.sql",
     5 => "0005_segments.sql",
     6 => "0006_erased_phones.sql",
+    7 => "0007_consent_ledger.sql",
 ];
 
 /// Everything contacts is configured with.
@@ -177,12 +180,16 @@ impl Application {
             let (router, health) = grpc::base_router(&[
                 "muster.contacts.v1.ContactsService",
                 "muster.contacts.v1.PersonDataService",
+                "muster.contacts.v1.ConsentService",
             ])?;
             health
                 .set_serving::<ContactsServiceServer<api::Api>>()
                 .await;
             health
                 .set_serving::<PersonDataServiceServer<privacy::PrivacyApi>>()
+                .await;
+            health
+                .set_serving::<ConsentServiceServer<consent::api::ConsentApi>>()
                 .await;
             let hasher = AddressHasher::new(&self.settings.privacy);
             let api = api::Api {
@@ -194,8 +201,15 @@ impl Application {
                 pool: self.pool.clone(),
                 hasher,
             };
+            let ledger = consent::api::ConsentApi {
+                pool: self.pool.clone(),
+            };
             let signer = Signer::new(&self.settings.auth.token_secret);
             let router = router
+                .add_service(ConsentServiceServer::with_interceptor(
+                    ledger,
+                    Authenticate(signer.clone()),
+                ))
                 .add_service(ContactsServiceServer::with_interceptor(
                     api,
                     Authenticate(signer.clone()),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use muster_proto::contacts::v1::consent_service_client::ConsentServiceClient;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::person_data_service_client as contacts_people;
 use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
@@ -25,6 +26,9 @@ use crate::settings::ServicesSettings;
 pub type ContactsClient = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
 /// A messaging client carrying the gateway's credential.
 pub type MessagingClient = MessagingServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A client of contacts' consent ledger.
+pub type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A client of contacts' person-data (export, erasure) API.
 pub type ContactsPeopleClient =
@@ -87,6 +91,7 @@ impl Upstreams {
                 self.contacts.clone(),
                 bearer.clone(),
             ),
+            consent: ConsentServiceClient::with_interceptor(self.contacts.clone(), bearer.clone()),
             messaging: MessagingServiceClient::with_interceptor(
                 self.messaging.clone(),
                 bearer.clone(),
@@ -126,6 +131,7 @@ pub struct TenantApi {
     pub default_country: String,
     pub contacts: ContactsClient,
     pub contacts_people: ContactsPeopleClient,
+    pub consent: ConsentClient,
     pub messaging: MessagingClient,
     pub messaging_people: MessagingPeopleClient,
 }

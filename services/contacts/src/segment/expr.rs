@@ -100,6 +100,7 @@ pub fn consent_value(state: ConsentState) -> &'static str {
     match state {
         ConsentState::Granted => "granted",
         ConsentState::Withdrawn => "withdrawn",
+        ConsentState::Pending => "pending",
         ConsentState::None | ConsentState::Unspecified => "none",
     }
 }

@@ -2,6 +2,7 @@
 
 mod bounces;
 mod campaigns;
+mod consents;
 mod deliveries;
 mod imports;
 mod models;
@@ -50,6 +51,21 @@ pub fn router() -> Router<AppState> {
         .route("/v1/campaigns/{id}/pause", post(campaigns::pause))
         .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
         .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+        .merge(consent_routes())
+}
+
+/// The routes of the consent ledger and the organization's consent policy.
+fn consent_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/people/{id}/consents",
+            get(consents::list).post(consents::record),
+        )
+        .route("/v1/people/{id}/consents/history", get(consents::history))
+        .route(
+            "/v1/consent-policy",
+            get(consents::get_policy).put(consents::set_policy),
+        )
 }
 
 /// `?page_size=&page_token=` of a listing.

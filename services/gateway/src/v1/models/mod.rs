@@ -2,9 +2,11 @@
 //! services' protobuf messages. Enums are lowercase strings, instants RFC 3339,
 //! and values a service leaves empty are `null`.
 
+mod consent;
 mod contacts;
 mod messaging;
 
+pub use consent::*;
 pub use contacts::*;
 pub use messaging::*;
 
