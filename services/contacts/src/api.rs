@@ -294,7 +294,12 @@ impl ContactsService for Api {
         let tenant = auth::tenant(&request)?;
         let id = parse_id(&request.get_ref().id, "id")?;
         let mut saved = segments::get(&self.pool, tenant, id).await?;
-        let filter = Filter::parse(&saved.filter.clone().unwrap_or_default())?;
+        let filter = segments::resolve(
+            &self.pool,
+            tenant,
+            &saved.filter.clone().unwrap_or_default(),
+        )
+        .await?;
         saved.count = Some(segments::count(&self.pool, tenant, &filter).await?);
         Ok(Response::new(saved))
     }

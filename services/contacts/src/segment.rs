@@ -14,7 +14,9 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-pub use expr::{Expr, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
+use crate::consent::{Channel, LegalBasis};
+
+pub use expr::{ConsentLeaf, Expr, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
 
 /// The most values one filter may hold: the entries of its lists and the
 /// conditions of its tree and query, all counted together.
@@ -156,6 +158,17 @@ impl Filter {
         self
     }
 
+    /// This filter under the organization's consent policy now: grants on a
+    /// basis it forbids on their channel do not count.
+    pub fn with_policy(mut self, forbidden: &[(Channel, LegalBasis)]) -> Self {
+        if !forbidden.is_empty() {
+            for condition in &mut self.conditions {
+                condition.apply_policy(forbidden);
+            }
+        }
+        self
+    }
+
     /// A filter for people who may receive an e-mail campaign.
     pub fn reachable_by_email(mut self) -> Self {
         self.conditions
@@ -247,6 +260,7 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
         Leaf::EmailConsent(state) => {
             query.push("email_consent = ").push_bind(*state);
         }
+        Leaf::Consent(leaf) => push_consent(query, leaf),
         Leaf::PostalPrefix(prefixes) => {
             // Byte ranges rather than LIKE: the (tenant_id, postal_code
             // text_pattern_ops) index serves them with bound values.
@@ -318,6 +332,45 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf) {
             query.push("phone IS NULL");
         }
     }
+}
+
+/// The current state of the leaf's channel and purpose, from `consents`
+/// (general e-mail consent from `people.email_consent`, its index). A
+/// person without a row there has none.
+fn push_consent(query: &mut QueryBuilder<Postgres>, leaf: &ConsentLeaf) {
+    let forbidden: Vec<String> = leaf.forbidden.iter().map(|b| b.to_string()).collect();
+    let row = "SELECT 1 FROM consents c WHERE c.tenant_id = people.tenant_id \
+               AND c.person_id = people.id AND c.channel = ";
+    if leaf.channel == Channel::Email && leaf.purpose.is_empty() {
+        query
+            .push("(email_consent = ")
+            .push_bind(leaf.state)
+            .push(" AND NOT EXISTS (")
+            .push(row)
+            .push("'email' AND c.purpose = '' AND c.legal_basis = ANY(")
+            .push_bind(forbidden)
+            .push(")))");
+        return;
+    }
+    if leaf.state == "none" {
+        query.push("NOT ");
+    }
+    query
+        .push("EXISTS (")
+        .push(row)
+        .push_bind(leaf.channel.as_str())
+        .push(" AND c.purpose = ")
+        .push_bind(leaf.purpose);
+    if leaf.state != "none" {
+        query.push(" AND c.state = ").push_bind(leaf.state);
+    }
+    if !forbidden.is_empty() {
+        query
+            .push(" AND NOT (c.legal_basis = ANY(")
+            .push_bind(forbidden)
+            .push("))");
+    }
+    query.push(")");
 }
 
 #[cfg(test)]

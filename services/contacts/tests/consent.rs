@@ -511,3 +511,98 @@ async fn an_import_carries_its_basis_and_a_forbidden_basis_grants_nothing() -> a
     assert!(issues[0].reason.contains("policy"), "{issues:?}");
     service.stop().await
 }
+
+async fn count(clients: &mut Clients, query: &str) -> anyhow::Result<u64> {
+    let filter = pb::SegmentFilter {
+        query: query.into(),
+        ..Default::default()
+    };
+    let request = pb::CountSegmentRequest {
+        filter: Some(filter),
+    };
+    Ok(clients
+        .contacts
+        .count_segment(request)
+        .await?
+        .into_inner()
+        .count)
+}
+
+async fn forbid(clients: &mut Clients, forbidden: Vec<pb::ForbiddenBasis>) -> anyhow::Result<()> {
+    let policy = Some(pb::ConsentPolicy { forbidden });
+    clients
+        .ledger
+        .set_consent_policy(pb::SetConsentPolicyRequest { policy })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn segments_read_consent_per_channel_and_purpose_under_the_policy_of_now()
+-> anyhow::Result<()> {
+    let service = Service::start("consent_segments").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    use pb::ConsentState::{Granted, Withdrawn};
+    let on = |person, channel: &str, purpose: &str, state, basis: pb::LegalBasis| {
+        pb::RecordConsentRequest {
+            legal_basis: basis as i32,
+            ..statement(person, channel, purpose, state)
+        }
+    };
+    let ada = service.person(tenant, "ada@example.org").await?;
+    let bob = service.person(tenant, "bob@example.org").await?;
+    let cat = service.person(tenant, "cat@example.org").await?;
+    let dan = service.person(tenant, "dan@example.org").await?;
+    let interests = pb::LegalBasis::LegitimateInterests;
+    for request in [
+        on(ada, "email", "", Granted, pb::LegalBasis::Consent),
+        on(bob, "email", "", Granted, interests),
+        on(bob, "email", "newsletter", Granted, interests),
+        on(cat, "sms", "events", Granted, pb::LegalBasis::Consent),
+        on(dan, "email", "", Withdrawn, pb::LegalBasis::Consent),
+        on(dan, "email", "", Granted, pb::LegalBasis::Consent),
+    ] {
+        clients.ledger.record_consent(request).await?;
+    }
+
+    assert_eq!(count(&mut clients, "consent:email=granted").await?, 2);
+    assert_eq!(count(&mut clients, "consent:email=pending").await?, 1);
+    assert_eq!(
+        count(&mut clients, "consent:email.newsletter=granted").await?,
+        1
+    );
+    assert_eq!(count(&mut clients, "consent:sms.events=granted").await?, 1);
+    assert_eq!(count(&mut clients, "consent:sms.events=none").await?, 3);
+    assert_eq!(count(&mut clients, "NOT consent:sms=none").await?, 0);
+
+    let email = pb::ForbiddenBasis {
+        channel: "email".into(),
+        legal_basis: interests as i32,
+    };
+    forbid(&mut clients, vec![email]).await?;
+    assert_eq!(count(&mut clients, "consent:email=granted").await?, 1);
+    assert_eq!(
+        count(&mut clients, "consent:email.newsletter=granted").await?,
+        0
+    );
+    assert_eq!(count(&mut clients, "consent:sms.events=granted").await?, 1);
+    let flat = pb::SegmentFilter {
+        email_consent: Granted as i32,
+        ..Default::default()
+    };
+    let request = pb::CountSegmentRequest { filter: Some(flat) };
+    assert_eq!(
+        clients
+            .contacts
+            .count_segment(request)
+            .await?
+            .into_inner()
+            .count,
+        1
+    );
+
+    forbid(&mut clients, Vec::new()).await?;
+    assert_eq!(count(&mut clients, "consent:email=granted").await?, 2);
+    service.stop().await
+}
