@@ -259,4 +259,10 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         bindings: &[],
         retry_delays: EMAIL_SEND_RETRY_DELAYS,
     },
+    // Double opt-in: messaging e-mails the confirmation link of a pending consent.
+    QueueSpec {
+        name: "messaging.consent-confirmations",
+        bindings: &["contacts.consent.confirmation_requested"],
+        retry_delays: EMAIL_SEND_RETRY_DELAYS,
+    },
 ];

@@ -24,6 +24,7 @@ use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
+use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::consumer::ConsumerOptions;
 use muster_runtime::privacy::{AddressHasher, PrivacySettings};
 use muster_runtime::service::{Service, Tasks, bind};
@@ -203,6 +204,7 @@ impl Application {
             };
             let ledger = consent::api::ConsentApi {
                 pool: self.pool.clone(),
+                tokens: ConfirmationTokens::new(&self.settings.auth.token_secret),
             };
             let signer = Signer::new(&self.settings.auth.token_secret);
             let router = router

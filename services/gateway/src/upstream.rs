@@ -13,6 +13,7 @@ use muster_proto::contacts::v1::person_data_service_client as contacts_people;
 use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
 use muster_proto::messaging::v1::person_data_service_client as messaging_people;
 use muster_runtime::auth::{Bearer, Signer};
+use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::{ApiError, TenantId};
 
 use crate::tenants::Organization;
@@ -108,6 +109,25 @@ impl Upstreams {
     pub fn messaging_for(&self, tenant: TenantId) -> MessagingClient {
         let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
         MessagingServiceClient::with_interceptor(self.messaging.clone(), bearer)
+    }
+
+    /// A consent client acting for `tenant` alone, for a public form that
+    /// named an organization this gateway serves.
+    pub fn consent_for(&self, tenant: TenantId) -> ConsentClient {
+        let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
+        ConsentServiceClient::with_interceptor(self.contacts.clone(), bearer)
+    }
+
+    /// A consent client acting for no organization: a confirmation link
+    /// names its own.
+    pub fn public_consent(&self) -> ConsentClient {
+        let bearer = Bearer::new(&self.signer.mint("gateway", None, CREDENTIAL_TTL));
+        ConsentServiceClient::with_interceptor(self.contacts.clone(), bearer)
+    }
+
+    /// Reads the confirmation links messaging signs with the same secret.
+    pub fn confirmation_tokens(&self) -> ConfirmationTokens {
+        ConfirmationTokens::with_signer(self.signer.clone())
     }
 
     /// A messaging client acting for no organization, for the public pages.

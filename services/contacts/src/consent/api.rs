@@ -3,6 +3,7 @@
 use chrono::{Duration, Utc};
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::consent_service_server::ConsentService;
+use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::{ApiError, auth};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -23,6 +24,8 @@ const CLOCK_SKEW: Duration = Duration::minutes(5);
 #[derive(Clone)]
 pub struct ConsentApi {
     pub pool: PgPool,
+    /// Reads the tokens of the links that confirm a pending consent.
+    pub tokens: ConfirmationTokens,
 }
 
 fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
@@ -257,6 +260,26 @@ impl ConsentService for ConsentApi {
         tracing::info!(tenant_id = %tenant, entries = forbidden.len(), "consent policy set");
         let forbidden = store::policy(&self.pool, tenant).await?;
         Ok(Response::new(to_proto(&forbidden)))
+    }
+
+    #[tracing::instrument(name = "contacts.consent.subscribe", skip_all)]
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let reply = super::opt_in::subscribe(&self.pool, tenant, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    #[tracing::instrument(name = "contacts.consent.confirm", skip_all)]
+    async fn confirm_consent(
+        &self,
+        request: Request<pb::ConfirmConsentRequest>,
+    ) -> Result<Response<pb::ConfirmConsentResponse>, Status> {
+        auth::caller(&request)?;
+        let reply = super::opt_in::confirm(&self.pool, &self.tokens, request.into_inner()).await?;
+        Ok(Response::new(reply))
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`next`], and the organization's policy on legal bases.
 
 pub mod api;
+pub mod opt_in;
 pub mod store;
 
 #[cfg(test)]

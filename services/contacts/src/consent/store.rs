@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1 as pb;
-use muster_proto::events::v1::ConsentChanged;
+use muster_proto::events::v1::{ConsentChanged, ConsentConfirmationRequested};
 use muster_runtime::outbox::{Destination, Outgoing};
 use muster_runtime::time::to_proto;
 use muster_runtime::{ApiError, TenantId};
@@ -54,7 +54,8 @@ fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
 /// Applies `statements` in order under the ledger's rules ([`next`]): logs
 /// each one that changes a state, keeps `consents` (and, for the general
 /// e-mail consent, `people.email_consent*`) equal to the last, and
-/// announces each change. Statements about unknown (or erased) people are
+/// announces each change; a new pending e-mail consent also asks messaging
+/// to send its confirmation link. Statements about unknown (or erased) people are
 /// skipped. The people rows are locked, so concurrent statements about a
 /// person apply one after the other.
 pub async fn record(
@@ -65,16 +66,18 @@ pub async fn record(
     let mut ids: Vec<Uuid> = statements.iter().map(|s| s.person).collect();
     ids.sort_unstable();
     ids.dedup();
-    let known: HashMap<Uuid, Option<String>> = sqlx::query_as(
-        "SELECT id, email FROM people WHERE tenant_id = $1 AND id = ANY($2)
+    let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, email, first_name FROM people WHERE tenant_id = $1 AND id = ANY($2)
          ORDER BY id FOR UPDATE",
     )
     .bind(tenant)
     .bind(&ids)
     .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let known: HashMap<Uuid, (String, String)> = rows
+        .into_iter()
+        .map(|(id, email, first)| (id, (email.unwrap_or_default(), first.unwrap_or_default())))
+        .collect();
     let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
         "SELECT person_id, channel, purpose, state FROM consents
          WHERE tenant_id = $1 AND person_id = ANY($2)",
@@ -123,7 +126,7 @@ pub async fn record(
             let s = &statements[a.index];
             ConsentChanged {
                 person_id: s.person.to_string(),
-                email: known.get(&s.person).cloned().flatten().unwrap_or_default(),
+                email: known[&s.person].0.clone(),
                 channel: s.channel.as_str().to_owned(),
                 state: a.state.to_proto() as i32,
                 time: Some(to_proto(s.occurred_at)),
@@ -135,7 +138,41 @@ pub async fn record(
         })
         .collect();
     consent_changed(tenant).enqueue(tx, bodies).await?;
+
+    let requests = applied
+        .iter()
+        .filter(|a| a.state == State::Pending)
+        .map(|a| &statements[a.index])
+        .filter(|s| s.channel == Channel::Email && !known[&s.person].0.is_empty())
+        .map(|s| {
+            let (email, first_name) = &known[&s.person];
+            ConsentConfirmationRequested {
+                person_id: s.person.to_string(),
+                email: email.clone(),
+                first_name: first_name.clone(),
+                purpose: s.purpose.to_owned(),
+                notice: s.notice.clone(),
+                time: Some(to_proto(s.occurred_at)),
+            }
+            .encode_to_vec()
+        })
+        .collect::<Vec<_>>();
+    if !requests.is_empty() {
+        confirmation_requested(tenant).enqueue(tx, requests).await?;
+    }
     Ok(applied)
+}
+
+/// Asks messaging to e-mail the person the link that confirms a pending consent.
+pub const CONFIRMATION_REQUESTED: &str = "contacts.consent.confirmation_requested";
+
+fn confirmation_requested(tenant_id: TenantId) -> Outgoing<'static> {
+    Outgoing {
+        tenant_id,
+        destination: Destination::Event,
+        routing_key: CONFIRMATION_REQUESTED,
+        message_type: "muster.events.v1.ConsentConfirmationRequested",
+    }
 }
 
 /// The columns of `applied` statements, in the order of the UNNEST below.
