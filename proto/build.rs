@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "muster/messaging/v1/messaging.proto",
     "muster/events/v1/events.proto",
     "muster/contacts/v1/privacy.proto",
+    "muster/contacts/v1/consent.proto",
     "muster/messaging/v1/privacy.proto",
 ];
 

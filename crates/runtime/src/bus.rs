@@ -280,4 +280,10 @@ pub const TOPOLOGY: &[QueueSpec] = &[
         bindings: &["events.attendance.changed"],
         retry_delays: &[],
     },
+    // Double opt-in: messaging e-mails the confirmation link of a pending consent.
+    QueueSpec {
+        name: "messaging.consent-confirmations",
+        bindings: &["contacts.consent.confirmation_requested"],
+        retry_delays: EMAIL_SEND_RETRY_DELAYS,
+    },
 ];

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
+use crate::consent::LegalBasis;
 use crate::import::job::{self, ImportTask};
 use crate::import::{ColumnMapping, Preset};
 use crate::merge::{self, duplicates};
@@ -111,14 +112,17 @@ impl ContactsService for Api {
             }
         }
         let default_country = default_country(&header.default_country)?;
+        let legal_basis = import_legal_basis(&header.legal_basis)?;
+        let notice = import_notice(&header.notice)?;
         let id = Uuid::now_v7();
         let source_label = match header.source_label.trim() {
             "" => header.file_name.clone(),
             label => label.to_owned(),
         };
         sqlx::query(
-            "INSERT INTO imports (id, tenant_id, file_name, preset, source_label, state, size_bytes)
-             VALUES ($1, $2, $3, $4, $5, 'receiving', $6)",
+            "INSERT INTO imports (id, tenant_id, file_name, preset, source_label, state, size_bytes,
+                                  legal_basis, notice)
+             VALUES ($1, $2, $3, $4, $5, 'receiving', $6, $7, $8)",
         )
         .bind(id)
         .bind(tenant)
@@ -126,6 +130,8 @@ impl ContactsService for Api {
         .bind(pb::ImportPreset::try_from(header.preset).unwrap_or_default().as_str_name())
         .bind(&source_label)
         .bind(header.size_bytes as i64)
+        .bind(legal_basis.as_str())
+        .bind(&notice)
         .execute(&self.pool)
         .await
         .map_err(ApiError::from)?;
@@ -172,6 +178,8 @@ impl ContactsService for Api {
             default_country,
             hasher: self.hasher.clone(),
             custom_fields,
+            legal_basis,
+            notice,
         };
         tokio::spawn(job::run(self.pool.clone(), task));
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
@@ -290,8 +298,12 @@ impl ContactsService for Api {
         let tenant = auth::tenant(&request)?;
         let id = parse_id(&request.get_ref().id, "id")?;
         let mut saved = segments::get(&self.pool, tenant, id).await?;
-        let fields = custom_fields::load(&self.pool, tenant).await?;
-        let filter = Filter::parse_with(&saved.filter.clone().unwrap_or_default(), &fields)?;
+        let filter = segments::resolve(
+            &self.pool,
+            tenant,
+            &saved.filter.clone().unwrap_or_default(),
+        )
+        .await?;
         saved.count = Some(segments::count(&self.pool, tenant, &filter).await?);
         Ok(Response::new(saved))
     }
@@ -527,6 +539,34 @@ fn default_country(raw: &str) -> Result<String, ApiError> {
             format!("{raw:?} is not an ISO 3166-1 two-letter country code"),
         )),
     }
+}
+
+/// The legal basis an import header declares; consent when it gives none.
+fn import_legal_basis(raw: &str) -> Result<LegalBasis, ApiError> {
+    match raw.trim() {
+        "" => Ok(LegalBasis::Consent),
+        name => LegalBasis::parse(&name.to_ascii_lowercase()).ok_or_else(|| {
+            ApiError::invalid(
+                "header.legal_basis",
+                format!(
+                    "{raw:?} is not a legal basis; use consent, contract, legal_obligation, \
+                     vital_interests, public_task or legitimate_interests"
+                ),
+            )
+        }),
+    }
+}
+
+/// The notice an import header names, at most 10,000 characters.
+fn import_notice(raw: &str) -> Result<String, ApiError> {
+    let notice = raw.trim();
+    if notice.chars().count() > 10_000 || notice.contains('\0') {
+        return Err(ApiError::invalid(
+            "header.notice",
+            "give the notice's text (at most 10,000 characters, no NUL) or its version",
+        ));
+    }
+    Ok(notice.to_owned())
 }
 
 fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {

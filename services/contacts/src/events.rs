@@ -2,13 +2,15 @@
 //! consent changes that produce most of it.
 
 use chrono::{DateTime, Utc};
-use muster_proto::contacts::v1::ConsentState;
-use muster_proto::events::v1::{ConsentChanged, PersonChanged};
+use muster_proto::events::v1::PersonChanged;
 use muster_runtime::TenantId;
 use muster_runtime::outbox::{Destination, Outgoing};
 use prost::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::consent::store::Statement;
+use crate::consent::{self, Channel, Kind, LegalBasis};
 
 /// People this import or call created.
 pub const PERSON_CREATED: &str = "contacts.person.created";
@@ -50,16 +52,6 @@ pub fn person_erased(tenant_id: TenantId) -> Outgoing<'static> {
     }
 }
 
-/// A `contacts.consent.changed` event.
-pub fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
-    Outgoing {
-        tenant_id,
-        destination: Destination::Event,
-        routing_key: "contacts.consent.changed",
-        message_type: "muster.events.v1.ConsentChanged",
-    }
-}
-
 /// Two people found to be one; every service re-points the merged id's rows.
 pub const PERSON_MERGED: &str = "contacts.person.merged";
 
@@ -82,27 +74,10 @@ pub enum Change {
     Withdraw,
 }
 
-const SET_CONSENT: &str = "
-    WITH s AS (
-        SELECT * FROM UNNEST($2::uuid[], $3::timestamptz[], $4::text[])
-            AS s(person_id, at, evidence)
-    ), changed AS (
-        UPDATE people p SET email_consent = $6, email_consent_at = s.at,
-            email_consent_source = $5, email_consent_evidence = s.evidence::jsonb,
-            updated_at = now()
-        FROM s
-        WHERE p.tenant_id = $1 AND p.id = s.person_id AND {condition}
-        RETURNING p.id, p.email, s.at, s.evidence
-    ), logged AS (
-        INSERT INTO consent_events
-            (tenant_id, person_id, channel, state, occurred_at, source, evidence)
-        SELECT $1, id, 'email', $6, at, $5, evidence::jsonb FROM changed
-    )
-    SELECT id, email, at FROM changed";
-
-/// Sets the e-mail consent of `people` (with the time and evidence of each
-/// statement), logs each change in the ledger and announces it. Returns how
-/// many people changed state.
+/// Records statements about the general e-mail consent of `people` (with
+/// the time and evidence of each) on the basis of consent, through the
+/// ledger ([`consent::store::record`]), which logs and announces each
+/// change. Returns how many people changed state.
 pub async fn set_email_consent(
     tx: &mut PgConnection,
     tenant: TenantId,
@@ -112,40 +87,25 @@ pub async fn set_email_consent(
     change: Change,
     source: &str,
 ) -> anyhow::Result<u64> {
-    let (condition, state, proto_state) = match change {
-        Change::Grant => ("p.email_consent = 'none'", "granted", ConsentState::Granted),
-        Change::Withdraw => (
-            "p.email_consent <> 'withdrawn'",
-            "withdrawn",
-            ConsentState::Withdrawn,
-        ),
+    let kind = match change {
+        Change::Grant => Kind::ImportGrant,
+        Change::Withdraw => Kind::Withdraw,
     };
-    let changed: Vec<(Uuid, Option<String>, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(
-        SET_CONSENT.replace("{condition}", condition),
-    ))
-    .bind(tenant)
-    .bind(people)
-    .bind(times)
-    .bind(evidence)
-    .bind(source)
-    .bind(state)
-    .fetch_all(&mut *tx)
-    .await?;
-
-    let bodies = changed
+    let statements: Vec<Statement> = people
         .iter()
-        .map(|(id, email, at)| {
-            ConsentChanged {
-                person_id: id.to_string(),
-                email: email.clone().unwrap_or_default(),
-                channel: "email".into(),
-                state: proto_state as i32,
-                time: Some(muster_runtime::time::to_proto(*at)),
-                source: source.to_owned(),
-            }
-            .encode_to_vec()
+        .zip(times)
+        .zip(evidence)
+        .map(|((&person, &occurred_at), evidence)| Statement {
+            person,
+            channel: Channel::Email,
+            purpose: "",
+            kind,
+            legal_basis: LegalBasis::Consent,
+            source: source.to_owned(),
+            notice: String::new(),
+            occurred_at,
+            evidence: serde_json::from_str(evidence).unwrap_or_else(|_| serde_json::json!({})),
         })
         .collect();
-    consent_changed(tenant).enqueue(tx, bodies).await?;
-    Ok(changed.len() as u64)
+    Ok(consent::store::record(tx, tenant, &statements).await?.len() as u64)
 }

@@ -5,6 +5,7 @@
 //! projects sends, donations and attendance other services announce.
 
 pub mod api;
+pub mod consent;
 pub mod consumers;
 pub mod domain;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod store;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use muster_proto::contacts::v1::consent_service_server::ConsentServiceServer;
 use muster_proto::contacts::v1::contacts_service_server::ContactsServiceServer;
 use muster_proto::contacts::v1::person_data_service_server::PersonDataServiceServer;
 use muster_runtime::auth::{Authenticate, Signer};
@@ -25,6 +27,7 @@ use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
+use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::consumer::ConsumerOptions;
 use muster_runtime::privacy::{AddressHasher, PrivacySettings};
 use muster_runtime::service::{Service, Tasks, bind};
@@ -56,6 +59,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     4 => "0004_erasure.sql",
     5 => "0005_segments.sql",
     6 => "0006_erased_phones.sql",
+    7 => "0007_consent_ledger.sql",
     8 => "0008_merges.sql",
     9 => "0009_custom_fields.sql",
     11 => "0011_composed_tags.sql",
@@ -183,12 +187,16 @@ impl Application {
             let (router, health) = grpc::base_router(&[
                 "muster.contacts.v1.ContactsService",
                 "muster.contacts.v1.PersonDataService",
+                "muster.contacts.v1.ConsentService",
             ])?;
             health
                 .set_serving::<ContactsServiceServer<api::Api>>()
                 .await;
             health
                 .set_serving::<PersonDataServiceServer<privacy::PrivacyApi>>()
+                .await;
+            health
+                .set_serving::<ConsentServiceServer<consent::api::ConsentApi>>()
                 .await;
             let hasher = AddressHasher::new(&self.settings.privacy);
             let api = api::Api {
@@ -200,8 +208,16 @@ impl Application {
                 pool: self.pool.clone(),
                 hasher,
             };
+            let ledger = consent::api::ConsentApi {
+                pool: self.pool.clone(),
+                tokens: ConfirmationTokens::new(&self.settings.auth.token_secret),
+            };
             let signer = Signer::new(&self.settings.auth.token_secret);
             let router = router
+                .add_service(ConsentServiceServer::with_interceptor(
+                    ledger,
+                    Authenticate(signer.clone()),
+                ))
                 .add_service(ContactsServiceServer::with_interceptor(
                     api,
                     Authenticate(signer.clone()),

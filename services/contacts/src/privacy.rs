@@ -12,8 +12,6 @@
 //! kept as an HMAC of the address in `erased_addresses`, and of the phone
 //! number in `erased_phones`, which imports consult.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::person_data_service_server::PersonDataService;
@@ -26,8 +24,8 @@ use sqlx::{PgConnection, PgPool};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::events;
 use crate::store::people;
+use crate::{consent, events};
 
 /// Services that hold personal data and must confirm an erasure.
 pub const ERASING_SERVICES: &[&str] = &["contacts", "messaging"];
@@ -99,56 +97,27 @@ impl PersonDataService for PrivacyApi {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    channel: String,
-    state: String,
-    occurred_at: DateTime<Utc>,
-    source: String,
-    evidence: serde_json::Value,
-    recorded_at: DateTime<Utc>,
-}
-
+/// The whole ledger of `person`, oldest first, as the export shows it.
 async fn consent_events(
     pool: &PgPool,
     tenant: TenantId,
     person: Uuid,
 ) -> Result<Vec<pb::ConsentEvent>, ApiError> {
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT channel, state, occurred_at, source, evidence, recorded_at
-         FROM consent_events WHERE tenant_id = $1 AND person_id = $2 ORDER BY id",
-    )
-    .bind(tenant)
-    .bind(person)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
+    let (records, _) = consent::store::history(pool, tenant, person, 0, i64::MAX).await?;
+    Ok(records
         .into_iter()
-        .map(|row| pb::ConsentEvent {
-            channel: row.channel,
-            state: match row.state.as_str() {
-                "granted" => pb::ConsentState::Granted,
-                _ => pb::ConsentState::Withdrawn,
-            } as i32,
-            time: Some(to_proto(row.occurred_at)),
-            source: row.source,
-            evidence: strings(row.evidence),
-            record_time: Some(to_proto(row.recorded_at)),
+        .map(|record| pb::ConsentEvent {
+            channel: record.channel,
+            state: record.state,
+            time: record.time,
+            source: record.source,
+            evidence: record.evidence,
+            record_time: record.record_time,
+            purpose: record.purpose,
+            legal_basis: record.legal_basis,
+            notice: record.notice,
         })
         .collect())
-}
-
-fn strings(value: serde_json::Value) -> HashMap<String, String> {
-    match value {
-        serde_json::Value::Object(map) => map
-            .into_iter()
-            .map(|(key, value)| match value {
-                serde_json::Value::String(text) => (key, text),
-                other => (key, other.to_string()),
-            })
-            .collect(),
-        _ => HashMap::new(),
-    }
 }
 
 /// Erases `person` in one transaction: the audit row, the person's row

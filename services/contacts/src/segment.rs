@@ -15,10 +15,11 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use crate::consent::{Channel, LegalBasis};
 use crate::domain::custom_field::Definitions;
 use crate::domain::nfc;
 
-pub use expr::{Expr, FieldOp, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
+pub use expr::{ConsentLeaf, Expr, FieldOp, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
 
 /// The most values one filter may hold: the entries of its lists and the
 /// conditions of its tree and query, all counted together.
@@ -167,6 +168,17 @@ impl Filter {
         self
     }
 
+    /// This filter under the organization's consent policy now: grants on a
+    /// basis it forbids on their channel do not count.
+    pub fn with_policy(mut self, forbidden: &[(Channel, LegalBasis)]) -> Self {
+        if !forbidden.is_empty() {
+            for condition in &mut self.conditions {
+                condition.apply_policy(forbidden);
+            }
+        }
+        self
+    }
+
     /// A filter for people who may receive an e-mail campaign.
     pub fn reachable_by_email(mut self) -> Self {
         self.conditions
@@ -265,6 +277,7 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf, tenant: TenantId) 
         Leaf::EmailConsent(state) => {
             query.push("email_consent = ").push_bind(*state);
         }
+        Leaf::Consent(leaf) => push_consent(query, leaf),
         Leaf::PostalPrefix(prefixes) => {
             // Byte ranges rather than LIKE: the (tenant_id, postal_code
             // text_pattern_ops) index serves them with bound values.
@@ -417,6 +430,45 @@ fn push_range(
             query.push("TRUE");
         }
     }
+}
+
+/// The current state of the leaf's channel and purpose, from `consents`
+/// (general e-mail consent from `people.email_consent`, its index). A
+/// person without a row there has none.
+fn push_consent(query: &mut QueryBuilder<Postgres>, leaf: &ConsentLeaf) {
+    let forbidden: Vec<String> = leaf.forbidden.iter().map(|b| b.to_string()).collect();
+    let row = "SELECT 1 FROM consents c WHERE c.tenant_id = people.tenant_id \
+               AND c.person_id = people.id AND c.channel = ";
+    if leaf.channel == Channel::Email && leaf.purpose.is_empty() {
+        query
+            .push("(email_consent = ")
+            .push_bind(leaf.state)
+            .push(" AND NOT EXISTS (")
+            .push(row)
+            .push("'email' AND c.purpose = '' AND c.legal_basis = ANY(")
+            .push_bind(forbidden)
+            .push(")))");
+        return;
+    }
+    if leaf.state == "none" {
+        query.push("NOT ");
+    }
+    query
+        .push("EXISTS (")
+        .push(row)
+        .push_bind(leaf.channel.as_str())
+        .push(" AND c.purpose = ")
+        .push_bind(leaf.purpose);
+    if leaf.state != "none" {
+        query.push(" AND c.state = ").push_bind(leaf.state);
+    }
+    if !forbidden.is_empty() {
+        query
+            .push(" AND NOT (c.legal_basis = ANY(")
+            .push_bind(forbidden)
+            .push("))");
+    }
+    query.push(")");
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod settings;
 mod startup;
+mod subscribe;
 mod tenants;
 mod unsubscribe;
 mod upstream;

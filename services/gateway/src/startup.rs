@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::HttpError;
 use crate::settings::{Settings, WebhookSettings};
 use crate::upstream::Upstreams;
-use crate::{auth, unsubscribe, v1, webhooks};
+use crate::{auth, subscribe, unsubscribe, v1, webhooks};
 
 /// The gateway's schema, applied in order.
 pub const MIGRATIONS: &[Migration] = muster_runtime::migrations![
@@ -96,6 +96,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1::router().route_layer(api_key))
         .merge(unsubscribe::router())
+        .merge(subscribe::router())
         .merge(webhooks::router())
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { HttpError::from(ApiError::not_found("route")) })
@@ -126,7 +127,11 @@ impl Application {
             self.pool.clone(),
             shutdown.clone(),
         ));
-        let server = axum::serve(self.http, self.router)
+        // The peer address is the evidence of a public consent without a proxy.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(self.http, service)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
         let grace_over = async {

@@ -7,11 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use muster_proto::contacts::v1::consent_service_client::ConsentServiceClient;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::person_data_service_client as contacts_people;
 use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClient;
 use muster_proto::messaging::v1::person_data_service_client as messaging_people;
 use muster_runtime::auth::{Bearer, Signer};
+use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::{ApiError, TenantId};
 
 use crate::tenants::Organization;
@@ -25,6 +27,9 @@ use crate::settings::ServicesSettings;
 pub type ContactsClient = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
 /// A messaging client carrying the gateway's credential.
 pub type MessagingClient = MessagingServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A client of contacts' consent ledger.
+pub type ConsentClient = ConsentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A client of contacts' person-data (export, erasure) API.
 pub type ContactsPeopleClient =
@@ -87,6 +92,7 @@ impl Upstreams {
                 self.contacts.clone(),
                 bearer.clone(),
             ),
+            consent: ConsentServiceClient::with_interceptor(self.contacts.clone(), bearer.clone()),
             messaging: MessagingServiceClient::with_interceptor(
                 self.messaging.clone(),
                 bearer.clone(),
@@ -103,6 +109,25 @@ impl Upstreams {
     pub fn messaging_for(&self, tenant: TenantId) -> MessagingClient {
         let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
         MessagingServiceClient::with_interceptor(self.messaging.clone(), bearer)
+    }
+
+    /// A consent client acting for `tenant` alone, for a public form that
+    /// named an organization this gateway serves.
+    pub fn consent_for(&self, tenant: TenantId) -> ConsentClient {
+        let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
+        ConsentServiceClient::with_interceptor(self.contacts.clone(), bearer)
+    }
+
+    /// A consent client acting for no organization: a confirmation link
+    /// names its own.
+    pub fn public_consent(&self) -> ConsentClient {
+        let bearer = Bearer::new(&self.signer.mint("gateway", None, CREDENTIAL_TTL));
+        ConsentServiceClient::with_interceptor(self.contacts.clone(), bearer)
+    }
+
+    /// Reads the confirmation links messaging signs with the same secret.
+    pub fn confirmation_tokens(&self) -> ConfirmationTokens {
+        ConfirmationTokens::with_signer(self.signer.clone())
     }
 
     /// A messaging client acting for no organization, for the public pages.
@@ -126,6 +151,7 @@ pub struct TenantApi {
     pub default_country: String,
     pub contacts: ContactsClient,
     pub contacts_people: ContactsPeopleClient,
+    pub consent: ConsentClient,
     pub messaging: MessagingClient,
     pub messaging_people: MessagingPeopleClient,
 }

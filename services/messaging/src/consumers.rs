@@ -7,8 +7,9 @@ use prost::Message;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// `contacts.consent.changed`: a withdrawal suppresses the address; a later
-/// grant lifts a suppression that came from consent (never a bounce's).
+/// `contacts.consent.changed`: a withdrawal of the general e-mail consent
+/// suppresses the address; a later grant lifts a suppression that came from
+/// consent (never a bounce's). A purpose's consent leaves the address as it is.
 pub struct ConsentProjection {
     pub pool: PgPool,
 }
@@ -17,7 +18,7 @@ impl Handler for ConsentProjection {
     async fn handle(&self, message: Incoming) -> Result<(), HandleError> {
         let event = ConsentChanged::decode(message.body.as_slice())
             .map_err(|e| HandleError::Permanent(anyhow::anyhow!("undecodable body: {e}")))?;
-        if event.channel != "email" || event.email.trim().is_empty() {
+        if event.channel != "email" || !event.purpose.is_empty() || event.email.trim().is_empty() {
             return Ok(());
         }
         let person = Uuid::parse_str(&event.person_id).ok();

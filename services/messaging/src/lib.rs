@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bounces;
+pub mod confirmations;
 pub mod consumers;
 pub mod contacted;
 pub mod deliveries;
@@ -29,6 +30,7 @@ use muster_runtime::bus::{Bus, TOPOLOGY};
 use muster_runtime::config::{
     AmqpSettings, AuthSettings, DatabaseSettings, ListenSettings, TelemetrySettings,
 };
+use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::consumer::ConsumerOptions;
 use muster_runtime::privacy::{AddressHasher, PrivacySettings};
 use muster_runtime::service::{Service, Tasks, bind};
@@ -70,6 +72,10 @@ stall_after_secs = 600
 
 [public]
 base_url = "http://127.0.0.1:8080"
+
+[confirmations]
+from = "Muster <no-reply@muster.localhost>"
+link_ttl_hours = 72
 
 [bounces]
 transient_limit = 3
@@ -114,6 +120,7 @@ pub struct Settings {
     pub bounces: BounceSettings,
     pub ratelimit: RateLimitSettings,
     pub privacy: PrivacySettings,
+    pub confirmations: confirmations::ConfirmationSettings,
 }
 
 /// The services messaging calls.
@@ -355,6 +362,24 @@ impl Application {
                 concurrency: 8,
             };
             tasks.consume(&settings.amqp, options, merges);
+
+            let confirmations = confirmations::Confirmations {
+                pool: self.pool.clone(),
+                smtp: smtp::Relay::new(&settings.smtp),
+                tokens: ConfirmationTokens::new(&settings.auth.token_secret),
+                public_url: settings.public.base_url.trim_end_matches('/').to_owned(),
+                from: settings
+                    .confirmations
+                    .from
+                    .parse()
+                    .context("confirmations.from is not a mailbox (Name <address>)")?,
+                link_ttl: Duration::from_secs(settings.confirmations.link_ttl_hours * 3_600),
+            };
+            let options = ConsumerOptions {
+                queue: confirmations::QUEUE,
+                concurrency: 4,
+            };
+            tasks.consume(&settings.amqp, options, confirmations);
 
             let (pool, sender, stop) =
                 (self.pool.clone(), settings.sender.clone(), tasks.shutdown());

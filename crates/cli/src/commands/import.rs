@@ -53,6 +53,14 @@ struct UploadArgs {
     #[arg(long, value_name = "LABEL")]
     source_label: Option<String>,
 
+    /// The legal basis (GDPR art. 6) of the consent the file states.
+    #[arg(long, value_enum, default_value = "consent")]
+    legal_basis: LegalBasis,
+
+    /// The text, or the version, of the notice the file's people were shown.
+    #[arg(long, value_name = "TEXT")]
+    notice: Option<String>,
+
     /// With `--preset custom`: the column holding a field, e.g. `email=E-mail`.
     #[arg(long = "map", value_name = "FIELD=HEADER", value_parser = parse_mapping)]
     map: Vec<(String, String)>,
@@ -78,6 +86,30 @@ impl Preset {
             Self::MailchimpSubscribed => "mailchimp_subscribed",
             Self::MailchimpUnsubscribed => "mailchimp_unsubscribed",
             Self::Custom => "custom",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum LegalBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LegalBasis {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::Contract => "contract",
+            Self::LegalObligation => "legal_obligation",
+            Self::VitalInterests => "vital_interests",
+            Self::PublicTask => "public_task",
+            Self::LegitimateInterests => "legitimate_interests",
         }
     }
 }
@@ -149,6 +181,8 @@ async fn upload(args: UploadArgs, gateway: &Gateway, output: &Output) -> anyhow:
         args.source_label
             .map(|label| ("source_label".to_owned(), label)),
     );
+    query.push(("legal_basis".to_owned(), args.legal_basis.name().to_owned()));
+    query.extend(args.notice.map(|notice| ("notice".to_owned(), notice)));
     query.extend(
         args.map
             .into_iter()
@@ -320,5 +354,14 @@ mod tests {
                 .unwrap_err()
                 .contains("first_name")
         );
+    }
+
+    #[test]
+    fn a_legal_basis_flag_is_sent_by_its_api_name() {
+        for basis in LegalBasis::value_variants() {
+            let flag = basis.to_possible_value().unwrap();
+            assert_eq!(flag.get_name(), basis.name());
+        }
+        assert!(LegalBasis::from_str("goodwill", false).is_err());
     }
 }

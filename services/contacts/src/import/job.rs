@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
 use crate::domain::custom_field::Definitions;
+use crate::consent::{self, Channel, Kind, LegalBasis, State};
 use crate::domain::territory::{self, Place, departement_of};
 use crate::events;
 use crate::merge;
@@ -38,6 +39,20 @@ pub struct ImportTask {
     pub hasher: AddressHasher,
     /// The organization's custom fields, read from matching columns.
     pub custom_fields: Definitions,
+    /// The legal basis the uploader declared for the consent the file states.
+    pub legal_basis: LegalBasis,
+    /// The text or version of the notice the file's people were shown.
+    pub notice: String,
+}
+
+/// What every consent statement of one import carries.
+struct ConsentTerms {
+    source: String,
+    legal_basis: LegalBasis,
+    notice: String,
+    /// False when the organization's policy forbids the basis on e-mail:
+    /// the file's grants are not applied (its withdrawals still are).
+    grants: bool,
 }
 
 /// Rows read from the file, waiting to be written.
@@ -102,12 +117,12 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
         .await?;
     }
 
-    let source = format!("import:{}", task.id);
+    let terms = consent_terms(pool, task).await?;
     while let Some(mut batch) = batches.recv().await {
         let mut tx = pool.begin().await?;
         set_aside_erased(&mut tx, task, &mut batch).await?;
         merge::addresses::match_secondaries(&mut tx, task.tenant_id, &mut batch.rows).await?;
-        let counts = write_batch(&mut tx, task, &source, &batch).await?;
+        let counts = write_batch(&mut tx, task, &terms, &batch).await?;
         record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
         record_issues(&mut tx, task.id, &batch).await?;
         tx.commit().await?;
@@ -115,6 +130,40 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     reader.await.context("the file reader panicked")??;
     merge::duplicates::after_import(pool, task.tenant_id, task.id).await;
     Ok(())
+}
+
+/// The terms of the import's statements. When the policy forbids its basis
+/// on e-mail, one issue of the whole file (line 0) says so and how to fix it.
+async fn consent_terms(pool: &PgPool, task: &ImportTask) -> anyhow::Result<ConsentTerms> {
+    let mut conn = pool.acquire().await?;
+    let forbidding = consent::store::forbidding(&mut conn, task.tenant_id, task.legal_basis)
+        .await
+        .context("reading the consent policy")?;
+    let grants = !forbidding.contains(&Channel::Email);
+    if !grants {
+        sqlx::query(
+            "INSERT INTO import_issues (import_id, line, field, value, reason, severity)
+             VALUES ($1, 0, 'legal_basis', $2, $3, 'warning')",
+        )
+        .bind(task.id)
+        .bind(task.legal_basis.as_str())
+        .bind(format!(
+            "the organization's consent policy forbids the legal basis {} on email, so this \
+             import granted no e-mail consent (withdrawals were applied); import the file \
+             again with the basis its people gave, or change the policy",
+            task.legal_basis
+        ))
+        .execute(&mut *conn)
+        .await?;
+        tracing::warn!(tenant_id = %task.tenant_id, legal_basis = %task.legal_basis,
+            "import grants no e-mail consent: its basis is forbidden on email");
+    }
+    Ok(ConsentTerms {
+        source: format!("import:{}", task.id),
+        legal_basis: task.legal_basis,
+        notice: task.notice.clone(),
+        grants,
+    })
 }
 
 fn read_file(
@@ -259,7 +308,7 @@ struct Candidate<'a> {
 async fn write_batch(
     tx: &mut PgConnection,
     task: &ImportTask,
-    source: &str,
+    terms: &ConsentTerms,
     batch: &Batch,
 ) -> anyhow::Result<Counts> {
     let mut counts = Counts {
@@ -306,8 +355,7 @@ async fn write_batch(
             .await?;
     }
 
-    let (granted, suppressed) =
-        apply_consent(tx, task.tenant_id, source, &candidates, &ids).await?;
+    let (granted, suppressed) = apply_consent(tx, task.tenant_id, terms, &candidates, &ids).await?;
     counts.consent_granted = granted;
     counts.suppressed = suppressed;
     Ok(counts)
@@ -533,60 +581,51 @@ async fn upsert(
         .collect())
 }
 
-/// Applies the batch's consent statements. A grant applies only to a person
-/// with no consent state yet — an import never re-subscribes anyone who
-/// withdrew; a withdrawal always applies. Returns (granted, withdrawn).
+/// Applies the batch's consent statements to the general e-mail consent
+/// through the ledger: a grant applies only to a person with no consent
+/// state yet — an import never re-subscribes anyone who withdrew, nor asks
+/// them to confirm; a withdrawal always applies. Returns (granted, withdrawn).
 async fn apply_consent(
     tx: &mut PgConnection,
     tenant: TenantId,
-    source: &str,
+    terms: &ConsentTerms,
     candidates: &[(Key, Candidate<'_>)],
     ids: &HashMap<Key, Uuid>,
 ) -> anyhow::Result<(i64, i64)> {
-    let mut granted = 0;
-    let mut withdrawn = 0;
-    for grant in [true, false] {
-        let (mut people, mut times, mut evidence) = (Vec::new(), Vec::new(), Vec::new());
-        for (key, candidate) in candidates {
-            let Some((is_grant, time, proof)) = candidate.consent else {
-                continue;
-            };
-            let Some(&id) = ids.get(key) else { continue };
-            if is_grant != grant {
-                continue;
-            }
-            people.push(id);
-            times.push(time);
-            let proof: serde_json::Map<String, serde_json::Value> = proof
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect();
-            evidence.push(serde_json::Value::Object(proof).to_string());
-        }
-        if people.is_empty() {
+    let mut statements = Vec::new();
+    for (key, candidate) in candidates {
+        let Some((is_grant, time, proof)) = candidate.consent else {
+            continue;
+        };
+        let Some(&person) = ids.get(key) else {
+            continue;
+        };
+        if is_grant && !terms.grants {
             continue;
         }
-        let changed = events::set_email_consent(
-            tx,
-            tenant,
-            &people,
-            &times,
-            &evidence,
-            if grant {
-                events::Change::Grant
+        let evidence: serde_json::Map<String, serde_json::Value> = proof
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        statements.push(consent::store::Statement {
+            person,
+            channel: Channel::Email,
+            purpose: "",
+            kind: if is_grant {
+                Kind::ImportGrant
             } else {
-                events::Change::Withdraw
+                Kind::Withdraw
             },
-            source,
-        )
-        .await?;
-        if grant {
-            granted = changed as i64;
-        } else {
-            withdrawn = changed as i64;
-        }
+            legal_basis: terms.legal_basis,
+            source: terms.source.clone(),
+            notice: terms.notice.clone(),
+            occurred_at: time,
+            evidence: evidence.into(),
+        });
     }
-    Ok((granted, withdrawn))
+    let applied = consent::store::record(tx, tenant, &statements).await?;
+    let granted = applied.iter().filter(|a| a.state == State::Granted).count();
+    Ok((granted as i64, (applied.len() - granted) as i64))
 }
 
 async fn record_progress(

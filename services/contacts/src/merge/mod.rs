@@ -9,15 +9,18 @@
 pub mod addresses;
 pub mod duplicates;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use muster_proto::contacts::v1::ConsentState;
-use muster_proto::events::v1::{ConsentChanged, PersonMerged};
+use muster_proto::events::v1::PersonMerged;
 use muster_runtime::time::to_proto;
 use muster_runtime::{ApiError, TenantId};
 use prost::Message;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::consent::store::Statement;
+use crate::consent::{self, Channel, Kind, LegalBasis, State};
 use crate::events;
 
 /// What one merge did.
@@ -99,6 +102,7 @@ pub async fn merge_in(
     let at = Utc::now();
 
     move_addresses(&mut *tx, tenant, survivor, merged).await?;
+    merge_consent(&mut *tx, tenant, survivor, merged, id).await?;
     sqlx::query("DELETE FROM people WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
         .bind(merged)
@@ -106,7 +110,6 @@ pub async fn merge_in(
         .await?;
     merge_fields(&mut *tx, tenant, survivor, &snapshot).await?;
     keep_primaries(&mut *tx, tenant, survivor, &snapshot).await?;
-    merge_consent(&mut *tx, tenant, survivor, merged, &snapshot, id).await?;
     settle_duplicates(&mut *tx, tenant, survivor, merged, merged_by).await?;
 
     sqlx::query(
@@ -316,39 +319,54 @@ async fn keep_primaries(
     Ok(())
 }
 
-/// The e-mail consent of one side of a merge.
+/// One current consent state of the merged person, as `consents` holds it.
 #[derive(sqlx::FromRow)]
-struct Consent {
-    email_consent: String,
-    email_consent_at: Option<DateTime<Utc>>,
-    email_consent_source: Option<String>,
+struct HeldConsent {
+    channel: String,
+    purpose: String,
+    state: String,
+    legal_basis: String,
+    source: String,
+    notice: String,
+    occurred_at: DateTime<Utc>,
 }
 
-impl Consent {
-    /// A withdrawal outranks a grant, which outranks no statement.
-    fn rank(&self) -> u8 {
-        match self.email_consent.as_str() {
-            "withdrawn" => 2,
-            "granted" => 1,
-            _ => 0,
-        }
-    }
-}
-
-/// Unites the consent ledgers of a merge (the merged person's statements
-/// now belong to the survivor) and recomputes the survivor's state: a
-/// withdrawal on either side wins, then a grant, the survivor's on a tie.
-/// When the state changes, the ledger records it with the merge as source
-/// (the statement's own source in the evidence) and the change is
-/// announced, so that messaging suppresses the address.
+/// Unites the consent ledgers of a merge: the merged person's statements
+/// now belong to the survivor, and for each channel and purpose the
+/// survivor's state becomes the stronger of the two — a withdrawal on either
+/// side wins, then a grant (which also settles a pending request of the
+/// survivor), the survivor's own on a tie. Each change goes through the
+/// ledger ([`consent::store::record`]) with the merge as source and the
+/// statement's own source in the evidence, so it is logged, mirrored and
+/// announced like any other (messaging suppresses a withdrawn address).
+///
+/// A request of the merged person still waiting for confirmation is not
+/// carried over: the survivor is not e-mailed because of a merge, and the
+/// request's link named the merged record. Runs before the merged row is
+/// deleted, which deletes its current states.
 async fn merge_consent(
     tx: &mut PgConnection,
     tenant: TenantId,
     survivor: Uuid,
     merged: Uuid,
-    snapshot: &serde_json::Value,
     merge_id: Uuid,
-) -> sqlx::Result<()> {
+) -> anyhow::Result<()> {
+    let held = |person: Uuid| {
+        sqlx::query_as::<_, HeldConsent>(
+            "SELECT channel, purpose, state, legal_basis, source, notice, occurred_at
+             FROM consents WHERE tenant_id = $1 AND person_id = $2
+             ORDER BY channel, purpose",
+        )
+        .bind(tenant)
+        .bind(person)
+    };
+    let theirs = held(merged).fetch_all(&mut *tx).await?;
+    let ours: HashMap<(String, String), State> = held(survivor)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .filter_map(|c| Some(((c.channel, c.purpose), State::parse(&c.state)?)))
+        .collect();
     sqlx::query("UPDATE consent_events SET person_id = $2 WHERE tenant_id = $1 AND person_id = $3")
         .bind(tenant)
         .bind(survivor)
@@ -356,71 +374,40 @@ async fn merge_consent(
         .execute(&mut *tx)
         .await?;
 
-    let columns = "email_consent, email_consent_at, email_consent_source";
-    let kept: Consent = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM people WHERE tenant_id = $1 AND id = $2"
-    )))
-    .bind(tenant)
-    .bind(survivor)
-    .fetch_one(&mut *tx)
-    .await?;
-    let other: Consent = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM jsonb_populate_record(NULL::people, $1)"
-    )))
-    .bind(snapshot)
-    .fetch_one(&mut *tx)
-    .await?;
-    if other.rank() <= kept.rank() {
-        return Ok(());
+    let mut statements = Vec::new();
+    for held in theirs {
+        let (Some(channel), Some(purpose), Some(state), Some(legal_basis)) = (
+            Channel::parse(&held.channel),
+            consent::purpose(&held.purpose),
+            State::parse(&held.state),
+            LegalBasis::parse(&held.legal_basis),
+        ) else {
+            continue;
+        };
+        let kept = ours.get(&(held.channel.clone(), held.purpose.clone())).copied();
+        let kind = match (state, kept) {
+            (State::Withdrawn, _) => Kind::Withdraw,
+            (State::Granted, None) => Kind::Grant,
+            (State::Granted, Some(State::Pending)) => Kind::Confirm,
+            _ => continue,
+        };
+        statements.push(Statement {
+            person: survivor,
+            channel,
+            purpose,
+            kind,
+            legal_basis,
+            source: format!("merge:{merge_id}"),
+            notice: held.notice,
+            occurred_at: held.occurred_at,
+            evidence: serde_json::json!({
+                "merged_id": merged.to_string(),
+                "source": held.source,
+            }),
+        });
     }
-
-    let at = other.email_consent_at.unwrap_or_else(Utc::now);
-    let source = format!("merge:{merge_id}");
-    let evidence = serde_json::json!({
-        "merged_id": merged.to_string(),
-        "source": other.email_consent_source.clone().unwrap_or_default(),
-    });
-    let email: Option<String> = sqlx::query_scalar(
-        "UPDATE people SET email_consent = $3, email_consent_at = $4, email_consent_source = $5,
-            email_consent_evidence = $6
-         WHERE tenant_id = $1 AND id = $2 RETURNING email",
-    )
-    .bind(tenant)
-    .bind(survivor)
-    .bind(&other.email_consent)
-    .bind(at)
-    .bind(&source)
-    .bind(&evidence)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO consent_events
-            (tenant_id, person_id, channel, state, occurred_at, source, evidence)
-         VALUES ($1, $2, 'email', $3, $4, $5, $6)",
-    )
-    .bind(tenant)
-    .bind(survivor)
-    .bind(&other.email_consent)
-    .bind(at)
-    .bind(&source)
-    .bind(&evidence)
-    .execute(&mut *tx)
-    .await?;
-
-    let state = match other.rank() {
-        2 => ConsentState::Withdrawn,
-        _ => ConsentState::Granted,
-    };
-    let body = ConsentChanged {
-        person_id: survivor.to_string(),
-        email: email.unwrap_or_default(),
-        channel: "email".into(),
-        state: state as i32,
-        time: Some(to_proto(at)),
-        source,
-    }
-    .encode_to_vec();
-    events::consent_changed(tenant).enqueue_one(tx, body).await
+    consent::store::record(tx, tenant, &statements).await?;
+    Ok(())
 }
 
 /// Closes the pair of a merge if it was listed, and forgets the other open

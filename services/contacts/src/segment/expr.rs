@@ -10,6 +10,7 @@ use muster_proto::contacts::v1::{
 };
 use muster_runtime::ApiError;
 
+use crate::consent::{Channel, LegalBasis, PURPOSES};
 use crate::domain::custom_field::Definitions;
 
 /// The deepest nesting of and/or/not a tree may have.
@@ -58,6 +59,9 @@ pub enum Leaf {
     TagsAll(Vec<String>),
     /// E-mail consent in this state: `none`, `granted` or `withdrawn`.
     EmailConsent(&'static str),
+    /// Consent on another channel or for a purpose, read from the ledger's
+    /// current states, or general e-mail consent once the policy forbids a basis.
+    Consent(ConsentLeaf),
     /// Postal code starting with one of these.
     PostalPrefix(Vec<PostalPrefix>),
     Departement(Vec<String>),
@@ -199,6 +203,19 @@ pub fn defined<'d>(
     })
 }
 
+/// The consent of a channel and purpose in a state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentLeaf {
+    pub channel: Channel,
+    /// One of [`crate::consent::PURPOSES`].
+    pub purpose: &'static str,
+    /// `none`, `granted`, `withdrawn` or `pending`.
+    pub state: &'static str,
+    /// Legal bases whose grants do not count: those the organization's policy
+    /// forbids on the channel when the filter is used (see [`Expr::apply_policy`]).
+    pub forbidden: Vec<&'static str>,
+}
+
 /// A postal code prefix as the byte range `[start, end)` of the codes it begins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PostalPrefix {
@@ -231,6 +248,7 @@ pub fn consent_value(state: ConsentState) -> &'static str {
     match state {
         ConsentState::Granted => "granted",
         ConsentState::Withdrawn => "withdrawn",
+        ConsentState::Pending => "pending",
         ConsentState::None | ConsentState::Unspecified => "none",
     }
 }
@@ -242,6 +260,39 @@ impl Expr {
         let mut conditions = 0;
         let checked = check(tree, path, 0, &mut conditions, fields)?;
         Ok(checked.simplify())
+    }
+
+    /// Makes grants whose legal basis `forbidden` lists for their channel
+    /// stop counting in the consent leaves that ask for `granted`.
+    pub fn apply_policy(&mut self, forbidden: &[(Channel, LegalBasis)]) {
+        let bases = |channel: Channel| -> Vec<&'static str> {
+            forbidden
+                .iter()
+                .filter(|(c, _)| *c == channel)
+                .map(|(_, basis)| basis.as_str())
+                .collect()
+        };
+        match self {
+            Self::And(items) | Self::Or(items) => items
+                .iter_mut()
+                .for_each(|item| item.apply_policy(forbidden)),
+            Self::Not(inner) => inner.apply_policy(forbidden),
+            Self::Leaf(Leaf::EmailConsent("granted")) => {
+                let forbidden = bases(Channel::Email);
+                if !forbidden.is_empty() {
+                    *self = Self::Leaf(Leaf::Consent(ConsentLeaf {
+                        channel: Channel::Email,
+                        purpose: "",
+                        state: "granted",
+                        forbidden,
+                    }));
+                }
+            }
+            Self::Leaf(Leaf::Consent(leaf)) if leaf.state == "granted" => {
+                leaf.forbidden = bases(leaf.channel);
+            }
+            Self::Leaf(_) => {}
+        }
     }
 
     /// How many values the condition holds: each list entry and each other leaf count one.
@@ -430,33 +481,46 @@ fn check(
         Node::Tag(tag) => Expr::Leaf(Leaf::TagsAny(vec![text(tag, "tag")?])),
         Node::Consent(consent) => {
             let path = format!("{path}.consent");
-            match ConsentChannel::try_from(consent.channel) {
-                Ok(ConsentChannel::Email) => {}
+            let channel = match ConsentChannel::try_from(consent.channel) {
+                Ok(ConsentChannel::Email) => Channel::Email,
+                Ok(ConsentChannel::Sms) => Channel::Sms,
+                Ok(ConsentChannel::Phone) => Channel::Phone,
+                Ok(ConsentChannel::Post) => Channel::Post,
                 _ => {
                     return Err(ApiError::invalid(
                         path,
-                        "choose a channel: email is the only one recorded today",
+                        "choose a channel: email, sms, phone or post",
                     ));
                 }
-            }
-            if !consent.purpose.trim().is_empty() {
+            };
+            let Some(purpose) = crate::consent::purpose(&consent.purpose) else {
                 return Err(ApiError::invalid(
                     path,
                     format!(
-                        "no consent is recorded per purpose yet ({}); leave the purpose \
-                         empty for the channel's general consent",
-                        quote(&consent.purpose)
+                        "unknown purpose {}; use {} or leave it empty for the channel's \
+                         general consent",
+                        quote(&consent.purpose),
+                        PURPOSES[1..].join(", ")
                     ),
                 ));
-            }
-            match ConsentState::try_from(consent.state) {
+            };
+            let state = match ConsentState::try_from(consent.state) {
                 Ok(ConsentState::Unspecified) | Err(_) => {
                     return Err(ApiError::invalid(
                         path,
-                        "choose a state: none, granted or withdrawn",
+                        "choose a state: none, granted, withdrawn or pending",
                     ));
                 }
-                Ok(state) => Expr::Leaf(Leaf::EmailConsent(consent_value(state))),
+                Ok(state) => consent_value(state),
+            };
+            match (channel, purpose) {
+                (Channel::Email, "") => Expr::Leaf(Leaf::EmailConsent(state)),
+                _ => Expr::Leaf(Leaf::Consent(ConsentLeaf {
+                    channel,
+                    purpose,
+                    state,
+                    forbidden: Vec::new(),
+                })),
             }
         }
         Node::PostalCodePrefix(prefix) => Expr::Leaf(Leaf::PostalPrefix(vec![

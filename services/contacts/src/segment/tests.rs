@@ -274,7 +274,7 @@ fn every_invalid_leaf_says_what_to_do() {
                 "petitions",
                 ConsentState::Granted,
             )),
-            "filter.expr.consent: no consent is recorded per purpose",
+            "filter.expr.consent: unknown purpose \"petitions\"",
         ),
         (
             node(consent(
@@ -614,12 +614,12 @@ fn text_errors_name_their_column_and_suggest_quotes_for_spaces() {
             "column 9: the range ends before it starts",
         ),
         (
-            "consent:email.newsletter=granted",
-            "column 15: no consent is recorded per purpose yet (\"newsletter\")",
+            "consent:email.petitions=granted",
+            "column 15: unknown consent purpose \"petitions\"",
         ),
         (
-            "consent:e-mail.newsletter=granted",
-            "column 16: no consent is recorded per purpose yet",
+            "consent:e-mail.petitions=granted",
+            "column 16: unknown consent purpose",
         ),
         (
             "tag:comité 2026",
@@ -664,7 +664,7 @@ fn a_text_query_error_names_the_query_and_the_column() {
     };
     let error = Filter::parse(&filter).unwrap_err().to_string();
     assert!(
-        error.starts_with("filter.query: column 15: no consent"),
+        error.starts_with("filter.query: column 15: unknown consent purpose"),
         "{error}"
     );
 }
@@ -772,4 +772,70 @@ fn a_custom_field_condition_without_its_definition_is_refused_naming_the_node() 
         "{}",
         query.sql().as_str()
     );
+}
+
+/// The SQL of a filter already checked (and given a policy).
+fn checked_sql(filter: &Filter) -> String {
+    let mut query = QueryBuilder::new("SELECT count(*) FROM people");
+    filter.push_where(&mut query, TenantId::new());
+    query.sql().as_str().to_owned()
+}
+
+#[test]
+fn a_consent_per_channel_and_purpose_reads_the_ledger_with_bound_values() {
+    let query = |text: &str| SegmentFilter {
+        query: text.into(),
+        ..Default::default()
+    };
+    let filter = Filter::parse(&query("consent:sms.events=granted")).unwrap();
+    assert_eq!(
+        checked_sql(&filter),
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND EXISTS (SELECT 1 FROM consents c \
+         WHERE c.tenant_id = people.tenant_id AND c.person_id = people.id AND c.channel = $2 \
+         AND c.purpose = $3 AND c.state = $4)"
+    );
+    let filter = Filter::parse(&query("consent:post=none")).unwrap();
+    assert!(
+        checked_sql(&filter).contains("AND NOT EXISTS (SELECT 1 FROM consents c"),
+        "{}",
+        checked_sql(&filter)
+    );
+    assert!(
+        !checked_sql(&filter).contains("c.state"),
+        "{}",
+        checked_sql(&filter)
+    );
+}
+
+#[test]
+fn a_policy_takes_grants_on_a_forbidden_basis_out_of_granted_only() {
+    use crate::consent::{Channel, LegalBasis};
+    let policy = [(Channel::Email, LegalBasis::LegitimateInterests)];
+    let query = |text: &str| SegmentFilter {
+        query: text.into(),
+        ..Default::default()
+    };
+    let general = Filter::parse(&query("consent:email=granted")).unwrap();
+    assert_eq!(
+        checked_sql(&general.clone().with_policy(&[])),
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND email_consent = $2"
+    );
+    assert_eq!(
+        checked_sql(&general.with_policy(&policy)),
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND (email_consent = $2 AND NOT EXISTS \
+         (SELECT 1 FROM consents c WHERE c.tenant_id = people.tenant_id \
+         AND c.person_id = people.id AND c.channel = 'email' AND c.purpose = '' \
+         AND c.legal_basis = ANY($3)))"
+    );
+    let purpose = Filter::parse(&query("consent:email.newsletter=granted")).unwrap();
+    assert!(
+        checked_sql(&purpose.with_policy(&policy)).ends_with("AND NOT (c.legal_basis = ANY($5)))")
+    );
+    let withdrawn = Filter::parse(&query("consent:email=withdrawn")).unwrap();
+    assert_eq!(
+        checked_sql(&withdrawn.with_policy(&policy)),
+        "SELECT count(*) FROM people WHERE tenant_id = $1 AND email_consent = $2"
+    );
+    let sms = Filter::parse(&query("consent:sms=granted")).unwrap();
+    assert!(!checked_sql(&sms.with_policy(&policy)).contains("legal_basis"));
 }

@@ -483,8 +483,8 @@ fn field(text: &str, column: usize, fields: &Definitions) -> Result<FieldConditi
     })
 }
 
-/// `email=granted` (channel, state) starting at `column`; a purpose
-/// (`email.newsletter=granted`) is read but refused until purposes are recorded.
+/// `email=granted` or `email.newsletter=granted` (channel, purpose, state)
+/// starting at `column`.
 fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
     let error = |column: usize, message: String| ParseError { column, message };
     let Some((target, state)) = value.split_once('=') else {
@@ -496,18 +496,26 @@ fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
     let (channel_text, purpose) = target.split_once('.').unwrap_or((target, ""));
     let channel = match channel_text.to_lowercase().as_str() {
         "email" | "e-mail" => ConsentChannel::Email,
+        "sms" => ConsentChannel::Sms,
+        "phone" => ConsentChannel::Phone,
+        "post" => ConsentChannel::Post,
         other => {
-            let message = format!("unknown consent channel {}; use email", quote(other));
+            let message = format!(
+                "unknown consent channel {}; use email, sms, phone or post",
+                quote(other)
+            );
             return Err(error(column, message));
         }
     };
-    if !purpose.is_empty() {
+    let purpose = purpose.to_lowercase();
+    if crate::consent::purpose(&purpose).is_none() || target.ends_with('.') {
         return Err(error(
             column + channel_text.chars().count() + 1,
             format!(
-                "no consent is recorded per purpose yet ({}); write consent:email=STATE \
+                "unknown consent purpose {}; use {}, or write consent:{channel_text}=STATE \
                  for the channel's general consent",
-                quote(purpose)
+                quote(&purpose),
+                crate::consent::PURPOSES[1..].join(", ")
             ),
         ));
     }
@@ -516,9 +524,10 @@ fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
         "granted" => ConsentState::Granted,
         "withdrawn" => ConsentState::Withdrawn,
         "none" => ConsentState::None,
+        "pending" => ConsentState::Pending,
         other => {
             let message = format!(
-                "unknown consent state {}; use granted, withdrawn or none",
+                "unknown consent state {}; use granted, withdrawn, pending or none",
                 quote(other)
             );
             return Err(error(state_column, message));
@@ -526,7 +535,7 @@ fn consent(value: &str, column: usize) -> Result<ConsentCondition, ParseError> {
     };
     Ok(ConsentCondition {
         channel: channel as i32,
-        purpose: purpose.to_owned(),
+        purpose,
         state: state as i32,
     })
 }
@@ -728,14 +737,24 @@ mod tests {
     }
 
     #[test]
-    fn a_consent_purpose_is_refused_at_its_column_until_purposes_are_recorded() {
+    fn a_consent_names_its_channel_and_purpose_and_an_unknown_purpose_its_column() {
         let error = error("consent:email.petitions=none");
         assert_eq!(error.column, 15);
         assert!(error.message.contains("\"petitions\""), "{error}");
+        assert!(error.message.contains("newsletter"), "{error}");
+        let Some(Node::Consent(consent)) = parse("consent:SMS.Events=pending").unwrap().node else {
+            panic!()
+        };
+        assert_eq!(consent.channel, ConsentChannel::Sms as i32);
+        assert_eq!(consent.purpose, "events");
+        assert_eq!(consent.state, ConsentState::Pending as i32);
         let Some(Node::Consent(consent)) = parse("consent:email=none").unwrap().node else {
             panic!()
         };
-        assert_eq!(consent.state, ConsentState::None as i32);
+        assert_eq!(
+            (consent.purpose.as_str(), consent.state),
+            ("", ConsentState::None as i32)
+        );
     }
 
     #[test]
@@ -752,7 +771,7 @@ mod tests {
         assert_eq!(error("tag:a AND )").column, 11);
         assert_eq!(error("consent:email=yes").column, 15);
         assert!(error("consent:email=yes").message.contains("granted"));
-        assert_eq!(error("consent:sms=granted").column, 9);
+        assert_eq!(error("consent:fax=granted").column, 9);
         assert_eq!(error("created>2024-01-01").column, 9);
         assert_eq!(error("created>=2024-13-01").column, 10);
         assert_eq!(error("has:fax").column, 5);

@@ -28,6 +28,8 @@ struct ImportRow {
     error: Option<String>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    legal_basis: String,
+    notice: String,
 }
 
 /// One import of `tenant`.
@@ -35,7 +37,7 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
     let row: Option<ImportRow> = sqlx::query_as(
         "SELECT id, file_name, preset, state, size_bytes, bytes_read, rows_read, rows_empty,
                 created, merged, rejected, warnings, consent_granted, suppressed, encoding,
-                delimiter, error, created_at, finished_at
+                delimiter, error, created_at, finished_at, legal_basis, notice
          FROM imports WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
@@ -72,6 +74,8 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
         error: row.error.unwrap_or_default(),
         create_time: Some(to_proto(row.created_at)),
         finish_time: opt_to_proto(row.finished_at),
+        legal_basis: row.legal_basis,
+        notice: row.notice,
     })
 }
 

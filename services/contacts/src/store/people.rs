@@ -111,6 +111,7 @@ fn into_proto(row: PersonRow) -> pb::Person {
     let state = match row.email_consent.as_str() {
         "granted" => pb::ConsentState::Granted,
         "withdrawn" => pb::ConsentState::Withdrawn,
+        "pending" => pb::ConsentState::Pending,
         _ => pb::ConsentState::None,
     };
     pb::Person {

@@ -9,6 +9,7 @@ use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
 use super::custom_fields;
+use crate::consent;
 use crate::segment::Filter;
 
 #[derive(sqlx::FromRow)]
@@ -104,8 +105,19 @@ pub async fn delete(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<(), Api
     }
 }
 
-/// Checks `filter` and resolves the saved segment it names, if any.
+/// Checks `filter`, resolves the saved segment it names, if any, and
+/// applies the organization's consent policy as it stands now.
 pub async fn resolve(
+    pool: &PgPool,
+    tenant: TenantId,
+    filter: &pb::SegmentFilter,
+) -> Result<Filter, ApiError> {
+    let resolved = resolve_saved(pool, tenant, filter).await?;
+    let policy = consent::store::policy(pool, tenant).await?;
+    Ok(resolved.with_policy(&policy))
+}
+
+async fn resolve_saved(
     pool: &PgPool,
     tenant: TenantId,
     filter: &pb::SegmentFilter,

@@ -4,7 +4,7 @@
 //! button or from a mail client's RFC 8058 one-click request.
 
 mod one_click;
-mod page;
+pub(crate) mod page;
 
 use axum::Router;
 use axum::body::Bytes;

@@ -77,7 +77,7 @@ pub fn failure(status: &Status) -> Response {
 }
 
 /// A complete page around `body`, which must already be escaped.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let title = escape(title);
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -97,7 +97,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 }
 
 /// `text` safe to place in HTML content and in quoted attributes.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

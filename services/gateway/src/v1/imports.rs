@@ -80,7 +80,8 @@ fn upload_messages(
 }
 
 /// The import header the query string describes: `preset`, `file_name`,
-/// `source_label` and, for `preset=custom`, `map.<field>=<column header>`.
+/// `source_label`, `legal_basis` (contacts checks it; default consent),
+/// `notice` and, for `preset=custom`, `map.<field>=<column header>`.
 fn import_header(params: Vec<(String, String)>) -> Result<ImportHeader, HttpError> {
     let mut header = ImportHeader {
         file_name: "upload".into(),
@@ -99,6 +100,8 @@ fn import_header(params: Vec<(String, String)>) -> Result<ImportHeader, HttpErro
             }
             "file_name" => header.file_name = value,
             "source_label" => header.source_label = value,
+            "legal_basis" => header.legal_basis = value,
+            "notice" => header.notice = value,
             _ => match name.strip_prefix("map.") {
                 // A custom field: map.custom:<key>=<column header>.
                 Some(field) if field.starts_with("custom:") => {

@@ -2,6 +2,7 @@
 
 mod bounces;
 mod campaigns;
+mod consents;
 mod custom_fields;
 mod deliveries;
 mod duplicates;
@@ -67,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/campaigns/{id}/resume", post(campaigns::resume))
         .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .merge(merge_routes())
+        .merge(consent_routes())
 }
 
 /// One record per person: duplicates to review, their rules, merges.
@@ -80,6 +82,20 @@ fn merge_routes() -> Router<AppState> {
             get(duplicates::rules).put(duplicates::set_rules),
         )
         .route("/v1/people/{id}/merge", post(duplicates::merge))
+}
+
+/// The routes of the consent ledger and the organization's consent policy.
+fn consent_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/people/{id}/consents",
+            get(consents::list).post(consents::record),
+        )
+        .route("/v1/people/{id}/consents/history", get(consents::history))
+        .route(
+            "/v1/consent-policy",
+            get(consents::get_policy).put(consents::set_policy),
+        )
 }
 
 /// `?page_size=&page_token=` of a listing.

@@ -16,7 +16,7 @@ use muster_runtime::ApiError;
 use muster_runtime::spreadsheet::neutralize;
 use serde::{Deserialize, Serialize};
 
-use super::models::Person;
+use super::models::{LegalBasis, Person};
 use crate::error::HttpError;
 use crate::upstream::{Reply, TenantApi, Upstream};
 
@@ -164,8 +164,15 @@ fn consent_state(value: i32) -> &'static str {
     match contacts::ConsentState::try_from(value) {
         Ok(contacts::ConsentState::Granted) => "granted",
         Ok(contacts::ConsentState::Withdrawn) => "withdrawn",
+        Ok(contacts::ConsentState::Pending) => "pending",
         _ => "none",
     }
+}
+
+fn legal_basis_name(value: i32) -> &'static str {
+    LegalBasis::from_proto(value)
+        .map(LegalBasis::as_str)
+        .unwrap_or("")
 }
 
 /// An erasure request and its confirmations.
@@ -218,7 +225,11 @@ struct ContactsSection {
 #[derive(Debug, Serialize)]
 struct ConsentEvent {
     channel: String,
+    /// Empty: the channel's general consent.
+    purpose: String,
     state: &'static str,
+    legal_basis: &'static str,
+    notice: String,
     time: Option<DateTime<Utc>>,
     source: String,
     evidence: BTreeMap<String, String>,
@@ -234,7 +245,10 @@ impl From<contacts::ContactsExport> for ContactsSection {
                 .into_iter()
                 .map(|e| ConsentEvent {
                     channel: e.channel,
+                    purpose: e.purpose,
                     state: consent_state(e.state),
+                    legal_basis: legal_basis_name(e.legal_basis),
+                    notice: e.notice,
                     time: instant(e.time),
                     source: e.source,
                     evidence: e.evidence.into_iter().collect(),
@@ -439,6 +453,9 @@ fn rows(gathered: &Gathered) -> Vec<Row> {
             state: consent_state(event.state).into(),
             details: vec![
                 ("channel", event.channel.clone()),
+                ("purpose", event.purpose.clone()),
+                ("legal_basis", legal_basis_name(event.legal_basis).into()),
+                ("notice", event.notice.clone()),
                 ("source", event.source.clone()),
                 ("evidence", format!("{evidence:?}").replace("{}", "")),
             ],

@@ -205,26 +205,30 @@ pub enum ConsentState {
     None,
     Granted,
     Withdrawn,
+    /// Waiting for the person to confirm (double opt-in): not a grant.
+    Pending,
 }
 
 impl ConsentState {
-    fn from_proto(value: i32) -> Self {
+    pub(crate) fn from_proto(value: i32) -> Self {
         use proto::ConsentState as C;
         match C::try_from(value).unwrap_or_default() {
             C::Unspecified => Self::Unspecified,
             C::None => Self::None,
             C::Granted => Self::Granted,
             C::Withdrawn => Self::Withdrawn,
+            C::Pending => Self::Pending,
         }
     }
 
-    fn to_proto(self) -> proto::ConsentState {
+    pub(crate) fn to_proto(self) -> proto::ConsentState {
         use proto::ConsentState as C;
         match self {
             Self::Unspecified => C::Unspecified,
             Self::None => C::None,
             Self::Granted => C::Granted,
             Self::Withdrawn => C::Withdrawn,
+            Self::Pending => C::Pending,
         }
     }
 }
@@ -443,6 +447,9 @@ impl FieldOperator {
 pub enum ConsentChannel {
     Unspecified,
     Email,
+    Sms,
+    Phone,
+    Post,
 }
 
 /// A person's consent on `channel`, for `purpose` (empty: general), is `state`.
@@ -485,6 +492,9 @@ impl From<SegmentExpr> for proto::SegmentExpr {
                 channel: match c.channel {
                     ConsentChannel::Unspecified => proto::ConsentChannel::Unspecified,
                     ConsentChannel::Email => proto::ConsentChannel::Email,
+                    ConsentChannel::Sms => proto::ConsentChannel::Sms,
+                    ConsentChannel::Phone => proto::ConsentChannel::Phone,
+                    ConsentChannel::Post => proto::ConsentChannel::Post,
                 } as i32,
                 purpose: c.purpose,
                 state: c.state.to_proto() as i32,
@@ -538,6 +548,9 @@ impl SegmentExpr {
             Node::Consent(c) => Self::Consent(ConsentCondition {
                 channel: match proto::ConsentChannel::try_from(c.channel) {
                     Ok(proto::ConsentChannel::Email) => ConsentChannel::Email,
+                    Ok(proto::ConsentChannel::Sms) => ConsentChannel::Sms,
+                    Ok(proto::ConsentChannel::Phone) => ConsentChannel::Phone,
+                    Ok(proto::ConsentChannel::Post) => ConsentChannel::Post,
                     _ => ConsentChannel::Unspecified,
                 },
                 purpose: c.purpose,

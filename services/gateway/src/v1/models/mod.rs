@@ -2,11 +2,13 @@
 //! services' protobuf messages. Enums are lowercase strings, instants RFC 3339,
 //! and values a service leaves empty are `null`.
 
+mod consent;
 mod contacts;
 mod merges;
 mod messaging;
 mod saved_segments;
 
+pub use consent::*;
 pub use contacts::*;
 pub use merges::*;
 pub use messaging::*;

@@ -1,0 +1,509 @@
+//! The ledger in PostgreSQL: [`record`] is the one writer of `consent_events`
+//! statements, of the derived `consents` table and of its mirror in
+//! `people.email_consent*`; the readers of the current state, the history
+//! and the policy.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1 as pb;
+use muster_proto::events::v1::{ConsentChanged, ConsentConfirmationRequested};
+use muster_runtime::outbox::{Destination, Outgoing};
+use muster_runtime::time::to_proto;
+use muster_runtime::{ApiError, TenantId};
+use prost::Message;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{Channel, Kind, LegalBasis, State, next};
+
+/// A statement about one person's consent, before the ledger's rules apply.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub person: Uuid,
+    pub channel: Channel,
+    /// One of [`super::PURPOSES`].
+    pub purpose: &'static str,
+    pub kind: Kind,
+    pub legal_basis: LegalBasis,
+    pub source: String,
+    pub notice: String,
+    pub occurred_at: DateTime<Utc>,
+    /// A JSON object.
+    pub evidence: serde_json::Value,
+}
+
+/// A statement that changed a state: its index in the call and the new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub index: usize,
+    pub state: State,
+}
+
+type Key = (Uuid, Channel, &'static str);
+
+fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
+    Outgoing {
+        tenant_id,
+        destination: Destination::Event,
+        routing_key: "contacts.consent.changed",
+        message_type: "muster.events.v1.ConsentChanged",
+    }
+}
+
+/// Applies `statements` in order under the ledger's rules ([`next`]): logs
+/// each one that changes a state, keeps `consents` (and, for the general
+/// e-mail consent, `people.email_consent*`) equal to the last, and
+/// announces each change; a new pending e-mail consent also asks messaging
+/// to send its confirmation link. Statements about unknown (or erased) people are
+/// skipped. The people rows are locked, so concurrent statements about a
+/// person apply one after the other.
+pub async fn record(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[Statement],
+) -> anyhow::Result<Vec<Applied>> {
+    let mut ids: Vec<Uuid> = statements.iter().map(|s| s.person).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, email, first_name FROM people WHERE tenant_id = $1 AND id = ANY($2)
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let known: HashMap<Uuid, (String, String)> = rows
+        .into_iter()
+        .map(|(id, email, first)| (id, (email.unwrap_or_default(), first.unwrap_or_default())))
+        .collect();
+    let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT person_id, channel, purpose, state FROM consents
+         WHERE tenant_id = $1 AND person_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut current: HashMap<(Uuid, String, String), State> = rows
+        .into_iter()
+        .filter_map(|(id, channel, purpose, state)| {
+            Some(((id, channel, purpose), State::parse(&state)?))
+        })
+        .collect();
+
+    let mut applied = Vec::new();
+    let mut last: HashMap<Key, usize> = HashMap::new();
+    for (index, s) in statements.iter().enumerate() {
+        if !known.contains_key(&s.person) {
+            continue;
+        }
+        let key = (
+            s.person,
+            s.channel.as_str().to_owned(),
+            s.purpose.to_owned(),
+        );
+        let Some(state) = next(current.get(&key).copied(), s.kind) else {
+            continue;
+        };
+        current.insert(key, state);
+        last.insert((s.person, s.channel, s.purpose), applied.len());
+        applied.push(Applied { index, state });
+    }
+    if applied.is_empty() {
+        return Ok(applied);
+    }
+
+    write_ledger(tx, tenant, statements, &applied).await?;
+    let mut finals: Vec<Applied> = last.values().map(|&i| applied[i]).collect();
+    finals.sort_unstable_by_key(|a| a.index);
+    write_current(tx, tenant, statements, &finals).await?;
+
+    let bodies = applied
+        .iter()
+        .map(|a| {
+            let s = &statements[a.index];
+            ConsentChanged {
+                person_id: s.person.to_string(),
+                email: known[&s.person].0.clone(),
+                channel: s.channel.as_str().to_owned(),
+                state: a.state.to_proto() as i32,
+                time: Some(to_proto(s.occurred_at)),
+                source: s.source.clone(),
+                purpose: s.purpose.to_owned(),
+                legal_basis: s.legal_basis.to_proto() as i32,
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    consent_changed(tenant).enqueue(tx, bodies).await?;
+
+    let requests = applied
+        .iter()
+        .filter(|a| a.state == State::Pending)
+        .map(|a| &statements[a.index])
+        .filter(|s| s.channel == Channel::Email && !known[&s.person].0.is_empty())
+        .map(|s| {
+            let (email, first_name) = &known[&s.person];
+            ConsentConfirmationRequested {
+                person_id: s.person.to_string(),
+                email: email.clone(),
+                first_name: first_name.clone(),
+                purpose: s.purpose.to_owned(),
+                notice: s.notice.clone(),
+                time: Some(to_proto(s.occurred_at)),
+            }
+            .encode_to_vec()
+        })
+        .collect::<Vec<_>>();
+    if !requests.is_empty() {
+        confirmation_requested(tenant).enqueue(tx, requests).await?;
+    }
+    Ok(applied)
+}
+
+/// Asks messaging to e-mail the person the link that confirms a pending consent.
+pub const CONFIRMATION_REQUESTED: &str = "contacts.consent.confirmation_requested";
+
+fn confirmation_requested(tenant_id: TenantId) -> Outgoing<'static> {
+    Outgoing {
+        tenant_id,
+        destination: Destination::Event,
+        routing_key: CONFIRMATION_REQUESTED,
+        message_type: "muster.events.v1.ConsentConfirmationRequested",
+    }
+}
+
+/// The columns of `applied` statements, in the order of the UNNEST below.
+struct Columns {
+    people: Vec<Uuid>,
+    channels: Vec<&'static str>,
+    purposes: Vec<&'static str>,
+    states: Vec<&'static str>,
+    bases: Vec<&'static str>,
+    sources: Vec<String>,
+    notices: Vec<String>,
+    times: Vec<DateTime<Utc>>,
+    evidence: Vec<String>,
+}
+
+impl Columns {
+    fn of(statements: &[Statement], applied: &[Applied]) -> Self {
+        let mut c = Columns {
+            people: Vec::new(),
+            channels: Vec::new(),
+            purposes: Vec::new(),
+            states: Vec::new(),
+            bases: Vec::new(),
+            sources: Vec::new(),
+            notices: Vec::new(),
+            times: Vec::new(),
+            evidence: Vec::new(),
+        };
+        for a in applied {
+            let s = &statements[a.index];
+            c.people.push(s.person);
+            c.channels.push(s.channel.as_str());
+            c.purposes.push(s.purpose);
+            c.states.push(a.state.as_str());
+            c.bases.push(s.legal_basis.as_str());
+            c.sources.push(s.source.clone());
+            c.notices.push(s.notice.clone());
+            c.times.push(s.occurred_at);
+            c.evidence.push(s.evidence.to_string());
+        }
+        c
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.people)
+            .bind(&self.channels)
+            .bind(&self.purposes)
+            .bind(&self.states)
+            .bind(&self.bases)
+            .bind(&self.sources)
+            .bind(&self.notices)
+            .bind(&self.times)
+            .bind(&self.evidence)
+    }
+}
+
+const STATEMENTS: &str = "UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+    AS s(person_id, channel, purpose, state, legal_basis, source, notice, occurred_at, evidence)";
+
+async fn write_ledger(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[Statement],
+    applied: &[Applied],
+) -> sqlx::Result<()> {
+    let columns = Columns::of(statements, applied);
+    let sql = format!(
+        "INSERT INTO consent_events (tenant_id, person_id, channel, purpose, state, legal_basis,
+                                     source, notice, occurred_at, evidence)
+         SELECT $1, person_id, channel, purpose, state, legal_basis, source, notice, occurred_at,
+                evidence::jsonb
+         FROM {STATEMENTS}"
+    );
+    columns
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes the last state of each key (one statement per key in `finals`).
+async fn write_current(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[Statement],
+    finals: &[Applied],
+) -> sqlx::Result<()> {
+    let columns = Columns::of(statements, finals);
+    let sql = format!(
+        "INSERT INTO consents (tenant_id, person_id, channel, purpose, state, legal_basis,
+                               source, notice, occurred_at, evidence)
+         SELECT $1, person_id, channel, purpose, state, legal_basis, source, notice, occurred_at,
+                evidence::jsonb
+         FROM {STATEMENTS}
+         ON CONFLICT (tenant_id, person_id, channel, purpose) DO UPDATE SET
+            state = EXCLUDED.state, legal_basis = EXCLUDED.legal_basis,
+            source = EXCLUDED.source, notice = EXCLUDED.notice,
+            occurred_at = EXCLUDED.occurred_at, evidence = EXCLUDED.evidence,
+            updated_at = now()"
+    );
+    columns
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant))
+        .execute(&mut *tx)
+        .await?;
+
+    let sql = format!(
+        "UPDATE people p SET email_consent = s.state, email_consent_at = s.occurred_at,
+            email_consent_source = s.source, email_consent_evidence = s.evidence::jsonb,
+            updated_at = now()
+         FROM {STATEMENTS}
+         WHERE p.tenant_id = $1 AND p.id = s.person_id
+           AND s.channel = 'email' AND s.purpose = ''"
+    );
+    columns
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    channel: String,
+    purpose: String,
+    state: String,
+    legal_basis: String,
+    source: String,
+    notice: String,
+    occurred_at: DateTime<Utc>,
+    evidence: serde_json::Value,
+    recorded_at: Option<DateTime<Utc>>,
+}
+
+impl RecordRow {
+    fn into_proto(self) -> pb::ConsentRecord {
+        pb::ConsentRecord {
+            channel: self.channel,
+            purpose: self.purpose,
+            state: State::parse(&self.state)
+                .map(State::to_proto)
+                .unwrap_or_default() as i32,
+            legal_basis: LegalBasis::parse(&self.legal_basis)
+                .map(LegalBasis::to_proto)
+                .unwrap_or_default() as i32,
+            source: self.source,
+            notice: self.notice,
+            time: Some(to_proto(self.occurred_at)),
+            evidence: strings(self.evidence),
+            record_time: self.recorded_at.map(to_proto),
+        }
+    }
+}
+
+/// A JSON object as string values (other values in their JSON form).
+pub fn strings(value: serde_json::Value) -> HashMap<String, String> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => (key, text),
+                other => (key, other.to_string()),
+            })
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+async fn exists(pool: &PgPool, tenant: TenantId, person: Uuid) -> Result<(), ApiError> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM people WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(person)
+            .fetch_optional(pool)
+            .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found(format!("person {person}")))
+}
+
+/// The current state of each channel and purpose `person` has one for.
+pub async fn current(
+    pool: &PgPool,
+    tenant: TenantId,
+    person: Uuid,
+) -> Result<Vec<pb::ConsentRecord>, ApiError> {
+    exists(pool, tenant, person).await?;
+    let rows: Vec<RecordRow> = sqlx::query_as(
+        "SELECT channel, purpose, state, legal_basis, source, notice, occurred_at, evidence,
+                NULL::timestamptz AS recorded_at
+         FROM consents WHERE tenant_id = $1 AND person_id = $2
+         ORDER BY array_position(ARRAY['email', 'sms', 'phone', 'post'], channel), purpose",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(RecordRow::into_proto).collect())
+}
+
+/// The state of (`channel`, `purpose`) of `person` as the API shows it.
+pub async fn one(
+    pool: &PgPool,
+    tenant: TenantId,
+    person: Uuid,
+    channel: Channel,
+    purpose: &str,
+) -> Result<pb::ConsentRecord, ApiError> {
+    let row: Option<RecordRow> = sqlx::query_as(
+        "SELECT channel, purpose, state, legal_basis, source, notice, occurred_at, evidence,
+                NULL::timestamptz AS recorded_at
+         FROM consents WHERE tenant_id = $1 AND person_id = $2 AND channel = $3 AND purpose = $4",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(channel.as_str())
+    .bind(purpose)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(RecordRow::into_proto).unwrap_or(pb::ConsentRecord {
+        channel: channel.as_str().to_owned(),
+        purpose: purpose.to_owned(),
+        state: pb::ConsentState::None as i32,
+        ..Default::default()
+    }))
+}
+
+/// A page of `person`'s ledger, oldest first, after the statement `after`
+/// (0: from the start), with the token of the next page. The ledger
+/// outlives an erasure (without its evidence), so it is listed without the
+/// person's row.
+pub async fn history(
+    pool: &PgPool,
+    tenant: TenantId,
+    person: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<pb::ConsentRecord>, Option<i64>), ApiError> {
+    let rows: Vec<HistoryRow> = sqlx::query_as(
+        "SELECT id, channel, purpose, state, legal_basis, source, notice, occurred_at, evidence,
+                recorded_at
+         FROM consent_events WHERE tenant_id = $1 AND person_id = $2 AND id > $3
+         ORDER BY id LIMIT $4",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    if rows.is_empty() && after == 0 {
+        exists(pool, tenant, person).await?;
+    }
+    let next = match rows.last() {
+        Some(last) if rows.len() as i64 == limit => Some(last.id),
+        _ => None,
+    };
+    Ok((
+        rows.into_iter().map(|r| r.record.into_proto()).collect(),
+        next,
+    ))
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    id: i64,
+    #[sqlx(flatten)]
+    record: RecordRow,
+}
+
+/// The legal bases `tenant` forbids, per channel.
+pub async fn policy(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> Result<Vec<(Channel, LegalBasis)>, ApiError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT channel, legal_basis FROM consent_policy WHERE tenant_id = $1
+         ORDER BY channel, legal_basis",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c, b)| Some((Channel::parse(&c)?, LegalBasis::parse(&b)?)))
+        .collect())
+}
+
+/// Replaces the policy of `tenant` with `forbidden`.
+pub async fn set_policy(
+    pool: &PgPool,
+    tenant: TenantId,
+    forbidden: &[(Channel, LegalBasis)],
+) -> Result<(), ApiError> {
+    let channels: Vec<&str> = forbidden.iter().map(|(c, _)| c.as_str()).collect();
+    let bases: Vec<&str> = forbidden.iter().map(|(_, b)| b.as_str()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM consent_policy WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO consent_policy (tenant_id, channel, legal_basis)
+         SELECT $1, c, b FROM UNNEST($2::text[], $3::text[]) AS f(c, b)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&channels)
+    .bind(&bases)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The channels on which `tenant` forbids `basis`.
+pub async fn forbidding(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    basis: LegalBasis,
+) -> sqlx::Result<Vec<Channel>> {
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT channel FROM consent_policy WHERE tenant_id = $1 AND legal_basis = $2",
+    )
+    .bind(tenant)
+    .bind(basis.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().filter_map(|c| Channel::parse(c)).collect())
+}

@@ -1,0 +1,608 @@
+//! The consent ledger against a real contacts service and its own database:
+//! statements from API clients under the ledger's rules, their errors, the
+//! history, the policy on legal bases, and imports that declare their basis.
+
+use std::time::Duration;
+
+use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1 as pb;
+use muster_proto::contacts::v1::consent_service_client::ConsentServiceClient;
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+struct Service {
+    pool: PgPool,
+    port: u16,
+    secret: String,
+    shutdown: CancellationToken,
+    database: muster_runtime::config::DatabaseSettings,
+}
+
+/// The clients of one organization.
+struct Clients {
+    ledger: ConsentServiceClient<Authed>,
+    contacts: ContactsServiceClient<Authed>,
+    people: PersonDataServiceClient<Authed>,
+}
+
+impl Service {
+    async fn start(name: &str) -> anyhow::Result<Self> {
+        muster_runtime::telemetry::init_for_tests();
+        let mut settings: Settings =
+            muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
+        settings.database = muster_testkit::fresh_database(name).await?;
+        settings.listen.addr = "127.0.0.1:0".into();
+        settings.listen.admin_addr = "127.0.0.1:0".into();
+        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
+        let port = app.grpc_port().unwrap_or_default();
+        let pool = app.pool().clone();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        Ok(Self {
+            pool,
+            port,
+            secret: settings.auth.token_secret.clone(),
+            shutdown,
+            database: settings.database,
+        })
+    }
+
+    async fn clients(&self, tenant: TenantId) -> anyhow::Result<Clients> {
+        let token = Signer::new(&self.secret).mint("test", Some(tenant), Duration::from_secs(600));
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
+                .connect()
+                .await?;
+        let bearer = Bearer::new(&token);
+        Ok(Clients {
+            ledger: ConsentServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            contacts: ContactsServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            people: PersonDataServiceClient::with_interceptor(channel, bearer),
+        })
+    }
+
+    async fn person(&self, tenant: TenantId, email: &str) -> anyhow::Result<Uuid> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO people (id, tenant_id, email, email_key) VALUES ($1, $2, $3, lower($3))",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(email)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn email_consent(&self, person: Uuid) -> anyhow::Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT email_consent FROM people WHERE id = $1")
+                .bind(person)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.pool.close().await;
+        muster_testkit::drop_database(&self.database).await
+    }
+}
+
+fn statement(
+    person: Uuid,
+    channel: &str,
+    purpose: &str,
+    state: pb::ConsentState,
+) -> pb::RecordConsentRequest {
+    pb::RecordConsentRequest {
+        person_id: person.to_string(),
+        channel: channel.into(),
+        purpose: purpose.into(),
+        state: state as i32,
+        legal_basis: pb::LegalBasis::Consent as i32,
+        client: "crm".into(),
+        notice: "privacy notice v2".into(),
+        time: None,
+        evidence: [("ip".to_owned(), "192.0.2.7".to_owned())].into(),
+    }
+}
+
+async fn record(
+    clients: &mut Clients,
+    request: pb::RecordConsentRequest,
+) -> anyhow::Result<(pb::ConsentState, bool)> {
+    let reply = clients.ledger.record_consent(request).await?.into_inner();
+    let state = reply.current.map(|c| c.state).unwrap_or_default();
+    Ok((pb::ConsentState::try_from(state)?, reply.applied))
+}
+
+#[tokio::test]
+async fn a_grant_after_a_withdrawal_stays_pending_and_the_ledger_keeps_every_step()
+-> anyhow::Result<()> {
+    let service = Service::start("consent_rules").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let ada = service.person(tenant, "ada@example.org").await?;
+    use pb::ConsentState::{Granted, Pending, Withdrawn};
+
+    let steps = [
+        (Granted, Granted, true),
+        (Granted, Granted, false),
+        (Withdrawn, Withdrawn, true),
+        (Granted, Pending, true),
+        (Granted, Pending, false),
+    ];
+    for (asked, expected, applied) in steps {
+        let got = record(&mut clients, statement(ada, "email", "", asked)).await?;
+        assert_eq!(got, (expected, applied), "after asking {asked:?}");
+    }
+    assert_eq!(service.email_consent(ada).await?, "pending");
+
+    let page = clients
+        .ledger
+        .list_consent_history(pb::ListConsentHistoryRequest {
+            person_id: ada.to_string(),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(page.records.len(), 2);
+    assert_eq!(page.records[0].source, "api:crm");
+    assert_eq!(page.records[0].notice, "privacy notice v2");
+    assert_eq!(page.records[0].legal_basis, pb::LegalBasis::Consent as i32);
+    assert_eq!(page.records[0].evidence["ip"], "192.0.2.7");
+    assert!(page.records[0].record_time.is_some());
+    let rest = clients
+        .ledger
+        .list_consent_history(pb::ListConsentHistoryRequest {
+            person_id: ada.to_string(),
+            page_size: 2,
+            page_token: page.next_page_token.clone(),
+        })
+        .await?
+        .into_inner();
+    let states: Vec<i32> = page
+        .records
+        .iter()
+        .chain(&rest.records)
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(states, [Granted as i32, Withdrawn as i32, Pending as i32]);
+
+    let export = clients
+        .people
+        .export_person(pb::ExportPersonRequest {
+            person_id: ada.to_string(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(export.consent_events.len(), 3);
+    assert_eq!(export.consent_events[2].state, Pending as i32);
+    assert_eq!(export.consent_events[2].notice, "privacy notice v2");
+    assert_eq!(
+        export.consent_events[2].legal_basis,
+        pb::LegalBasis::Consent as i32
+    );
+
+    let announced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE routing_key = 'contacts.consent.changed'",
+    )
+    .fetch_one(&service.pool)
+    .await?;
+    assert_eq!(announced, 3);
+    service.stop().await
+}
+
+#[tokio::test]
+async fn a_purpose_has_its_own_state_and_leaves_the_channel_alone() -> anyhow::Result<()> {
+    let service = Service::start("consent_purposes").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let ada = service.person(tenant, "ada@example.org").await?;
+    use pb::ConsentState::{Granted, Withdrawn};
+
+    record(&mut clients, statement(ada, "email", "", Granted)).await?;
+    record(
+        &mut clients,
+        statement(ada, "email", "fundraising", Withdrawn),
+    )
+    .await?;
+    record(&mut clients, statement(ada, "sms", "newsletter", Granted)).await?;
+    assert_eq!(service.email_consent(ada).await?, "granted");
+
+    let consents = clients
+        .ledger
+        .list_consents(pb::ListConsentsRequest {
+            person_id: ada.to_string(),
+        })
+        .await?
+        .into_inner()
+        .consents;
+    let seen: Vec<(&str, &str, i32)> = consents
+        .iter()
+        .map(|c| (c.channel.as_str(), c.purpose.as_str(), c.state))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("email", "", Granted as i32),
+            ("email", "fundraising", Withdrawn as i32),
+            ("sms", "newsletter", Granted as i32),
+        ]
+    );
+    service.stop().await
+}
+
+#[tokio::test]
+async fn a_bad_statement_is_refused_with_the_field_named() -> anyhow::Result<()> {
+    let service = Service::start("consent_errors").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let ada = service.person(tenant, "ada@example.org").await?;
+    let grant = || statement(ada, "email", "", pb::ConsentState::Granted);
+
+    let cases: Vec<(&str, pb::RecordConsentRequest)> = vec![
+        (
+            "person_id",
+            pb::RecordConsentRequest {
+                person_id: "nope".into(),
+                ..grant()
+            },
+        ),
+        (
+            "channel",
+            pb::RecordConsentRequest {
+                channel: "fax".into(),
+                ..grant()
+            },
+        ),
+        (
+            "purpose",
+            pb::RecordConsentRequest {
+                purpose: "marketing".into(),
+                ..grant()
+            },
+        ),
+        (
+            "state",
+            pb::RecordConsentRequest {
+                state: pb::ConsentState::Pending as i32,
+                ..grant()
+            },
+        ),
+        (
+            "legal_basis",
+            pb::RecordConsentRequest {
+                legal_basis: 0,
+                ..grant()
+            },
+        ),
+        (
+            "client",
+            pb::RecordConsentRequest {
+                client: "my crm".into(),
+                ..grant()
+            },
+        ),
+        (
+            "time",
+            pb::RecordConsentRequest {
+                time: Some(muster_runtime::time::to_proto(
+                    chrono::Utc::now() + chrono::Duration::days(1),
+                )),
+                ..grant()
+            },
+        ),
+    ];
+    for (field, request) in cases {
+        let status = clients.ledger.record_consent(request).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{field}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with(&format!("{field}:")),
+            "{field}: {status:?}"
+        );
+    }
+    let unknown = pb::RecordConsentRequest {
+        person_id: Uuid::now_v7().to_string(),
+        ..grant()
+    };
+    let status = clients.ledger.record_consent(unknown).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM consent_events")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(events, 0);
+    service.stop().await
+}
+
+#[tokio::test]
+async fn the_policy_refuses_a_forbidden_basis_on_its_channel_only() -> anyhow::Result<()> {
+    let service = Service::start("consent_policy").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let ada = service.person(tenant, "ada@example.org").await?;
+    let forbid = pb::ForbiddenBasis {
+        channel: "sms".into(),
+        legal_basis: pb::LegalBasis::LegitimateInterests as i32,
+    };
+
+    let bad = pb::ForbiddenBasis {
+        channel: "fax".into(),
+        ..forbid.clone()
+    };
+    let status = clients
+        .ledger
+        .set_consent_policy(pb::SetConsentPolicyRequest {
+            policy: Some(pb::ConsentPolicy {
+                forbidden: vec![forbid.clone(), bad],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("policy.forbidden[1].channel:"),
+        "{status:?}"
+    );
+    clients
+        .ledger
+        .set_consent_policy(pb::SetConsentPolicyRequest {
+            policy: Some(pb::ConsentPolicy {
+                forbidden: vec![forbid.clone()],
+            }),
+        })
+        .await?;
+    let policy = clients
+        .ledger
+        .get_consent_policy(pb::GetConsentPolicyRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(policy.forbidden, [forbid]);
+
+    let on = |channel: &str| pb::RecordConsentRequest {
+        legal_basis: pb::LegalBasis::LegitimateInterests as i32,
+        ..statement(ada, channel, "", pb::ConsentState::Granted)
+    };
+    let status = clients.ledger.record_consent(on("sms")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().starts_with("legal_basis:"), "{status:?}");
+    assert!(status.message().contains("policy"), "{status:?}");
+    let email = record(&mut clients, on("email")).await?;
+    assert_eq!(email, (pb::ConsentState::Granted, true));
+
+    let mut other = service.clients(TenantId::new()).await?;
+    let theirs = other
+        .ledger
+        .get_consent_policy(pb::GetConsentPolicyRequest {})
+        .await?;
+    assert!(theirs.into_inner().forbidden.is_empty());
+    service.stop().await
+}
+
+async fn upload(
+    clients: &mut Clients,
+    csv: &str,
+    legal_basis: &str,
+) -> anyhow::Result<pb::ImportJob> {
+    let header = pb::ImportHeader {
+        file_name: "members.csv".into(),
+        preset: pb::ImportPreset::Custom as i32,
+        mapping: Some(pb::ColumnMapping {
+            email: "email".into(),
+            email_consent: "optin".into(),
+            email_consent_time: "quand".into(),
+            ..Default::default()
+        }),
+        size_bytes: csv.len() as u64,
+        legal_basis: legal_basis.into(),
+        notice: "adhésion 2026".into(),
+        ..Default::default()
+    };
+    let parts = vec![
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Header(header)),
+        },
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Chunk(
+                csv.as_bytes().to_vec(),
+            )),
+        },
+    ];
+    let job = clients
+        .contacts
+        .upload_import(futures::stream::iter(parts))
+        .await?
+        .into_inner();
+    for _ in 0..600 {
+        let job = clients
+            .contacts
+            .get_import(pb::GetImportRequest { id: job.id.clone() })
+            .await?
+            .into_inner();
+        if job.state == pb::ImportState::Succeeded as i32 {
+            return Ok(job);
+        }
+        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the import did not finish in a minute")
+}
+
+#[tokio::test]
+async fn an_import_carries_its_basis_and_a_forbidden_basis_grants_nothing() -> anyhow::Result<()> {
+    let service = Service::start("consent_imports").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+
+    let status = upload(&mut clients, "email\n", "goodwill")
+        .await
+        .unwrap_err();
+    assert!(
+        status.to_string().contains("header.legal_basis"),
+        "{status:#}"
+    );
+
+    let csv = "email;optin;quand\nada@example.org;oui;01/03/2026 10:00\n";
+    let job = upload(&mut clients, csv, "legitimate_interests").await?;
+    assert_eq!(job.legal_basis, "legitimate_interests");
+    assert_eq!(job.notice, "adhésion 2026");
+    assert_eq!(job.counts.unwrap_or_default().consent_granted, 1);
+    let (basis, notice, source): (String, String, String) = sqlx::query_as(
+        "SELECT legal_basis, notice, source FROM consent_events WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(&service.pool)
+    .await?;
+    assert_eq!(
+        (basis.as_str(), notice.as_str()),
+        ("legitimate_interests", "adhésion 2026")
+    );
+    assert_eq!(source, format!("import:{}", job.id));
+
+    clients
+        .ledger
+        .set_consent_policy(pb::SetConsentPolicyRequest {
+            policy: Some(pb::ConsentPolicy {
+                forbidden: vec![pb::ForbiddenBasis {
+                    channel: "email".into(),
+                    legal_basis: pb::LegalBasis::LegitimateInterests as i32,
+                }],
+            }),
+        })
+        .await?;
+    let csv = "email;optin;quand\nbob@example.org;oui;01/03/2026 10:00\n";
+    let job = upload(&mut clients, csv, "legitimate_interests").await?;
+    assert_eq!(job.counts.unwrap_or_default().consent_granted, 0);
+    let bob: String = sqlx::query_scalar("SELECT email_consent FROM people WHERE email_key = $1")
+        .bind("bob@example.org")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(bob, "none");
+    let issues = clients
+        .contacts
+        .list_import_issues(pb::ListImportIssuesRequest {
+            import_id: job.id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .issues;
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(
+        (issues[0].line, issues[0].field.as_str()),
+        (0, "legal_basis")
+    );
+    assert!(issues[0].reason.contains("policy"), "{issues:?}");
+    service.stop().await
+}
+
+async fn count(clients: &mut Clients, query: &str) -> anyhow::Result<u64> {
+    let filter = pb::SegmentFilter {
+        query: query.into(),
+        ..Default::default()
+    };
+    let request = pb::CountSegmentRequest {
+        filter: Some(filter),
+    };
+    Ok(clients
+        .contacts
+        .count_segment(request)
+        .await?
+        .into_inner()
+        .count)
+}
+
+async fn forbid(clients: &mut Clients, forbidden: Vec<pb::ForbiddenBasis>) -> anyhow::Result<()> {
+    let policy = Some(pb::ConsentPolicy { forbidden });
+    clients
+        .ledger
+        .set_consent_policy(pb::SetConsentPolicyRequest { policy })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn segments_read_consent_per_channel_and_purpose_under_the_policy_of_now()
+-> anyhow::Result<()> {
+    let service = Service::start("consent_segments").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    use pb::ConsentState::{Granted, Withdrawn};
+    let on = |person, channel: &str, purpose: &str, state, basis: pb::LegalBasis| {
+        pb::RecordConsentRequest {
+            legal_basis: basis as i32,
+            ..statement(person, channel, purpose, state)
+        }
+    };
+    let ada = service.person(tenant, "ada@example.org").await?;
+    let bob = service.person(tenant, "bob@example.org").await?;
+    let cat = service.person(tenant, "cat@example.org").await?;
+    let dan = service.person(tenant, "dan@example.org").await?;
+    let interests = pb::LegalBasis::LegitimateInterests;
+    for request in [
+        on(ada, "email", "", Granted, pb::LegalBasis::Consent),
+        on(bob, "email", "", Granted, interests),
+        on(bob, "email", "newsletter", Granted, interests),
+        on(cat, "sms", "events", Granted, pb::LegalBasis::Consent),
+        on(dan, "email", "", Withdrawn, pb::LegalBasis::Consent),
+        on(dan, "email", "", Granted, pb::LegalBasis::Consent),
+    ] {
+        clients.ledger.record_consent(request).await?;
+    }
+
+    assert_eq!(count(&mut clients, "consent:email=granted").await?, 2);
+    assert_eq!(count(&mut clients, "consent:email=pending").await?, 1);
+    assert_eq!(
+        count(&mut clients, "consent:email.newsletter=granted").await?,
+        1
+    );
+    assert_eq!(count(&mut clients, "consent:sms.events=granted").await?, 1);
+    assert_eq!(count(&mut clients, "consent:sms.events=none").await?, 3);
+    assert_eq!(count(&mut clients, "NOT consent:sms=none").await?, 0);
+
+    let email = pb::ForbiddenBasis {
+        channel: "email".into(),
+        legal_basis: interests as i32,
+    };
+    forbid(&mut clients, vec![email]).await?;
+    assert_eq!(count(&mut clients, "consent:email=granted").await?, 1);
+    assert_eq!(
+        count(&mut clients, "consent:email.newsletter=granted").await?,
+        0
+    );
+    assert_eq!(count(&mut clients, "consent:sms.events=granted").await?, 1);
+    let flat = pb::SegmentFilter {
+        email_consent: Granted as i32,
+        ..Default::default()
+    };
+    let request = pb::CountSegmentRequest { filter: Some(flat) };
+    assert_eq!(
+        clients
+            .contacts
+            .count_segment(request)
+            .await?
+            .into_inner()
+            .count,
+        1
+    );
+
+    forbid(&mut clients, Vec::new()).await?;
+    assert_eq!(count(&mut clients, "consent:email=granted").await?, 2);
+    service.stop().await
+}

@@ -1,0 +1,135 @@
+//! Double opt-in e-mails: when contacts records a pending e-mail consent,
+//! one message with a signed, expiring link to the gateway's confirmation
+//! page goes to the address through the SMTP relay.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use lettre::Message as Email;
+use lettre::message::{Mailbox, SinglePart};
+use muster_proto::events::v1::ConsentConfirmationRequested;
+use muster_runtime::confirmation::{Confirmation, ConfirmationTokens};
+use muster_runtime::consumer::{self, HandleError, Handler, Incoming};
+use prost::Message;
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::smtp::{Failure, Relay};
+
+/// The queue, and the inbox name, of confirmation requests.
+pub const QUEUE: &str = "messaging.consent-confirmations";
+
+/// Who confirmation e-mails come from and how long their links work.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConfirmationSettings {
+    /// `Name <address>` of the sender.
+    pub from: String,
+    pub link_ttl_hours: u64,
+}
+
+/// `contacts.consent.confirmation_requested`: sends the confirmation e-mail.
+pub struct Confirmations {
+    pub pool: PgPool,
+    pub smtp: Relay,
+    pub tokens: ConfirmationTokens,
+    /// Base of the gateway's public pages, without a trailing slash.
+    pub public_url: String,
+    pub from: Mailbox,
+    pub link_ttl: Duration,
+}
+
+impl Confirmations {
+    fn email(&self, event: &ConsentConfirmationRequested, link: &str) -> anyhow::Result<Email> {
+        let to: Mailbox = event.email.parse().context("the address of the request")?;
+        let greeting = match event.first_name.trim() {
+            "" => "Hello,".to_owned(),
+            name => format!("Hello {name},"),
+        };
+        let what = match event.purpose.as_str() {
+            "" => "our e-mails".to_owned(),
+            purpose => format!("our e-mails ({purpose})"),
+        };
+        let notice = match event.notice.trim() {
+            "" => String::new(),
+            notice => format!("\nWhat you agreed to: {notice}\n"),
+        };
+        let text = format!(
+            "{greeting}\n\nPlease confirm that you want to receive {what} by opening this \
+             link and pressing the button:\n\n{link}\n{notice}\nThe link works for {} hours. \
+             If you did not ask for this, ignore this message: nothing will be sent to you.\n",
+            self.link_ttl.as_secs() / 3_600
+        );
+        Email::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject("Please confirm your subscription")
+            .singlepart(SinglePart::plain(text))
+            .context("building the confirmation e-mail")
+    }
+}
+
+impl Handler for Confirmations {
+    async fn handle(&self, message: Incoming) -> Result<(), HandleError> {
+        let event = ConsentConfirmationRequested::decode(message.body.as_slice())
+            .map_err(|e| HandleError::Permanent(anyhow::anyhow!("undecodable body: {e}")))?;
+        let person = Uuid::parse_str(&event.person_id)
+            .map_err(|_| HandleError::Permanent(anyhow::anyhow!("person_id is not an id")))?;
+
+        let Some(tx) = consumer::begin_once(&self.pool, QUEUE, message.message_id).await? else {
+            return Ok(());
+        };
+        // A bounce or an erasure keeps the address closed; a withdrawal does
+        // not, since the person is asking to be written to again.
+        let blocked: Option<String> = sqlx::query_scalar(
+            "SELECT reason FROM suppressions WHERE tenant_id = $1 AND email_key = $2
+               AND reason NOT IN ('consent-withdrawn', 'unsubscribed')",
+        )
+        .bind(message.tenant_id)
+        .bind(event.email.trim().to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(reason) = blocked {
+            tracing::info!(tenant_id = %message.tenant_id, person_id = %person, reason,
+                "confirmation e-mail not sent: the address is suppressed");
+            tx.commit().await?;
+            return Ok(());
+        }
+
+        let expires_at = Utc::now() + self.link_ttl;
+        let token = self.tokens.issue(&Confirmation {
+            tenant: message.tenant_id,
+            person,
+            channel: "email".into(),
+            purpose: event.purpose.clone(),
+            expires_at,
+        });
+        let link = format!("{}/confirm/{token}", self.public_url);
+        let email = self.email(&event, &link).map_err(HandleError::Permanent)?;
+        match self.smtp.send(email.envelope(), &email.formatted()).await {
+            Ok(_) => {}
+            Err(Failure::Refused {
+                permanent: true,
+                reason,
+            }) => {
+                tracing::warn!(tenant_id = %message.tenant_id, person_id = %person, reason,
+                    "confirmation e-mail refused by the SMTP server");
+            }
+            Err(Failure::Uncertain(reason)) => {
+                // Sending again could deliver it twice; the person can ask again.
+                tracing::warn!(tenant_id = %message.tenant_id, person_id = %person, reason,
+                    "confirmation e-mail may not have been received");
+            }
+            Err(Failure::Refused { reason, .. } | Failure::NotSent(reason)) => {
+                return Err(HandleError::Transient(anyhow::anyhow!(
+                    "confirmation e-mail not sent: {reason}"
+                )));
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(tenant_id = %message.tenant_id, person_id = %person,
+            "confirmation e-mail sent");
+        Ok(())
+    }
+}

@@ -1,0 +1,410 @@
+//! The consent ledger over REST in front of the real services: an import
+//! that declares its legal basis, statements recorded per channel and
+//! purpose, the history, and the organization's policy on legal bases.
+
+use std::time::Duration;
+
+use muster_e2e::Stack;
+use muster_runtime::confirmation::{Confirmation, ConfirmationTokens};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Gateway {
+    base: String,
+    key: String,
+    tenant: muster_runtime::TenantId,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    async fn start(stack: &Stack, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let started = stack.start_gateway(shutdown, |_| {}).await?;
+        let pool = sqlx::PgPool::connect(&started.database.url).await?;
+        let (tenant, key) = muster_gateway::create_tenant(&pool, "Collectif des quais").await?;
+        Ok(Self {
+            base: started.base,
+            key,
+            tenant,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, reply) = self.call(method.clone(), path, body).await?;
+        anyhow::ensure!(
+            status == 200 || status == 201,
+            "{method} {path}: {status} {reply}"
+        );
+        Ok(reply)
+    }
+
+    /// Uploads `csv` with `query` and waits for the import to end.
+    async fn import(&self, query: &str, csv: &str) -> anyhow::Result<Value> {
+        let upload = self
+            .http
+            .post(format!("{}/v1/imports?{query}", self.base))
+            .bearer_auth(&self.key)
+            .header("content-length", csv.len())
+            .body(csv.to_owned())
+            .send()
+            .await?;
+        let status = upload.status().as_u16();
+        let job: Value = upload.json().await?;
+        anyhow::ensure!(status == 201, "upload: {status} {job}");
+        let path = format!("/v1/imports/{}", job["id"].as_str().unwrap_or_default());
+        for _ in 0..600 {
+            let job = self.ok(reqwest::Method::GET, &path, None).await?;
+            if job["state"] == "succeeded" || job["state"] == "failed" {
+                return Ok(job);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("{path} never ended")
+    }
+}
+
+const MAPPING: &str = "preset=custom&map.email=email&map.email_consent=optin\
+    &map.email_consent_time=quand";
+
+#[tokio::test]
+async fn an_organizer_records_and_reads_consent_per_channel_and_purpose_over_rest()
+-> anyhow::Result<()> {
+    use reqwest::Method;
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let csv = "email;optin;quand\nada@example.org;oui;01/03/2026 10:00\n";
+    let (status, refused) = gateway
+        .call(
+            Method::POST,
+            &format!("/v1/imports?{MAPPING}&legal_basis=goodwill"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    let query = format!("{MAPPING}&legal_basis=contract&notice=adh%C3%A9sion%20v3");
+    let job = gateway.import(&query, csv).await?;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["counts"]["consent_granted"], 1);
+
+    let people = gateway.ok(Method::GET, "/v1/people", None).await?;
+    let id = people["people"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let consents = format!("/v1/people/{id}/consents");
+    let listed = gateway.ok(Method::GET, &consents, None).await?;
+    assert_eq!(listed["consents"][0]["legal_basis"], "contract", "{listed}");
+    assert_eq!(listed["consents"][0]["notice"], "adhésion v3");
+    assert_eq!(listed["consents"][0]["state"], "granted");
+
+    let withdraw = json!({ "channel": "email", "state": "withdrawn", "client": "crm" });
+    let reply = gateway.ok(Method::POST, &consents, Some(withdraw)).await?;
+    assert_eq!(
+        (&reply["current"]["state"], &reply["applied"]),
+        (&json!("withdrawn"), &json!(true))
+    );
+    let again = json!({
+        "channel": "email", "state": "granted", "legal_basis": "consent",
+        "evidence": { "ip": "192.0.2.7" }
+    });
+    let reply = gateway.ok(Method::POST, &consents, Some(again)).await?;
+    assert_eq!(reply["current"]["state"], "pending", "{reply}");
+    let sms = json!({
+        "channel": "sms", "purpose": "events", "state": "granted", "legal_basis": "consent"
+    });
+    gateway.ok(Method::POST, &consents, Some(sms)).await?;
+
+    let page = gateway
+        .ok(
+            Method::GET,
+            &format!("{consents}/history?page_size=2"),
+            None,
+        )
+        .await?;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(2));
+    let token = page["next_page_token"].as_str().unwrap_or_default();
+    let rest = gateway
+        .ok(
+            Method::GET,
+            &format!("{consents}/history?page_size=2&page_token={token}"),
+            None,
+        )
+        .await?;
+    let states: Vec<&Value> = page["records"]
+        .as_array()
+        .into_iter()
+        .chain(rest["records"].as_array())
+        .flatten()
+        .map(|r| &r["state"])
+        .collect();
+    assert_eq!(
+        states,
+        [
+            &json!("granted"),
+            &json!("withdrawn"),
+            &json!("pending"),
+            &json!("granted")
+        ]
+    );
+    assert_eq!(rest["records"][0]["source"], "api:rest");
+    assert_eq!(rest["records"][0]["evidence"]["ip"], "192.0.2.7");
+    assert_eq!(rest["records"][1]["purpose"], "events");
+
+    let policy = json!({ "forbidden": [{ "channel": "sms", "legal_basis": "contract" }] });
+    gateway
+        .ok(Method::PUT, "/v1/consent-policy", Some(policy.clone()))
+        .await?;
+    assert_eq!(
+        gateway.ok(Method::GET, "/v1/consent-policy", None).await?,
+        policy
+    );
+    let forbidden = json!({ "channel": "sms", "state": "granted", "legal_basis": "contract" });
+    let (status, error) = gateway
+        .call(Method::POST, &consents, Some(forbidden))
+        .await?;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.to_string().contains("legal_basis"), "{error}");
+    let (status, error) = gateway
+        .call(
+            Method::POST,
+            &consents,
+            Some(json!({ "channel": "fax", "state": "granted" })),
+        )
+        .await?;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.to_string().contains("channel"), "{error}");
+
+    let export = gateway
+        .ok(Method::GET, &format!("/v1/people/{id}/export"), None)
+        .await?;
+    let ledger = export["services"]["contacts"]["consent_events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ledger.len(), 4, "{export}");
+    assert_eq!(ledger[0]["legal_basis"], "contract");
+
+    shutdown.cancel();
+    stack.stop().await
+}
+
+impl Gateway {
+    /// Posts the public subscription form (no API key).
+    async fn subscribe(&self, email: &str) -> anyhow::Result<(u16, String)> {
+        let organization = self.tenant.to_string();
+        let form = [
+            ("organization", organization.as_str()),
+            ("email", email),
+            ("first_name", "Zoe"),
+            ("notice", "newsletter form v4"),
+        ];
+        let reply = self
+            .http
+            .post(format!("{}/subscribe", self.base))
+            .header("x-forwarded-for", "198.51.100.4")
+            .form(&form)
+            .send()
+            .await?;
+        Ok((reply.status().as_u16(), reply.text().await?))
+    }
+
+    /// `GET` or `POST` of a public confirmation page.
+    async fn page(&self, method: reqwest::Method, token: &str) -> anyhow::Result<(u16, String)> {
+        let reply = self
+            .http
+            .request(method, format!("{}/confirm/{token}", self.base))
+            .header("x-forwarded-for", "198.51.100.9")
+            .send()
+            .await?;
+        Ok((reply.status().as_u16(), reply.text().await?))
+    }
+
+    async fn granted(&self) -> anyhow::Result<u64> {
+        let body = json!({ "query": "consent:email=granted" });
+        let count = self
+            .ok(reqwest::Method::POST, "/v1/segments/count", Some(body))
+            .await?;
+        Ok(count["count"].as_u64().unwrap_or(u64::MAX))
+    }
+}
+
+/// The confirmation tokens in the messages `recipient` received, waiting
+/// until there are `expected`.
+async fn confirmation_tokens(
+    stack: &Stack,
+    recipient: &str,
+    expected: usize,
+) -> anyhow::Result<Vec<String>> {
+    for _ in 0..300 {
+        let received = stack.received_by_recipient()?;
+        let messages = received.get(recipient).cloned().unwrap_or_default();
+        if messages.len() >= expected {
+            return Ok(messages.iter().filter_map(|m| token_in(&m.raw)).collect());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{recipient} did not receive {expected} confirmation e-mails")
+}
+
+/// The token of the confirmation link in a raw message (quoted-printable
+/// soft line breaks undone).
+fn token_in(raw: &str) -> Option<String> {
+    let body = raw
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let rest = body.split("/confirm/").nth(1)?;
+    let token: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    Some(token)
+}
+
+#[tokio::test]
+async fn a_form_subscription_counts_only_once_the_emailed_link_is_confirmed() -> anyhow::Result<()>
+{
+    use reqwest::Method;
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let (status, page) = gateway.subscribe("zoe@example.org").await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Check your inbox"), "{page}");
+    let (status, _) = gateway.subscribe("not an address").await?;
+    assert_eq!(status, 400);
+    assert_eq!(gateway.granted().await?, 0);
+
+    let tokens = confirmation_tokens(&stack, "zoe@example.org", 1).await?;
+    let token = tokens.first().cloned().unwrap_or_default();
+    let raw = &stack.received_by_recipient()?["zoe@example.org"][0].raw;
+    assert!(
+        raw.contains("Subject: Please confirm your subscription"),
+        "{raw}"
+    );
+    assert!(raw.contains("newsletter form v4"), "{raw}");
+
+    let (status, page) = gateway.page(Method::GET, &token).await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    assert_eq!(gateway.granted().await?, 0, "a GET confirms nothing");
+
+    let mut tampered = token.clone();
+    tampered.insert(3, 'x');
+    assert_eq!(gateway.page(Method::GET, &tampered).await?.0, 400);
+    assert_eq!(gateway.page(Method::POST, &tampered).await?.0, 400);
+    let expired = ConfirmationTokens::with_signer(stack.signer.clone()).issue(&Confirmation {
+        tenant: gateway.tenant,
+        person: uuid::Uuid::now_v7(),
+        channel: "email".into(),
+        purpose: String::new(),
+        expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
+    });
+    let (status, page) = gateway.page(Method::GET, &expired).await?;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("expired"), "{page}");
+
+    for _ in 0..2 {
+        let (status, page) = gateway.page(Method::POST, &token).await?;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("Subscription confirmed"), "{page}");
+    }
+    assert_eq!(gateway.granted().await?, 1);
+    let people = gateway.ok(Method::GET, "/v1/people", None).await?;
+    let id = people["people"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let history = gateway
+        .ok(
+            Method::GET,
+            &format!("/v1/people/{id}/consents/history"),
+            None,
+        )
+        .await?;
+    let records = history["records"].as_array().cloned().unwrap_or_default();
+    assert_eq!(records.len(), 2, "one request, one confirmation: {history}");
+    assert_eq!(records[0]["state"], "pending");
+    assert_eq!(records[0]["evidence"]["ip"], "198.51.100.4");
+    assert_eq!(records[1]["state"], "granted");
+    assert_eq!(records[1]["source"], "form");
+    assert_eq!(records[1]["evidence"]["ip"], "198.51.100.9");
+    assert!(
+        records[1]["evidence"]["confirmed_at"].is_string(),
+        "{history}"
+    );
+
+    shutdown.cancel();
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn an_unsubscribed_person_who_subscribes_again_stays_out_until_confirmed()
+-> anyhow::Result<()> {
+    use reqwest::Method;
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let csv = "email;optin;quand\nbob@example.org;oui;01/03/2026 10:00\n";
+    gateway.import(MAPPING, csv).await?;
+    assert_eq!(gateway.granted().await?, 1);
+    let people = gateway.ok(Method::GET, "/v1/people", None).await?;
+    let id = people["people"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let withdraw = json!({ "channel": "email", "state": "withdrawn", "client": "crm" });
+    let consents = format!("/v1/people/{id}/consents");
+    gateway.ok(Method::POST, &consents, Some(withdraw)).await?;
+    assert_eq!(gateway.granted().await?, 0);
+
+    let (status, page) = gateway.subscribe("bob@example.org").await?;
+    assert_eq!(status, 200, "{page}");
+    let tokens = confirmation_tokens(&stack, "bob@example.org", 1).await?;
+    assert_eq!(gateway.granted().await?, 0, "pending is not granted");
+
+    let job = gateway.import(MAPPING, csv).await?;
+    assert_eq!(job["counts"]["consent_granted"], 0, "{job}");
+    assert_eq!(gateway.granted().await?, 0, "an import never re-grants");
+    let listed = gateway.ok(Method::GET, &consents, None).await?;
+    assert_eq!(listed["consents"][0]["state"], "pending", "{listed}");
+
+    let (status, page) = gateway.page(Method::POST, &tokens[0]).await?;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(gateway.granted().await?, 1);
+    assert_eq!(
+        stack.received_by_recipient()?["bob@example.org"].len(),
+        1,
+        "one confirmation e-mail"
+    );
+
+    shutdown.cancel();
+    stack.stop().await
+}
