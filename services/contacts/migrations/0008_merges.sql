@@ -43,7 +43,6 @@ CREATE FUNCTION muster_name_key(first_name text, last_name text) RETURNS text
 CREATE INDEX people_phone ON people (tenant_id, phone) WHERE phone IS NOT NULL;
 CREATE INDEX people_name_key ON people (tenant_id, muster_name_key(first_name, last_name))
     WHERE muster_name_key(first_name, last_name) IS NOT NULL;
-CREATE INDEX people_external_ids ON people USING gin (external_ids jsonb_path_ops);
 
 -- The audit of every merge: who asked (or which rule), why, when, and the
 -- merged record as it was. The merged id keeps answering through this table.
