@@ -758,8 +758,7 @@ async fn phone_name_and_address_and_likely_duplicates_are_listed_for_review() ->
 }
 
 #[tokio::test]
-async fn external_ids_merge_by_default_and_rules_choose_the_other_exact_kinds() -> anyhow::Result<()>
-{
+async fn external_ids_merge_by_default_and_rules_choose_other_exact_kinds() -> anyhow::Result<()> {
     let mut service = start("dup_rules").await?;
     let older = insert(
         &service,
