@@ -45,7 +45,8 @@ CREATE INDEX people_name_key ON people (tenant_id, muster_name_key(first_name, l
     WHERE muster_name_key(first_name, last_name) IS NOT NULL;
 
 -- The audit of every merge: who asked (or which rule), why, when, and the
--- merged record as it was. The merged id keeps answering through this table.
+-- merged record as it was (emptied when the survivor is erased). The merged
+-- id keeps answering through this table.
 CREATE TABLE merges (
     id uuid PRIMARY KEY,
     tenant_id uuid NOT NULL,

@@ -231,6 +231,7 @@ pub async fn erase(
         forget_in_import_issues(&mut tx, tenant, value).await?;
     }
     close_ledger(&mut tx, tenant, person, erasure, now).await?;
+    crate::merge::forget_snapshots(&mut tx, tenant, person).await?;
     confirm(&mut tx, erasure, "contacts", now).await?;
 
     let body = PersonErased {

@@ -532,7 +532,7 @@ async fn an_import_row_with_only_a_secondary_number_updates_its_person() -> anyh
 }
 
 #[tokio::test]
-async fn erasing_a_merged_person_keeps_each_of_their_addresses_hashed() -> anyhow::Result<()> {
+async fn erasing_a_survivor_hashes_every_address_and_empties_the_snapshots() -> anyhow::Result<()> {
     let mut service = start("merge_erase").await?;
     let ann = insert(
         &service,
@@ -571,6 +571,14 @@ async fn erasing_a_merged_person_keeps_each_of_their_addresses_hashed() -> anyho
         .fetch_one(&service.pool)
         .await?;
     assert_eq!(kept, 0);
+    let snapshot: serde_json::Value = sqlx::query_scalar("SELECT snapshot FROM merges")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(
+        snapshot,
+        serde_json::json!({"erased": true}),
+        "the audit keeps no address"
+    );
     Ok(())
 }
 
