@@ -172,6 +172,18 @@ async fn a_reviewed_merge_repoints_the_merged_persons_deliveries() -> anyhow::Re
     let both = delivery_people(&stack, &everyone.id).await?;
     assert!(both.contains(&ann) && both.contains(&annie), "{both:?}");
 
+    let path = format!("/v1/people/{ann}/export");
+    let (status, export) = call(reqwest::Method::GET, &path, None).await?;
+    assert_eq!(status, 200, "{export}");
+    let exported = export["services"]["messaging"]["deliveries"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(
+        exported,
+        Some(3),
+        "both of Ann's and the one kept: {export}"
+    );
+
     // Erasing the survivor erases that delivery too.
     let path = format!("/v1/people/{ann}/erase");
     let (status, erasure) = call(reqwest::Method::POST, &path, None).await?;

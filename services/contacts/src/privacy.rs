@@ -199,6 +199,7 @@ pub async fn erase(
     }
     close_ledger(&mut tx, tenant, person, erasure, now).await?;
     crate::projections::forget(&mut tx, tenant, person).await?;
+    crate::merge::forget_snapshots(&mut tx, tenant, person).await?;
     confirm(&mut tx, erasure, "contacts", now).await?;
 
     let body = PersonErased {

@@ -404,17 +404,26 @@ async fn two_merges_of_the_same_people_at_once_make_one_merge() -> anyhow::Resul
 }
 
 async fn upload(client: &mut Client, csv: &str) -> anyhow::Result<pb::ImportJob> {
+    let mapping = pb::ColumnMapping {
+        email: "email".into(),
+        first_name: "first".into(),
+        last_name: "last".into(),
+        tags: "tags".into(),
+        external_id: "id".into(),
+        ..Default::default()
+    };
+    upload_with(client, csv, mapping).await
+}
+
+async fn upload_with(
+    client: &mut Client,
+    csv: &str,
+    mapping: pb::ColumnMapping,
+) -> anyhow::Result<pb::ImportJob> {
     let header = pb::ImportHeader {
         file_name: "people.csv".into(),
         preset: pb::ImportPreset::Custom as i32,
-        mapping: Some(pb::ColumnMapping {
-            email: "email".into(),
-            first_name: "first".into(),
-            last_name: "last".into(),
-            tags: "tags".into(),
-            external_id: "id".into(),
-            ..Default::default()
-        }),
+        mapping: Some(mapping),
         size_bytes: csv.len() as u64,
         ..Default::default()
     };
@@ -481,7 +490,49 @@ async fn an_import_row_with_a_secondary_address_updates_its_person() -> anyhow::
 }
 
 #[tokio::test]
-async fn erasing_a_merged_person_keeps_each_of_their_addresses_hashed() -> anyhow::Result<()> {
+async fn an_import_row_with_only_a_secondary_number_updates_its_person() -> anyhow::Result<()> {
+    let mut service = start("merge_import_phone").await?;
+    let kim = insert(
+        &service,
+        New {
+            phone: Some("+33611111111"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let old = insert(
+        &service,
+        New {
+            phone: Some("+33622222222"),
+            ..New::default()
+        },
+    )
+    .await?;
+    merge(&mut service.client, kim, old).await?;
+
+    let mapping = pb::ColumnMapping {
+        phone: "phone".into(),
+        tags: "tags".into(),
+        ..Default::default()
+    };
+    let job = upload_with(
+        &mut service.client,
+        "phone,tags\r\n06 22 22 22 22,canvasser\r\n",
+        mapping,
+    )
+    .await?;
+
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.created, counts.merged), (0, 1), "{counts:?}");
+    let person = get(&mut service.client, kim).await?;
+    assert_eq!(person.phone, "+33611111111");
+    assert_eq!(person.other_phones, ["+33622222222"]);
+    assert_eq!(person.tags, ["canvasser"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn erasing_a_survivor_hashes_every_address_and_empties_the_snapshots() -> anyhow::Result<()> {
     let mut service = start("merge_erase").await?;
     let ann = insert(
         &service,
@@ -520,6 +571,14 @@ async fn erasing_a_merged_person_keeps_each_of_their_addresses_hashed() -> anyho
         .fetch_one(&service.pool)
         .await?;
     assert_eq!(kept, 0);
+    let snapshot: serde_json::Value = sqlx::query_scalar("SELECT snapshot FROM merges")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(
+        snapshot,
+        serde_json::json!({"erased": true}),
+        "the audit keeps no address"
+    );
     Ok(())
 }
 
@@ -707,8 +766,7 @@ async fn phone_name_and_address_and_likely_duplicates_are_listed_for_review() ->
 }
 
 #[tokio::test]
-async fn external_ids_merge_by_default_and_rules_choose_the_other_exact_kinds() -> anyhow::Result<()>
-{
+async fn external_ids_merge_by_default_and_rules_choose_other_exact_kinds() -> anyhow::Result<()> {
     let mut service = start("dup_rules").await?;
     let older = insert(
         &service,

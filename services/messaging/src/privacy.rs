@@ -80,29 +80,31 @@ impl PersonDataService for PrivacyApi {
     }
 }
 
-/// Everything messaging holds about `person`.
+/// Everything messaging holds about `person`, and about the people merged
+/// into them whose deliveries could not move (see [`crate::merges`]).
 pub async fn export(
     pool: &PgPool,
     tenant: TenantId,
     person: Uuid,
 ) -> Result<pb::MessagingExport, ApiError> {
+    let people = crate::merges::with_merged(&mut *pool.acquire().await?, tenant, person).await?;
     let deliveries: Vec<DeliveryRow> = sqlx::query_as(
         "SELECT d.id, d.campaign_id, c.name AS campaign_name, d.state, d.email, d.first_name,
                 d.last_name, d.city, d.attempts, d.claimed_at, d.sent_at, d.error
          FROM deliveries d JOIN campaigns c ON c.id = d.campaign_id
-         WHERE d.tenant_id = $1 AND d.person_id = $2 ORDER BY d.id",
+         WHERE d.tenant_id = $1 AND d.person_id = ANY($2) ORDER BY d.id",
     )
     .bind(tenant)
-    .bind(person)
+    .bind(&people)
     .fetch_all(pool)
     .await?;
     let bounces: Vec<BounceRow> = sqlx::query_as(
         "SELECT id, campaign_id, delivery_id, email_key, kind, status, reason, provider,
                 received_at
-         FROM bounces WHERE tenant_id = $1 AND person_id = $2 ORDER BY received_at, id",
+         FROM bounces WHERE tenant_id = $1 AND person_id = ANY($2) ORDER BY received_at, id",
     )
     .bind(tenant)
-    .bind(person)
+    .bind(&people)
     .fetch_all(pool)
     .await?;
     // A suppression names the person when it came from them; one that came
@@ -110,15 +112,15 @@ pub async fn export(
     let suppressions: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT s.email_key, s.reason, s.created_at FROM suppressions s
          WHERE s.tenant_id = $1
-           AND (s.person_id = $2
+           AND (s.person_id = ANY($2)
                 OR s.email_key IN (SELECT lower(d.email) FROM deliveries d
-                                   WHERE d.tenant_id = $1 AND d.person_id = $2)
+                                   WHERE d.tenant_id = $1 AND d.person_id = ANY($2))
                 OR s.email_key IN (SELECT d.email_hash FROM deliveries d
-                                   WHERE d.tenant_id = $1 AND d.person_id = $2))
+                                   WHERE d.tenant_id = $1 AND d.person_id = ANY($2)))
          ORDER BY s.created_at, s.email_key",
     )
     .bind(tenant)
-    .bind(person)
+    .bind(&people)
     .fetch_all(pool)
     .await?;
 

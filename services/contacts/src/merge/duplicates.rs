@@ -82,7 +82,11 @@ impl Kind {
 
 /// Pairs of people of `tenant` that may be one, with their reasons, among
 /// the people in `scope` (all when `None`) and everyone else. Phones are
-/// stored in E.164, so they compare as they are.
+/// stored in E.164, so they compare as they are. Names use the expression
+/// index `people_name_key`, phones `people_phone` and `person_phones_phone`.
+// TODO(#4): external ids are matched by expanding every person's ids in a
+// hash join, most of the 4 s a detection of 2,000 touched people among
+// 200,000 takes; a table of (tenant, system, id) would make it a lookup.
 const FIND_PAIRS: &str = "
     WITH scope AS (
         SELECT * FROM people WHERE tenant_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2))
@@ -93,18 +97,22 @@ const FIND_PAIRS: &str = "
     ), found AS (
         SELECT x.id AS x, o.id AS y, 'phone' AS kind
         FROM numbers x
-        CROSS JOIN LATERAL (
-            SELECT id FROM people WHERE tenant_id = $1 AND phone = x.phone
-            UNION
-            SELECT person_id FROM person_phones WHERE tenant_id = $1 AND phone = x.phone
-        ) o
-        WHERE o.id <> x.id
+        JOIN (
+            SELECT id, phone FROM people WHERE tenant_id = $1 AND phone IS NOT NULL
+            UNION ALL
+            SELECT person_id, phone FROM person_phones WHERE tenant_id = $1
+        ) o ON o.phone = x.phone AND o.id <> x.id
       UNION ALL
-        SELECT s.id, o.id, 'external_id'
-        FROM scope s
-        CROSS JOIN LATERAL jsonb_each_text(s.external_ids) e
-        JOIN people o ON o.tenant_id = $1 AND o.id <> s.id
-            AND o.external_ids @> jsonb_build_object(e.key, e.value)
+        SELECT x.id, o.id, 'external_id'
+        FROM (
+            SELECT s.id, e.key, e.value FROM scope s
+            CROSS JOIN LATERAL jsonb_each_text(s.external_ids) e
+        ) x
+        JOIN (
+            SELECT p.id, e.key, e.value FROM people p
+            CROSS JOIN LATERAL jsonb_each_text(p.external_ids) e
+            WHERE p.tenant_id = $1 AND p.external_ids <> '{}'
+        ) o ON o.key = x.key AND o.value = x.value AND o.id <> x.id
       UNION ALL
         SELECT s.id, o.id, k.kind
         FROM scope s

@@ -199,6 +199,31 @@ pub async fn survivor_of(
     .await
 }
 
+/// Empties the snapshots of the people merged, directly or through later
+/// merges, into `person`, who is being erased: the audit keeps who merged
+/// whom and when, not the merged records.
+pub async fn forget_snapshots(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    person: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH RECURSIVE merged (id) AS (
+            SELECT $2::uuid
+            UNION
+            SELECT m.merged_id FROM merges m JOIN merged ON m.survivor_id = merged.id
+            WHERE m.tenant_id = $1
+         )
+         UPDATE merges SET snapshot = jsonb_build_object('erased', true)
+         WHERE tenant_id = $1 AND survivor_id IN (SELECT id FROM merged)",
+    )
+    .bind(tenant)
+    .bind(person)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Gives the merged person's secondary addresses and numbers to the
 /// survivor, before the merged row (and, by cascade, what is left) goes.
 async fn move_addresses(
