@@ -18,8 +18,9 @@ use tokio::io::AsyncReadExt;
 
 use crate::campaign;
 
-/// The shared export the generated rows take their values from.
-const SAMPLE: &str = "contacts/adherents-export-excel-fr.csv";
+/// The shared export the generated rows take their values from, as committed
+/// in the repository (a worktree has no `../shared` beside it).
+const SAMPLE: &str = "data/contacts/adherents-export-excel-fr.csv";
 
 /// What one import run measured.
 struct Import {
@@ -95,9 +96,7 @@ struct Pools {
 
 impl Pools {
     fn read() -> anyhow::Result<Self> {
-        let path = muster_testkit::repo_root()
-            .join("../shared/data")
-            .join(SAMPLE);
+        let path = muster_testkit::repo_root().join(SAMPLE);
         let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let (text, _, _) = encoding_rs::WINDOWS_1252.decode(&raw);
         let mut reader = csv::ReaderBuilder::new()
