@@ -27,16 +27,22 @@ pub fn person_changed(tenant_id: TenantId, routing_key: &'static str) -> Outgoin
     }
 }
 
-/// Bodies of person events for `ids`.
+/// The body of one person event for `ids` (none when `ids` is empty): one
+/// person in `person_id`, several (an import's batch) in `person_ids`, so that
+/// a million-row file is not a million messages.
 pub fn person_bodies(ids: &[Uuid]) -> Vec<Vec<u8>> {
-    ids.iter()
-        .map(|id| {
-            PersonChanged {
-                person_id: id.to_string(),
-            }
-            .encode_to_vec()
-        })
-        .collect()
+    let body = match ids {
+        [] => return Vec::new(),
+        [id] => PersonChanged {
+            person_id: id.to_string(),
+            person_ids: Vec::new(),
+        },
+        _ => PersonChanged {
+            person_id: String::new(),
+            person_ids: ids.iter().map(Uuid::to_string).collect(),
+        },
+    };
+    vec![body.encode_to_vec()]
 }
 
 /// A person erased here; every service erases its copy and confirms.
@@ -108,4 +114,33 @@ pub async fn set_email_consent(
         })
         .collect();
     Ok(consent::store::record(tx, tenant, &statements).await?.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_people_is_announced_in_one_message_naming_them_all() {
+        let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+
+        let bodies = person_bodies(&ids);
+
+        assert_eq!(bodies.len(), 1);
+        let event = PersonChanged::decode(bodies[0].as_slice()).unwrap();
+        let named: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        assert_eq!(event.person_ids, named);
+        assert!(event.person_id.is_empty());
+        assert!(person_bodies(&[]).is_empty());
+    }
+
+    #[test]
+    fn one_person_is_named_in_person_id() {
+        let id = Uuid::now_v7();
+        let bodies = person_bodies(&[id]);
+        assert_eq!(bodies.len(), 1);
+        let event = PersonChanged::decode(bodies[0].as_slice()).unwrap();
+        assert_eq!(event.person_id, id.to_string());
+        assert!(event.person_ids.is_empty());
+    }
 }
