@@ -53,9 +53,15 @@ impl PersonDataService for PrivacyApi {
         let id = parse_id(&request.get_ref().person_id, "person_id")?;
         let person = people::get(&self.pool, tenant, id).await?;
         let consent_events = consent_events(&self.pool, tenant, id).await?;
+        let activity = crate::projections::export(&self.pool, tenant, id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::ContactsExport {
             person: Some(person),
             consent_events,
+            donations: activity.donations,
+            attendance: activity.attendance,
+            last_contacted_time: activity.last_contacted.map(to_proto),
         }))
     }
 

@@ -6,11 +6,13 @@
 //! not brought back by a late donation.
 
 use chrono::{DateTime, Utc};
+use muster_proto::contacts::v1 as pb;
 use muster_proto::events::v1::{
     AttendanceChanged, AttendanceState, DeliveriesSent, DonationSucceeded,
 };
 use muster_runtime::TenantId;
 use muster_runtime::consumer::{self, HandleError, Handler, Incoming};
+use muster_runtime::time::to_proto;
 use prost::Message;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -43,6 +45,7 @@ impl Handler for Contacted {
         else {
             return Ok(());
         };
+        current_ids(&mut tx, message.tenant_id, &mut people).await?;
         let updated = sqlx::query(
             "UPDATE people p SET last_contacted_at = s.at
              FROM (SELECT id, max(at) AS at FROM unnest($2::uuid[], $3::timestamptz[])
@@ -94,6 +97,7 @@ impl Handler for Donations {
         else {
             return Ok(());
         };
+        let person = current_id(&mut tx, message.tenant_id, person).await?;
         let new = sqlx::query(
             "INSERT INTO donations
                 (tenant_id, donation_id, person_id, amount_cents, currency, donated_at)
@@ -161,6 +165,7 @@ impl Handler for Attendance {
         else {
             return Ok(());
         };
+        let person = current_id(&mut tx, message.tenant_id, person).await?;
         sqlx::query(
             "INSERT INTO attendance AS a (tenant_id, event_id, person_id, state, changed_at)
              SELECT $1, $2, $3, $4, $5
@@ -180,6 +185,127 @@ impl Handler for Attendance {
         tracing::debug!(tenant_id = %message.tenant_id, state, "attendance projected");
         Ok(())
     }
+}
+
+/// The person `id` is now: itself, or the survivor of the merges it went
+/// through, so that what another service announces about a merged id (sent
+/// before it learnt of the merge) still counts.
+async fn current_id(tx: &mut PgConnection, tenant: TenantId, id: Uuid) -> sqlx::Result<Uuid> {
+    let mut ids = [id];
+    current_ids(tx, tenant, &mut ids).await?;
+    Ok(ids[0])
+}
+
+/// [`current_id`] for each of `ids`, in place.
+async fn current_ids(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    ids: &mut [Uuid],
+) -> sqlx::Result<()> {
+    let known: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM people WHERE tenant_id = $1 AND id = ANY($2)")
+            .bind(tenant)
+            .bind(&*ids)
+            .fetch_all(&mut *tx)
+            .await?;
+    for id in ids.iter_mut().filter(|id| !known.contains(id)) {
+        if let Some(survivor) = crate::merge::survivor_of(tx, tenant, *id).await? {
+            *id = survivor;
+        }
+    }
+    Ok(())
+}
+
+/// Gives what the projections hold about `merged` to `survivor`, within a
+/// merge: donations and their totals add up, the later attendance state of
+/// an event both were announced for is kept.
+pub async fn merge(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    survivor: Uuid,
+    merged: Uuid,
+) -> sqlx::Result<()> {
+    for sql in [
+        "UPDATE donations SET person_id = $2 WHERE tenant_id = $1 AND person_id = $3",
+        "INSERT INTO person_donations AS d (tenant_id, person_id, currency, total_cents, last_at)
+         SELECT tenant_id, $2, currency, total_cents, last_at FROM person_donations
+         WHERE tenant_id = $1 AND person_id = $3
+         ON CONFLICT (tenant_id, person_id, currency) DO UPDATE SET
+            total_cents = d.total_cents + EXCLUDED.total_cents,
+            last_at = greatest(d.last_at, EXCLUDED.last_at)",
+        "DELETE FROM person_donations WHERE tenant_id = $1 AND person_id = $3",
+        "INSERT INTO attendance AS a (tenant_id, event_id, person_id, state, changed_at)
+         SELECT tenant_id, event_id, $2, state, changed_at FROM attendance
+         WHERE tenant_id = $1 AND person_id = $3
+         ON CONFLICT (tenant_id, event_id, person_id) DO UPDATE SET
+            state = EXCLUDED.state, changed_at = EXCLUDED.changed_at
+         WHERE a.changed_at < EXCLUDED.changed_at",
+        "DELETE FROM attendance WHERE tenant_id = $1 AND person_id = $3",
+    ] {
+        sqlx::query(sql)
+            .bind(tenant)
+            .bind(survivor)
+            .bind(merged)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the projections hold about one person, for the access export.
+pub struct Activity {
+    pub donations: Vec<pb::DonationRecord>,
+    pub attendance: Vec<pb::AttendanceRecord>,
+    pub last_contacted: Option<DateTime<Utc>>,
+}
+
+/// What the projections hold about `person`.
+pub async fn export(pool: &PgPool, tenant: TenantId, person: Uuid) -> sqlx::Result<Activity> {
+    let donations: Vec<(String, i64, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT donation_id, amount_cents, currency, donated_at FROM donations
+         WHERE tenant_id = $1 AND person_id = $2 ORDER BY donated_at, donation_id",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_all(pool)
+    .await?;
+    let attendance: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT event_id, state, changed_at FROM attendance
+         WHERE tenant_id = $1 AND person_id = $2 ORDER BY event_id",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_all(pool)
+    .await?;
+    let last_contacted: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT last_contacted_at FROM people WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(person)
+            .fetch_optional(pool)
+            .await?
+            .flatten();
+    Ok(Activity {
+        donations: donations
+            .into_iter()
+            .map(
+                |(donation_id, amount_cents, currency, at)| pb::DonationRecord {
+                    donation_id,
+                    amount_cents,
+                    currency,
+                    time: Some(to_proto(at)),
+                },
+            )
+            .collect(),
+        attendance: attendance
+            .into_iter()
+            .map(|(event_id, state, at)| pb::AttendanceRecord {
+                event_id,
+                state,
+                time: Some(to_proto(at)),
+            })
+            .collect(),
+        last_contacted,
+    })
 }
 
 /// Deletes what the projections hold about `person`, within an erasure.

@@ -108,15 +108,21 @@ async fn insert(service: &Service, new: New<'_>) -> anyhow::Result<Uuid> {
     .execute(&service.pool)
     .await?;
     if let Some(state) = new.consent {
-        sqlx::query(
+        // The ledger and the current state it derives, as consent::store writes them.
+        for sql in [
             "INSERT INTO consent_events (tenant_id, person_id, channel, state, occurred_at, source)
              VALUES ($1, $2, 'email', $3, now(), 'test')",
-        )
-        .bind(service.tenant)
-        .bind(id)
-        .bind(state)
-        .execute(&service.pool)
-        .await?;
+            "INSERT INTO consents (tenant_id, person_id, channel, purpose, state, legal_basis,
+                                   source, notice, occurred_at)
+             VALUES ($1, $2, 'email', '', $3, 'consent', 'test', '', now())",
+        ] {
+            sqlx::query(sql)
+                .bind(service.tenant)
+                .bind(id)
+                .bind(state)
+                .execute(&service.pool)
+                .await?;
+        }
     }
     Ok(id)
 }
@@ -289,6 +295,82 @@ async fn a_withdrawal_on_either_side_survives_the_merge() -> anyhow::Result<()> 
             .len(),
         1
     );
+    Ok(())
+}
+
+/// Sets the current consent of `person` on `channel` and `purpose`, as the
+/// ledger would have derived it.
+async fn hold(
+    service: &Service,
+    person: Uuid,
+    channel: &str,
+    purpose: &str,
+    state: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO consents (tenant_id, person_id, channel, purpose, state, legal_basis,
+                               source, notice, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, 'consent', 'form', 'v2', now())",
+    )
+    .bind(service.tenant)
+    .bind(person)
+    .bind(channel)
+    .bind(purpose)
+    .bind(state)
+    .execute(&service.pool)
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_merge_unites_consent_per_channel_and_purpose() -> anyhow::Result<()> {
+    let mut service = start("merge_purposes").await?;
+    let new = |email| New {
+        email: Some(email),
+        ..New::default()
+    };
+    let survivor = insert(&service, new("kept@example.org")).await?;
+    let merged = insert(&service, new("gone@example.org")).await?;
+    hold(&service, survivor, "sms", "", "granted").await?;
+    hold(&service, survivor, "email", "newsletter", "pending").await?;
+    hold(&service, survivor, "phone", "", "withdrawn").await?;
+    hold(&service, merged, "sms", "", "withdrawn").await?;
+    hold(&service, merged, "email", "newsletter", "granted").await?;
+    hold(&service, merged, "post", "events", "granted").await?;
+    hold(&service, merged, "phone", "", "granted").await?;
+    hold(&service, merged, "email", "", "pending").await?;
+
+    let done = merge(&mut service.client, survivor, merged).await?;
+    let held: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT channel, purpose, state, source FROM consents WHERE person_id = $1
+         ORDER BY channel, purpose",
+    )
+    .bind(survivor)
+    .fetch_all(&service.pool)
+    .await?;
+    let by_merge = format!("merge:{}", done.id);
+    let expected = [
+        // A grant settles the survivor's pending request.
+        ("email", "newsletter", "granted", by_merge.as_str()),
+        // The survivor's withdrawal stays.
+        ("phone", "", "withdrawn", "form"),
+        ("post", "events", "granted", by_merge.as_str()),
+        // The merged person's withdrawal wins.
+        ("sms", "", "withdrawn", by_merge.as_str()),
+    ];
+    let held: Vec<(&str, &str, &str, &str)> = held
+        .iter()
+        .map(|(c, p, s, o)| (c.as_str(), p.as_str(), s.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        held, expected,
+        "a pending request of the merged is not carried over"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM consents WHERE person_id = $1")
+        .bind(merged)
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(left, 0);
     Ok(())
 }
 

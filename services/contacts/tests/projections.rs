@@ -273,6 +273,67 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     .await?;
     assert_eq!(strangers, 0);
 
+    // A merge gives the merged person's projections to the survivor: p2
+    // into p1 adds p2's EUR 10 to p1's USD 100, keeps p2's later send, and
+    // p2's cancellation of e1 (dated after p1 attended) wins. A donation
+    // announced for p2 afterwards counts for p1.
+    client
+        .merge_people(pb::MergePeopleRequest {
+            survivor_id: p(1).to_string(),
+            merged_id: p(2).to_string(),
+            reason: "same person".into(),
+        })
+        .await?;
+    publish(
+        &bus,
+        tenant,
+        "donations.donation.succeeded",
+        Uuid::now_v7(),
+        donation("d6", p(2), 500, "EUR", "2024-08-01"),
+    )
+    .await?;
+    for _ in 0..300 {
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(&pool)
+            .await?;
+        if applied == expected + 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut totals: Vec<(String, i64)> =
+        sqlx::query_as("SELECT currency, total_cents FROM person_donations WHERE person_id = $1")
+            .bind(p(1))
+            .fetch_all(&pool)
+            .await?;
+    totals.sort();
+    assert_eq!(
+        totals,
+        [("EUR".to_owned(), 1_500), ("USD".to_owned(), 10_000)]
+    );
+    let e1: String =
+        sqlx::query_scalar("SELECT state FROM attendance WHERE person_id = $1 AND event_id = 'e1'")
+            .bind(p(1))
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(e1, "cancelled");
+    let contacted: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT last_contacted_at FROM people WHERE id = $1")
+            .bind(p(1))
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(contacted, Some(day("2024-04-01")));
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
+              + (SELECT count(*) FROM person_donations WHERE person_id = $1)
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+    )
+    .bind(p(2))
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(left, 0, "rows left under the merged id");
+    assert_eq!(count(&mut client, "donations.total>=15").await?, 2);
+
     // Erasing a person erases what the projections hold about them.
     let mut people_data = PersonDataServiceClient::with_interceptor(
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
@@ -280,6 +341,30 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
             .await?,
         Bearer::new(&token),
     );
+    // The access export shows what the projections hold, merged ones included.
+    let export = people_data
+        .export_person(pb::ExportPersonRequest {
+            person_id: p(1).to_string(),
+        })
+        .await?
+        .into_inner();
+    let donations: Vec<&str> = export
+        .donations
+        .iter()
+        .map(|d| d.donation_id.as_str())
+        .collect();
+    assert_eq!(donations, ["d3", "d4", "d6"]);
+    let attended: Vec<(&str, &str)> = export
+        .attendance
+        .iter()
+        .map(|a| (a.event_id.as_str(), a.state.as_str()))
+        .collect();
+    assert_eq!(attended, [("e1", "cancelled")]);
+    assert_eq!(
+        export.last_contacted_time,
+        Some(muster_runtime::time::to_proto(day("2024-04-01")))
+    );
+
     people_data
         .erase_person(pb::ErasePersonRequest {
             person_id: p(0).to_string(),
@@ -296,7 +381,8 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     .fetch_one(&pool)
     .await?;
     assert_eq!(left, 0);
-    assert_eq!(count(&mut client, "attended.count>=1").await?, 2);
+    // p3 only: p0 is erased and p1's e1 was cancelled by the merge.
+    assert_eq!(count(&mut client, "attended.count>=1").await?, 1);
 
     for (query, message) in [
         (

@@ -103,6 +103,7 @@ pub async fn merge_in(
 
     move_addresses(&mut *tx, tenant, survivor, merged).await?;
     merge_consent(&mut *tx, tenant, survivor, merged, id).await?;
+    crate::projections::merge(&mut *tx, tenant, survivor, merged).await?;
     sqlx::query("DELETE FROM people WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
         .bind(merged)
@@ -286,6 +287,8 @@ async fn merge_fields(
             birth_date = COALESCE(s.birth_date, m.birth_date),
             tags = s.tags || ARRAY(SELECT t FROM unnest(m.tags) AS t WHERE t <> ALL(s.tags)),
             external_ids = m.external_ids || s.external_ids,
+            custom_fields = m.custom_fields || s.custom_fields,
+            last_contacted_at = GREATEST(s.last_contacted_at, m.last_contacted_at),
             created_at = LEAST(s.created_at, m.created_at),
             updated_at = now()
          FROM jsonb_populate_record(NULL::people, $3) m
@@ -409,7 +412,9 @@ async fn merge_consent(
         ) else {
             continue;
         };
-        let kept = ours.get(&(held.channel.clone(), held.purpose.clone())).copied();
+        let kept = ours
+            .get(&(held.channel.clone(), held.purpose.clone()))
+            .copied();
         let kind = match (state, kept) {
             (State::Withdrawn, _) => Kind::Withdraw,
             (State::Granted, None) => Kind::Grant,

@@ -220,6 +220,24 @@ impl From<contacts::Erasure> for Erasure {
 struct ContactsSection {
     person: Option<Person>,
     consent_events: Vec<ConsentEvent>,
+    donations: Vec<Donation>,
+    attendance: Vec<Attendance>,
+    last_contacted_time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Donation {
+    donation_id: String,
+    amount_cents: i64,
+    currency: String,
+    time: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+struct Attendance {
+    event_id: String,
+    state: String,
+    time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -255,6 +273,26 @@ impl From<contacts::ContactsExport> for ContactsSection {
                     record_time: instant(e.record_time),
                 })
                 .collect(),
+            donations: export
+                .donations
+                .into_iter()
+                .map(|d| Donation {
+                    donation_id: d.donation_id,
+                    amount_cents: d.amount_cents,
+                    currency: d.currency,
+                    time: instant(d.time),
+                })
+                .collect(),
+            attendance: export
+                .attendance
+                .into_iter()
+                .map(|a| Attendance {
+                    event_id: a.event_id,
+                    state: a.state,
+                    time: instant(a.time),
+                })
+                .collect(),
+            last_contacted_time: instant(export.last_contacted_time),
         }
     }
 }
@@ -417,6 +455,7 @@ fn rows(gathered: &Gathered) -> Vec<Row> {
         let address = person.address.clone().unwrap_or_default();
         let consent = person.email_consent.clone().unwrap_or_default();
         let external_ids: BTreeMap<_, _> = person.external_ids.iter().collect();
+        let custom_fields: BTreeMap<_, _> = person.custom_fields.iter().collect();
         rows.push(Row {
             section: "person",
             id: person.id.clone(),
@@ -442,7 +481,38 @@ fn rows(gathered: &Gathered) -> Vec<Row> {
                     format!("{external_ids:?}").replace("{}", ""),
                 ),
                 ("consent_source", consent.source),
+                ("other_emails", person.other_emails.join(", ")),
+                ("other_phones", person.other_phones.join(", ")),
+                (
+                    "custom_fields",
+                    format!("{custom_fields:?}").replace("{}", ""),
+                ),
+                (
+                    "last_contacted",
+                    rfc3339(instant(gathered.contacts.last_contacted_time)),
+                ),
             ],
+        });
+    }
+    for donation in &gathered.contacts.donations {
+        rows.push(Row {
+            section: "donation",
+            id: donation.donation_id.clone(),
+            time: instant(donation.time),
+            details: vec![
+                ("amount_cents", donation.amount_cents.to_string()),
+                ("currency", donation.currency.clone()),
+            ],
+            ..Row::default()
+        });
+    }
+    for attendance in &gathered.contacts.attendance {
+        rows.push(Row {
+            section: "attendance",
+            id: attendance.event_id.clone(),
+            time: instant(attendance.time),
+            state: attendance.state.clone(),
+            ..Row::default()
         });
     }
     for event in &gathered.contacts.consent_events {
@@ -530,6 +600,7 @@ mod tests {
                     evidence: [("origin".to_owned(), evidence.to_owned())].into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
             messaging: messaging::MessagingExport {
                 deliveries: vec![messaging::ExportedDelivery {
