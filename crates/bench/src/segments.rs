@@ -18,7 +18,7 @@ const SECRET: &str = "muster-bench-secret";
 
 /// Filters measured: the text form sent to CountSegment, and the query a
 /// person would write by hand for it (`$1` is the tenant).
-const FILTERS: [(&str, &str); 5] = [
+const FILTERS: [(&str, &str); 9] = [
     (
         "tag:adhérent AND has:email",
         "SELECT count(*) FROM people WHERE tenant_id = $1 \
@@ -45,6 +45,33 @@ const FILTERS: [(&str, &str); 5] = [
         "region:84 AND (tag:bénévole OR tag:jeunes) AND consent:email=granted",
         "SELECT count(*) FROM people WHERE tenant_id = $1 AND region = '84' \
          AND tags && '{bénévole,jeunes}' AND email_consent = 'granted'",
+    ),
+    (
+        "field:section=Nord AND tag:adhérent",
+        "SELECT count(*) FROM people WHERE tenant_id = $1 \
+         AND custom_fields @> '{\"section\": \"Nord\"}' AND tags @> '{adhérent}'",
+    ),
+    (
+        "field:annee>=2020 AND has:email",
+        "SELECT count(*) FROM people WHERE tenant_id = $1 \
+         AND (custom_fields ->> 'annee')::numeric >= 2020 AND email_key IS NOT NULL",
+    ),
+    (
+        "consent:sms=granted AND consent:email.newsletter=granted",
+        "SELECT count(*) FROM people p WHERE tenant_id = $1 \
+         AND EXISTS (SELECT 1 FROM consents c WHERE c.tenant_id = $1 AND c.person_id = p.id \
+                     AND c.channel = 'sms' AND c.purpose = '' AND c.state = 'granted') \
+         AND EXISTS (SELECT 1 FROM consents c WHERE c.tenant_id = $1 AND c.person_id = p.id \
+                     AND c.channel = 'email' AND c.purpose = 'newsletter' \
+                     AND c.state = 'granted')",
+    ),
+    (
+        "donations.total>=50 OR attended.count>=2",
+        "SELECT count(*) FROM people p WHERE tenant_id = $1 \
+         AND (id IN (SELECT person_id FROM person_donations WHERE tenant_id = $1 \
+                     AND currency = 'EUR' AND total_cents >= 5000) \
+              OR id IN (SELECT person_id FROM attendance WHERE tenant_id = $1 \
+                        AND state = 'attended' GROUP BY person_id HAVING count(*) >= 2))",
     ),
 ];
 
@@ -221,6 +248,56 @@ async fn generate(pool: &PgPool, tenant: TenantId, count: u64) -> anyhow::Result
     .execute(&mut *conn)
     .await
     .context("generating people")?;
-    sqlx::query("ANALYZE people").execute(&mut *conn).await?;
+    generate_activity(&mut conn, tenant).await?;
+    for table in [
+        "people",
+        "custom_fields",
+        "consents",
+        "person_donations",
+        "attendance",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Custom fields (a section for 60% of people, a membership year for half),
+/// consent per channel and purpose (SMS for 30%, the e-mail newsletter for
+/// 40%), donation totals (10%) and event attendance (15%, one to four events).
+async fn generate_activity(conn: &mut sqlx::PgConnection, tenant: TenantId) -> anyhow::Result<()> {
+    let statements = [
+        "INSERT INTO custom_fields (tenant_id, key, label, type, choices) VALUES
+            ($1, 'section', 'Section', 'choice', '{Nord,Sud,Est,Ouest}'),
+            ($1, 'annee', 'Année d''adhésion', 'number', '{}')",
+        "UPDATE people SET custom_fields = jsonb_strip_nulls(jsonb_build_object(
+            'section', CASE WHEN random() < 0.6
+                THEN (ARRAY['Nord', 'Sud', 'Est', 'Ouest'])[1 + floor(random() * 4)::int] END,
+            'annee', CASE WHEN random() < 0.5 THEN 2010 + floor(random() * 16)::int END))
+         WHERE tenant_id = $1",
+        "INSERT INTO consents (tenant_id, person_id, channel, purpose, state, legal_basis,
+                               source, notice, occurred_at)
+         SELECT tenant_id, id, channel, purpose, 'granted', 'consent', 'bench', '', now()
+         FROM people, (VALUES ('sms', '', 0.3), ('email', 'newsletter', 0.4))
+                      AS share(channel, purpose, part)
+         WHERE tenant_id = $1 AND random() < share.part",
+        "INSERT INTO person_donations (tenant_id, person_id, currency, total_cents, last_at)
+         SELECT tenant_id, id, 'EUR', 500 + floor(random() * 20000)::bigint,
+                timestamptz '2024-01-01' + random() * interval '700 days'
+         FROM people WHERE tenant_id = $1 AND random() < 0.1",
+        "INSERT INTO attendance (tenant_id, event_id, person_id, state, changed_at)
+         SELECT p.tenant_id, 'event-' || e, p.id,
+                CASE WHEN random() < 0.8 THEN 'attended' ELSE 'no_show' END, now()
+         FROM people p, generate_series(1, 4) AS e
+         WHERE p.tenant_id = $1 AND random() < 0.15 / e",
+    ];
+    for sql in statements {
+        sqlx::query(sql)
+            .bind(tenant)
+            .execute(&mut *conn)
+            .await
+            .context("generating custom fields, consent and activity")?;
+    }
     Ok(())
 }

@@ -193,7 +193,10 @@ fn mailchimp(header: &Header<'_>, layout: Layout) -> Result<Columns, ImportError
         unsub_time,
         unsub_campaign: header.find(&["UNSUB_CAMPAIGN_TITLE"]),
         unsub_reason: header.find(&["UNSUB_REASON"]),
-        external_id: header.find(&["LEID"]),
+        // EUID identifies the member across the account; LEID only within
+        // one audience, and two exports (subscribed, unsubscribed) reuse
+        // LEIDs for different people, who would then be merged as one.
+        external_id: header.find(&["EUID"]),
         external_system: "mailchimp",
         ..Columns::default()
     })
