@@ -970,3 +970,37 @@ async fn an_import_merges_the_duplicates_it_brings_by_the_rules() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_number_many_people_share_pairs_no_one() -> anyhow::Result<()> {
+    let mut service = start("merge_shared_number").await?;
+    let (first, last) = (
+        ["Ana", "Ben", "Cleo", "Dan"],
+        ["Abel", "Brun", "Cruz", "Diaz"],
+    );
+    // Three people on one family line are listed pairwise; four on a
+    // switchboard number are not listed at all.
+    for (n, count) in [("+33140000001", 3), ("+33140000002", 4)] {
+        for k in 0..count {
+            let email = format!("{k}.{n}@example.org");
+            insert(
+                &service,
+                New {
+                    email: Some(&email),
+                    phone: Some(n),
+                    first: Some(first[k]),
+                    last: Some(last[k]),
+                    ..New::default()
+                },
+            )
+            .await?;
+        }
+    }
+    let found = service
+        .client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?
+        .into_inner();
+    assert_eq!((found.listed, found.merged), (3, 0));
+    Ok(())
+}

@@ -80,6 +80,11 @@ impl Kind {
     }
 }
 
+/// A number held by more people than this (a switchboard, a family line, a
+/// placeholder typed into a form) says nothing of who is who: it pairs no one.
+/// Without the bound, a number shared by n people lists n(n-1)/2 pairs.
+const MAX_PEOPLE_PER_NUMBER: i64 = 3;
+
 /// Pairs of people of `tenant` that may be one, with their reasons, among
 /// the people in `scope` (all when `None`) and everyone else. Phones are
 /// stored in E.164, so they compare as they are. Names use the expression
@@ -94,14 +99,18 @@ const FIND_PAIRS: &str = "
         SELECT id, phone FROM scope WHERE phone IS NOT NULL
         UNION
         SELECT n.person_id, n.phone FROM person_phones n JOIN scope s ON s.id = n.person_id
+    ), held AS (
+        SELECT id, phone FROM people WHERE tenant_id = $1 AND phone IS NOT NULL
+        UNION ALL
+        SELECT person_id, phone FROM person_phones WHERE tenant_id = $1
+    ), personal AS (
+        SELECT phone FROM held WHERE phone IN (SELECT phone FROM numbers)
+        GROUP BY phone HAVING count(*) <= $3
     ), found AS (
         SELECT x.id AS x, o.id AS y, 'phone' AS kind
         FROM numbers x
-        JOIN (
-            SELECT id, phone FROM people WHERE tenant_id = $1 AND phone IS NOT NULL
-            UNION ALL
-            SELECT person_id, phone FROM person_phones WHERE tenant_id = $1
-        ) o ON o.phone = x.phone AND o.id <> x.id
+        JOIN personal USING (phone)
+        JOIN held o ON o.phone = x.phone AND o.id <> x.id
       UNION ALL
         SELECT x.id, o.id, 'external_id'
         FROM (
@@ -157,6 +166,7 @@ pub async fn detect(
     let pairs: Vec<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(FIND_PAIRS)
         .bind(tenant)
         .bind(scope)
+        .bind(MAX_PEOPLE_PER_NUMBER)
         .fetch_all(pool)
         .await
         .context("finding duplicates")?;
