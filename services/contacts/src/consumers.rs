@@ -9,7 +9,8 @@ use prost::Message;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::events::{self, Change};
+use crate::consent::store::Statement;
+use crate::consent::{self, Channel, Kind, LegalBasis};
 use crate::privacy;
 
 /// The queue, and the inbox name, of the events below.
@@ -41,17 +42,20 @@ impl Handler for Unsubscribes {
         else {
             return Ok(());
         };
-        events::set_email_consent(
-            &mut tx,
-            message.tenant_id,
-            &[withdrawal.person],
-            &[withdrawal.time],
-            &[withdrawal.evidence.to_string()],
-            Change::Withdraw,
-            withdrawal.source,
-        )
-        .await
-        .map_err(HandleError::Transient)?;
+        let statement = Statement {
+            person: withdrawal.person,
+            channel: Channel::Email,
+            purpose: "",
+            kind: Kind::Withdraw,
+            legal_basis: LegalBasis::Consent,
+            source: withdrawal.source.to_owned(),
+            notice: String::new(),
+            occurred_at: withdrawal.time,
+            evidence: withdrawal.evidence,
+        };
+        consent::store::record(&mut tx, message.tenant_id, &[statement])
+            .await
+            .map_err(HandleError::Transient)?;
         tx.commit().await?;
         tracing::info!(
             tenant_id = %message.tenant_id,

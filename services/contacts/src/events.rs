@@ -1,16 +1,11 @@
 //! What contacts announces on the bus, always through the outbox, and the
 //! consent changes that produce most of it.
 
-use chrono::{DateTime, Utc};
 use muster_proto::events::v1::PersonChanged;
 use muster_runtime::TenantId;
 use muster_runtime::outbox::{Destination, Outgoing};
 use prost::Message;
-use sqlx::PgConnection;
 use uuid::Uuid;
-
-use crate::consent::store::Statement;
-use crate::consent::{self, Channel, Kind, LegalBasis};
 
 /// People this import or call created.
 pub const PERSON_CREATED: &str = "contacts.person.created";
@@ -69,51 +64,6 @@ pub fn person_merged(tenant_id: TenantId) -> Outgoing<'static> {
         routing_key: PERSON_MERGED,
         message_type: "muster.events.v1.PersonMerged",
     }
-}
-
-/// A change to e-mail consent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// Applies only where no consent state exists yet: never re-subscribes.
-    Grant,
-    /// Always applies.
-    Withdraw,
-}
-
-/// Records statements about the general e-mail consent of `people` (with
-/// the time and evidence of each) on the basis of consent, through the
-/// ledger ([`consent::store::record`]), which logs and announces each
-/// change. Returns how many people changed state.
-pub async fn set_email_consent(
-    tx: &mut PgConnection,
-    tenant: TenantId,
-    people: &[Uuid],
-    times: &[DateTime<Utc>],
-    evidence: &[String],
-    change: Change,
-    source: &str,
-) -> anyhow::Result<u64> {
-    let kind = match change {
-        Change::Grant => Kind::ImportGrant,
-        Change::Withdraw => Kind::Withdraw,
-    };
-    let statements: Vec<Statement> = people
-        .iter()
-        .zip(times)
-        .zip(evidence)
-        .map(|((&person, &occurred_at), evidence)| Statement {
-            person,
-            channel: Channel::Email,
-            purpose: "",
-            kind,
-            legal_basis: LegalBasis::Consent,
-            source: source.to_owned(),
-            notice: String::new(),
-            occurred_at,
-            evidence: serde_json::from_str(evidence).unwrap_or_else(|_| serde_json::json!({})),
-        })
-        .collect();
-    Ok(consent::store::record(tx, tenant, &statements).await?.len() as u64)
 }
 
 #[cfg(test)]
