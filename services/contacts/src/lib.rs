@@ -206,11 +206,12 @@ impl Application {
             };
             let people = privacy::PrivacyApi {
                 pool: self.pool.clone(),
-                hasher,
+                hasher: hasher.clone(),
             };
             let ledger = consent::api::ConsentApi {
                 pool: self.pool.clone(),
                 tokens: ConfirmationTokens::new(&self.settings.auth.token_secret),
+                hasher,
             };
             let signer = Signer::new(&self.settings.auth.token_secret);
             let router = router

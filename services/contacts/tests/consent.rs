@@ -606,3 +606,48 @@ async fn segments_read_consent_per_channel_and_purpose_under_the_policy_of_now()
     assert_eq!(count(&mut clients, "consent:email=granted").await?, 2);
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_form_never_brings_back_an_erased_address() -> anyhow::Result<()> {
+    let service = Service::start("consent_erased_form").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let person = service.person(tenant, "Effacee@Example.org").await?;
+    clients
+        .people
+        .erase_person(pb::ErasePersonRequest {
+            person_id: person.to_string(),
+            requested_by: "dpo".into(),
+            reason: "asked".into(),
+        })
+        .await?;
+
+    let subscribe = |email: &str| pb::SubscribeRequest {
+        email: email.into(),
+        notice: "form v1".into(),
+        ..Default::default()
+    };
+    let reply = clients
+        .ledger
+        .subscribe(subscribe("effacee@example.org"))
+        .await?
+        .into_inner();
+    assert!(reply.person_id.is_empty(), "{reply:?}");
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM people)
+              + (SELECT count(*) FROM outbox
+                 WHERE routing_key = 'contacts.consent.confirmation_requested')",
+    )
+    .fetch_one(&service.pool)
+    .await?;
+    assert_eq!(counted, 0, "no one created, no confirmation asked");
+
+    // Any other address subscribes as usual.
+    let reply = clients
+        .ledger
+        .subscribe(subscribe("autre@example.org"))
+        .await?
+        .into_inner();
+    assert_eq!(reply.state, pb::ConsentState::Pending as i32);
+    service.stop().await
+}

@@ -11,6 +11,7 @@ use lettre::message::{Mailbox, SinglePart};
 use muster_proto::events::v1::ConsentConfirmationRequested;
 use muster_runtime::confirmation::{Confirmation, ConfirmationTokens};
 use muster_runtime::consumer::{self, HandleError, Handler, Incoming};
+use muster_runtime::privacy::AddressHasher;
 use prost::Message;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -38,6 +39,8 @@ pub struct Confirmations {
     pub public_url: String,
     pub from: Mailbox,
     pub link_ttl: Duration,
+    /// Finds the suppressions of erased addresses, kept as keyed hashes.
+    pub hasher: AddressHasher,
 }
 
 impl Confirmations {
@@ -82,12 +85,14 @@ impl Handler for Confirmations {
         };
         // A bounce or an erasure keeps the address closed; a withdrawal does
         // not, since the person is asking to be written to again.
+        // An erased address is kept as its keyed hash only.
+        let key = event.email.trim().to_lowercase();
         let blocked: Option<String> = sqlx::query_scalar(
-            "SELECT reason FROM suppressions WHERE tenant_id = $1 AND email_key = $2
-               AND reason NOT IN ('consent-withdrawn', 'unsubscribed')",
+            "SELECT reason FROM suppressions WHERE tenant_id = $1 AND email_key = ANY($2)
+               AND reason NOT IN ('consent-withdrawn', 'unsubscribed') LIMIT 1",
         )
         .bind(message.tenant_id)
-        .bind(event.email.trim().to_lowercase())
+        .bind([self.hasher.hash(&key), key])
         .fetch_optional(&self.pool)
         .await?;
         if let Some(reason) = blocked {

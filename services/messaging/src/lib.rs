@@ -374,6 +374,7 @@ impl Application {
                     .parse()
                     .context("confirmations.from is not a mailbox (Name <address>)")?,
                 link_ttl: Duration::from_secs(settings.confirmations.link_ttl_hours * 3_600),
+                hasher: hasher.clone(),
             };
             let options = ConsumerOptions {
                 queue: confirmations::QUEUE,

@@ -4,6 +4,7 @@ use chrono::{Duration, Utc};
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::consent_service_server::ConsentService;
 use muster_runtime::confirmation::ConfirmationTokens;
+use muster_runtime::privacy::AddressHasher;
 use muster_runtime::{ApiError, auth};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -26,6 +27,8 @@ pub struct ConsentApi {
     pub pool: PgPool,
     /// Reads the tokens of the links that confirm a pending consent.
     pub tokens: ConfirmationTokens,
+    /// Finds addresses that were erased.
+    pub hasher: AddressHasher,
 }
 
 fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
@@ -268,7 +271,9 @@ impl ConsentService for ConsentApi {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::SubscribeResponse>, Status> {
         let tenant = auth::tenant(&request)?;
-        let reply = super::opt_in::subscribe(&self.pool, tenant, request.into_inner()).await?;
+        let reply =
+            super::opt_in::subscribe(&self.pool, &self.hasher, tenant, request.into_inner())
+                .await?;
         Ok(Response::new(reply))
     }
 

@@ -5,6 +5,7 @@
 use chrono::Utc;
 use muster_proto::contacts::v1 as pb;
 use muster_runtime::confirmation::{ConfirmationTokens, Unusable};
+use muster_runtime::privacy::AddressHasher;
 use muster_runtime::{ApiError, TenantId};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -48,6 +49,7 @@ fn evidence(raw: std::collections::HashMap<String, String>) -> Result<serde_json
 /// the request for the confirmation e-mail.
 pub async fn subscribe(
     pool: &PgPool,
+    hasher: &AddressHasher,
     tenant: TenantId,
     request: pb::SubscribeRequest,
 ) -> Result<pb::SubscribeResponse, ApiError> {
@@ -66,6 +68,17 @@ pub async fn subscribe(
     let evidence = evidence(request.evidence)?;
 
     let mut tx = pool.begin().await?;
+    // An erased address is neither created again nor written to, as an
+    // import would not; the form answers as for any address, so it does not
+    // tell who was erased.
+    let hash = hasher.hash(email.key());
+    let erased = crate::privacy::erased_among(&mut tx, tenant, std::slice::from_ref(&hash))
+        .await
+        .map_err(ApiError::from)?;
+    if !erased.is_empty() {
+        tracing::info!(tenant_id = %tenant, "form subscription of an erased address ignored");
+        return Ok(pb::SubscribeResponse::default());
+    }
     let created: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO people (id, tenant_id, email, email_key, first_name, last_name)
          VALUES ($1, $2, $3, $4, $5, $6)

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
-use crate::domain::custom_field::Definitions;
 use crate::consent::{self, Channel, Kind, LegalBasis, State};
+use crate::domain::custom_field::Definitions;
 use crate::domain::territory::{self, Place, departement_of};
 use crate::events;
 use crate::merge;

@@ -360,18 +360,18 @@ struct HeldConsent {
 }
 
 /// Unites the consent ledgers of a merge: the merged person's statements
-/// now belong to the survivor, and for each channel and purpose the
-/// survivor's state becomes the stronger of the two — a withdrawal on either
-/// side wins, then a grant (which also settles a pending request of the
-/// survivor), the survivor's own on a tie. Each change goes through the
-/// ledger ([`consent::store::record`]) with the merge as source and the
-/// statement's own source in the evidence, so it is logged, mirrored and
-/// announced like any other (messaging suppresses a withdrawn address).
+/// now belong to the survivor, and each of their withdrawals (per channel and
+/// purpose) is recorded on the survivor through the ledger
+/// ([`consent::store::record`]), with the merge as source and the
+/// statement's own source in the evidence, so that it is logged, mirrored and
+/// announced like any other (messaging suppresses the address).
 ///
-/// A request of the merged person still waiting for confirmation is not
-/// carried over: the survivor is not e-mailed because of a merge, and the
-/// request's link named the merged record. Runs before the merged row is
-/// deleted, which deletes its current states.
+/// Grants are not carried over: the merged person gave them for their own
+/// address or number, which the survivor keeps only as a secondary one, and
+/// two records merged by mistake must not let one person's consent reach the
+/// other. The survivor's own states stand; its pending requests wait for their
+/// own confirmation. Runs before the merged row is deleted, which deletes its
+/// current states.
 async fn merge_consent(
     tx: &mut PgConnection,
     tenant: TenantId,
@@ -415,17 +415,14 @@ async fn merge_consent(
         let kept = ours
             .get(&(held.channel.clone(), held.purpose.clone()))
             .copied();
-        let kind = match (state, kept) {
-            (State::Withdrawn, _) => Kind::Withdraw,
-            (State::Granted, None) => Kind::Grant,
-            (State::Granted, Some(State::Pending)) => Kind::Confirm,
-            _ => continue,
-        };
+        if state != State::Withdrawn || kept == Some(State::Withdrawn) {
+            continue;
+        }
         statements.push(Statement {
             person: survivor,
             channel,
             purpose,
-            kind,
+            kind: Kind::Withdraw,
             legal_basis,
             source: format!("merge:{merge_id}"),
             notice: held.notice,

@@ -9,8 +9,8 @@ use muster_runtime::{ApiError, TenantId};
 use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
-use crate::merge;
 use crate::domain::custom_field::canonical_text;
+use crate::merge;
 use crate::segment::Filter;
 
 const COLUMNS: &str = "id, first_name, last_name, email, phone, address_line1, postal_code, city, \
