@@ -128,6 +128,17 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
         tx.commit().await?;
     }
     reader.await.context("the file reader panicked")??;
+    // Fresh statistics before anything plans a query over what was written:
+    // without them, an organization's first import leaves the planner
+    // thinking its tables empty, and a segment that reads consents under a
+    // policy became a nested loop over every pair of people (minutes, not
+    // milliseconds). Autovacuum would analyze later, not at once.
+    for table in ["people", "consents"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+            .execute(pool)
+            .await
+            .with_context(|| format!("analyzing {table}"))?;
+    }
     merge::duplicates::after_import(pool, task.tenant_id, task.id).await;
     Ok(())
 }

@@ -356,7 +356,7 @@ fn the_mailchimp_subscribed_export_gives_the_expected_figures() {
     );
     assert_eq!(
         first.external_id,
-        Some(("mailchimp".into(), "100000".into()))
+        Some(("mailchimp".into(), "8444e8f608".into()))
     );
     assert_eq!(first.tags, ["sympathisant"]);
     let granted = ConsentStatement::Granted {

@@ -86,7 +86,7 @@ impl Kind {
 const MAX_PEOPLE_PER_NUMBER: i64 = 3;
 
 /// Pairs of people of `tenant` that may be one, with their reasons, among
-/// the people in `scope` (all when `None`) and everyone else. Phones are
+/// the people an import touched (`$2`, all when NULL) and everyone else. Phones are
 /// stored in E.164, so they compare as they are. Names use the expression
 /// index `people_name_key`, phones `people_phone` and `person_phones_phone`.
 // TODO(#4): external ids are matched by expanding every person's ids in a
@@ -94,7 +94,9 @@ const MAX_PEOPLE_PER_NUMBER: i64 = 3;
 // 200,000 takes; a table of (tenant, system, id) would make it a lookup.
 const FIND_PAIRS: &str = "
     WITH scope AS (
-        SELECT * FROM people WHERE tenant_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2))
+        SELECT * FROM people WHERE tenant_id = $1
+            AND ($2::uuid IS NULL
+                 OR updated_at >= (SELECT created_at FROM imports WHERE id = $2))
     ), numbers AS (
         SELECT id, phone FROM scope WHERE phone IS NOT NULL
         UNION
@@ -153,7 +155,9 @@ pub struct Detected {
     pub merged: u64,
 }
 
-/// Finds the duplicates of `scope` (everyone when `None`), records the
+/// Finds the duplicates of the people written since `import` began (everyone
+/// when `None`; the scope stays in the database, so a million-row import
+/// costs no memory here), records the
 /// pairs, then merges those the rules say to, the older record surviving.
 /// Each merge is its own transaction; a pair whose people were merged
 /// meanwhile is followed to the survivors.
@@ -161,11 +165,11 @@ pub struct Detected {
 pub async fn detect(
     pool: &PgPool,
     tenant: TenantId,
-    scope: Option<&[Uuid]>,
+    import: Option<Uuid>,
 ) -> anyhow::Result<Detected> {
     let pairs: Vec<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(FIND_PAIRS)
         .bind(tenant)
-        .bind(scope)
+        .bind(import)
         .bind(MAX_PEOPLE_PER_NUMBER)
         .fetch_all(pool)
         .await
@@ -236,19 +240,7 @@ async fn current(tx: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> sql
 /// began). A failure is logged, not raised: the import itself succeeded,
 /// and FindDuplicates runs the same detection again.
 pub async fn after_import(pool: &PgPool, tenant: TenantId, import: Uuid) {
-    let outcome = async {
-        let touched: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT p.id FROM people p, imports i
-             WHERE i.id = $2 AND p.tenant_id = $1 AND p.updated_at >= i.created_at",
-        )
-        .bind(tenant)
-        .bind(import)
-        .fetch_all(pool)
-        .await
-        .context("reading the people an import touched")?;
-        detect(pool, tenant, Some(&touched)).await
-    }
-    .await;
+    let outcome = detect(pool, tenant, Some(import)).await;
     match outcome {
         Ok(found) => tracing::info!(import_id = %import, listed = found.listed,
             merged = found.merged, "duplicates detected after import"),
