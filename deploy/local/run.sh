@@ -66,7 +66,9 @@ created=$("$bin/muster-gateway" create-tenant --name "Démo Muster")
 MUSTER_API_KEY=$(awk '$1 == "api_key" { print $2 }' <<<"$created")
 export MUSTER_API_KEY
 echo "$MUSTER_API_KEY" > "$state/api-key"
-echo "API key saved in .muster/api-key"
+# Public pages (the subscription form) name the organization by its id.
+awk '$1 == "tenant_id" { print $2 }' <<<"$created" > "$state/organization-id"
+echo "API key saved in .muster/api-key, the organization's id in .muster/organization-id"
 
 muster() { "$bin/muster" "$@"; }
 for entry in adherents-export-excel-fr.csv:fr_excel \

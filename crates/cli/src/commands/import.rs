@@ -61,7 +61,8 @@ struct UploadArgs {
     #[arg(long, value_name = "TEXT")]
     notice: Option<String>,
 
-    /// With `--preset custom`: the column holding a field, e.g. `email=E-mail`.
+    /// With `--preset custom`: the column holding a field, e.g. `email=E-mail`,
+    /// or a custom field's, e.g. `custom:membership_year=Année`.
     #[arg(long = "map", value_name = "FIELD=HEADER", value_parser = parse_mapping)]
     map: Vec<(String, String)>,
 }
@@ -136,9 +137,13 @@ fn parse_mapping(raw: &str) -> Result<(String, String), String> {
         return Err(format!("{raw:?} is not FIELD=HEADER (e.g. email=E-mail)"));
     };
     let field = field.trim();
-    if !MAPPED_FIELDS.contains(&field) {
+    // A custom field, `custom:KEY`: the gateway checks the key.
+    let custom = field
+        .strip_prefix("custom:")
+        .is_some_and(|key| !key.is_empty());
+    if !custom && !MAPPED_FIELDS.contains(&field) {
         return Err(format!(
-            "unknown field {field:?}; one of {}",
+            "unknown field {field:?}; one of {}, or custom:KEY for a custom field",
             MAPPED_FIELDS.join(", ")
         ));
     }
@@ -354,6 +359,11 @@ mod tests {
                 .unwrap_err()
                 .contains("first_name")
         );
+        assert_eq!(
+            parse_mapping("custom:membership_year=Année").unwrap(),
+            ("custom:membership_year".into(), "Année".into())
+        );
+        assert!(parse_mapping("custom:=Année").is_err());
     }
 
     #[test]
