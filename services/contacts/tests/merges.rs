@@ -28,7 +28,31 @@ struct Service {
     token: String,
     pool: PgPool,
     tenant: TenantId,
-    _shutdown: tokio_util::sync::DropGuard,
+    shutdown: CancellationToken,
+    database: muster_runtime::config::DatabaseSettings,
+}
+
+impl Drop for Service {
+    /// Stops the service and drops its database, whether the test passed or
+    /// failed, so that a run leaves nothing behind.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let database = self.database.clone();
+        // The test's runtime cannot block on a future from here: a thread
+        // with its own runtime drops the database (FORCE ends the pool's
+        // connections).
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(muster_testkit::drop_database(&database)))
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop the test database: {error:#}");
+        }
+    }
 }
 
 async fn start(label: &str) -> anyhow::Result<Service> {
@@ -59,7 +83,8 @@ async fn start(label: &str) -> anyhow::Result<Service> {
         token,
         pool,
         tenant,
-        _shutdown: shutdown.drop_guard(),
+        shutdown,
+        database: settings.database,
     })
 }
 
