@@ -244,8 +244,37 @@ impl Definitions {
 }
 
 /// A key: a lower-case slug that is also written in segment queries.
+/// Keys that name a person's own fields (and import columns): a custom field
+/// under one of them would copy that column into a free field.
+const RESERVED_KEYS: &[&str] = &[
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "address",
+    "address_line1",
+    "postal_code",
+    "city",
+    "country",
+    "departement",
+    "commune",
+    "region",
+    "birth_date",
+    "tag",
+    "tags",
+    "email_consent",
+    "email_consent_time",
+    "external_id",
+];
+
 fn parse_key(raw: &str) -> Result<String, FieldError> {
     let key = raw.trim();
+    if RESERVED_KEYS.contains(&key) {
+        return Err(FieldError::new(format!(
+            "{key} is a field every person has; choose another key (as in membership_year)"
+        )));
+    }
     let mut chars = key.chars();
     let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -367,6 +396,22 @@ mod tests {
             .parse_value(raw)
             .map(|v| canonical_text(&v))
             .map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn a_key_a_person_already_has_is_refused() {
+        for key in ["email", "first_name", "tags", "postal_code"] {
+            let Err((field, error)) = Definition::new(key, "Libellé", FieldType::Text, &[]) else {
+                panic!("{key} was accepted");
+            };
+            assert_eq!(field, "key");
+            assert!(
+                error.reason.contains("choose another key"),
+                "{}",
+                error.reason
+            );
+        }
+        assert!(Definition::new("email_pro", "Courriel pro", FieldType::Text, &[]).is_ok());
     }
 
     #[test]
