@@ -66,12 +66,12 @@ const FILTERS: [(&str, &str); 9] = [
                      AND c.state = 'granted')",
     ),
     (
-        "donations.total>=50 OR attended.count>=2",
+        "donations.total>=50 AND attended.count>=2",
         "SELECT count(*) FROM people p WHERE tenant_id = $1 \
-         AND (id IN (SELECT person_id FROM person_donations WHERE tenant_id = $1 \
-                     AND currency = 'EUR' AND total_cents >= 5000) \
-              OR id IN (SELECT person_id FROM attendance WHERE tenant_id = $1 \
-                        AND state = 'attended' GROUP BY person_id HAVING count(*) >= 2))",
+         AND id IN (SELECT person_id FROM person_donations WHERE tenant_id = $1 \
+                    AND currency = 'EUR' AND total_cents >= 5000) \
+         AND id IN (SELECT person_id FROM attendance WHERE tenant_id = $1 \
+                    AND state = 'attended' GROUP BY person_id HAVING count(*) >= 2)",
     ),
 ];
 
