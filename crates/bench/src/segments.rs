@@ -276,12 +276,16 @@ async fn generate_activity(conn: &mut sqlx::PgConnection, tenant: TenantId) -> a
                 THEN (ARRAY['Nord', 'Sud', 'Est', 'Ouest'])[1 + floor(random() * 4)::int] END,
             'annee', CASE WHEN random() < 0.5 THEN 2010 + floor(random() * 16)::int END))
          WHERE tenant_id = $1",
+        // One draw per person and condition: a random() beside a join
+        // would be planned once per VALUES row or series value instead.
         "INSERT INTO consents (tenant_id, person_id, channel, purpose, state, legal_basis,
                                source, notice, occurred_at)
-         SELECT tenant_id, id, channel, purpose, 'granted', 'consent', 'bench', '', now()
-         FROM people, (VALUES ('sms', '', 0.3), ('email', 'newsletter', 0.4))
-                      AS share(channel, purpose, part)
-         WHERE tenant_id = $1 AND random() < share.part",
+         SELECT tenant_id, id, 'sms', '', 'granted', 'consent', 'bench', '', now()
+         FROM people WHERE tenant_id = $1 AND random() < 0.3",
+        "INSERT INTO consents (tenant_id, person_id, channel, purpose, state, legal_basis,
+                               source, notice, occurred_at)
+         SELECT tenant_id, id, 'email', 'newsletter', 'granted', 'consent', 'bench', '', now()
+         FROM people WHERE tenant_id = $1 AND random() < 0.4",
         "INSERT INTO person_donations (tenant_id, person_id, currency, total_cents, last_at)
          SELECT tenant_id, id, 'EUR', 500 + floor(random() * 20000)::bigint,
                 timestamptz '2024-01-01' + random() * interval '700 days'
@@ -289,8 +293,10 @@ async fn generate_activity(conn: &mut sqlx::PgConnection, tenant: TenantId) -> a
         "INSERT INTO attendance (tenant_id, event_id, person_id, state, changed_at)
          SELECT p.tenant_id, 'event-' || e, p.id,
                 CASE WHEN random() < 0.8 THEN 'attended' ELSE 'no_show' END, now()
-         FROM people p, generate_series(1, 4) AS e
-         WHERE p.tenant_id = $1 AND random() < 0.15 / e",
+         FROM (SELECT tenant_id, id, random() AS r FROM people WHERE tenant_id = $1
+               OFFSET 0) p
+         CROSS JOIN LATERAL generate_series(1, 1 + floor(p.r / 0.15 * 3.99)::int) AS e
+         WHERE p.r < 0.15",
     ];
     for sql in statements {
         sqlx::query(sql)
