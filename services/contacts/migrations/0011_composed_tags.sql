@@ -1,5 +1,6 @@
 -- Imports and filters compose tags (NFC); tags stored by earlier versions
--- may hold combining accents ("adhe\u0301rent") that no filter matches. Compose them, keeping the first of two spellings that become one.
+-- may hold combining accents ("adhe\u0301rent") that no filter matches.
+-- Compose them, keeping the first of two spellings that become one.
 -- normalize() needs a UTF8 database; in any other encoding no tag can hold
 -- a combining accent, so there is nothing to do.
 DO $$
