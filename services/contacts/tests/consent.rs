@@ -4,28 +4,21 @@
 
 use std::time::Duration;
 
-use muster_contacts::{Mode, Settings};
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::consent_service_client::ConsentServiceClient;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
 use muster_runtime::TenantId;
-use muster_runtime::auth::{Bearer, Signer};
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
+use muster_runtime::auth::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-type Authed = InterceptedService<Channel, Bearer>;
+mod support;
 
-struct Service {
-    pool: PgPool,
-    port: u16,
-    secret: String,
-    shutdown: CancellationToken,
-    database: muster_runtime::config::DatabaseSettings,
-}
+use support::Service;
+
+type Authed = InterceptedService<Channel, Bearer>;
 
 /// The clients of one organization.
 struct Clients {
@@ -34,35 +27,16 @@ struct Clients {
     people: PersonDataServiceClient<Authed>,
 }
 
-impl Service {
-    async fn start(name: &str) -> anyhow::Result<Self> {
-        muster_runtime::telemetry::init_for_tests();
-        let mut settings: Settings =
-            muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
-        settings.database = muster_testkit::fresh_database(name).await?;
-        settings.listen.addr = "127.0.0.1:0".into();
-        settings.listen.admin_addr = "127.0.0.1:0".into();
-        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
-        let port = app.grpc_port().unwrap_or_default();
-        let pool = app.pool().clone();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(app.run(shutdown.clone()));
-        Ok(Self {
-            pool,
-            port,
-            secret: settings.auth.token_secret.clone(),
-            shutdown,
-            database: settings.database,
-        })
-    }
+/// What these tests ask of the service beyond a client.
+trait Ledger {
+    async fn clients(&self, tenant: TenantId) -> anyhow::Result<Clients>;
+    async fn person(&self, tenant: TenantId, email: &str) -> anyhow::Result<Uuid>;
+    async fn email_consent(&self, person: Uuid) -> anyhow::Result<String>;
+}
 
+impl Ledger for Service {
     async fn clients(&self, tenant: TenantId) -> anyhow::Result<Clients> {
-        let token = Signer::new(&self.secret).mint("test", Some(tenant), Duration::from_secs(600));
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
-                .connect()
-                .await?;
-        let bearer = Bearer::new(&token);
+        let (channel, bearer) = self.connect(tenant).await?;
         Ok(Clients {
             ledger: ConsentServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             contacts: ContactsServiceClient::with_interceptor(channel.clone(), bearer.clone()),
@@ -90,12 +64,6 @@ impl Service {
                 .fetch_one(&self.pool)
                 .await?,
         )
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.pool.close().await;
-        muster_testkit::drop_database(&self.database).await
     }
 }
 

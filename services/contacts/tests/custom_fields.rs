@@ -5,66 +5,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use muster_contacts::{Mode, Settings};
 use muster_proto::contacts::v1 as pb;
-use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::segment_expr::Node;
 use muster_runtime::TenantId;
-use muster_runtime::auth::{Bearer, Signer};
-use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+mod support;
 
-struct Service {
-    port: u16,
-    secret: String,
-    shutdown: CancellationToken,
-    pool: sqlx::PgPool,
-    database: muster_runtime::config::DatabaseSettings,
-}
-
-impl Service {
-    async fn start() -> anyhow::Result<Self> {
-        muster_runtime::telemetry::init_for_tests();
-        let mut settings: Settings =
-            muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
-        settings.database = muster_testkit::fresh_database("fields").await?;
-        settings.listen.addr = "127.0.0.1:0".into();
-        settings.listen.admin_addr = "127.0.0.1:0".into();
-        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
-        let port = app.grpc_port().unwrap_or_default();
-        let pool = app.pool().clone();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(app.run(shutdown.clone()));
-        Ok(Self {
-            port,
-            secret: settings.auth.token_secret.clone(),
-            shutdown,
-            pool,
-            database: settings.database,
-        })
-    }
-
-    async fn client(&self, tenant: TenantId) -> anyhow::Result<Client> {
-        let token = Signer::new(&self.secret).mint("test", Some(tenant), Duration::from_secs(600));
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
-                .connect()
-                .await?;
-        Ok(ContactsServiceClient::with_interceptor(
-            channel,
-            Bearer::new(&token),
-        ))
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.pool.close().await;
-        muster_testkit::drop_database(&self.database).await
-    }
-}
+use support::{Client, Service};
 
 fn field(key: &str, label: &str, kind: pb::CustomFieldType, choices: &[&str]) -> pb::CustomField {
     pb::CustomField {
@@ -176,7 +123,7 @@ fn values(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn definitions_are_checked_listed_and_unique_per_organization() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("fields").await?;
     let mut client = service.client(TenantId::new()).await?;
     define_fields(&mut client).await?;
 
@@ -240,7 +187,7 @@ async fn definitions_are_checked_listed_and_unique_per_organization() -> anyhow:
 
 #[tokio::test]
 async fn values_are_validated_by_type_and_shown_in_canonical_form() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("fields").await?;
     let mut client = service.client(TenantId::new()).await?;
     define_fields(&mut client).await?;
     upload(&mut client, "email\nana@example.org\n", &[]).await?;
@@ -340,7 +287,7 @@ async fn values_are_validated_by_type_and_shown_in_canonical_form() -> anyhow::R
 #[tokio::test]
 async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones()
 -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("fields").await?;
     let mut client = service.client(TenantId::new()).await?;
     define_fields(&mut client).await?;
 
@@ -436,7 +383,7 @@ async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones
 
 #[tokio::test]
 async fn segment_conditions_on_custom_fields_match_hand_computed_counts() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("fields").await?;
     let mut client = service.client(TenantId::new()).await?;
     define_fields(&mut client).await?;
 

@@ -2,71 +2,16 @@
 //! every leaf and random nested trees counted by CountSegment against the
 //! same conditions evaluated here, and saved segments scoped by tenant.
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeZone, Utc};
-use muster_contacts::{Mode, Settings};
 use muster_proto::Timestamp;
 use muster_proto::contacts::v1 as pb;
-use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::segment_expr::Node;
 use muster_runtime::TenantId;
-use muster_runtime::auth::{Bearer, Signer};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+mod support;
 
-struct Service {
-    pool: PgPool,
-    port: u16,
-    secret: String,
-    shutdown: CancellationToken,
-    database: muster_runtime::config::DatabaseSettings,
-}
-
-impl Service {
-    async fn start() -> anyhow::Result<Self> {
-        muster_runtime::telemetry::init_for_tests();
-        let mut settings: Settings =
-            muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
-        settings.database = muster_testkit::fresh_database("segments").await?;
-        settings.listen.addr = "127.0.0.1:0".into();
-        settings.listen.admin_addr = "127.0.0.1:0".into();
-        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
-        let port = app.grpc_port().unwrap_or_default();
-        let pool = app.pool().clone();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(app.run(shutdown.clone()));
-        Ok(Self {
-            pool,
-            port,
-            secret: settings.auth.token_secret.clone(),
-            shutdown,
-            database: settings.database,
-        })
-    }
-
-    async fn client(&self, tenant: TenantId) -> anyhow::Result<Client> {
-        let token = Signer::new(&self.secret).mint("test", Some(tenant), Duration::from_secs(600));
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
-                .connect()
-                .await?;
-        Ok(ContactsServiceClient::with_interceptor(
-            channel,
-            Bearer::new(&token),
-        ))
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.pool.close().await;
-        muster_testkit::drop_database(&self.database).await
-    }
-}
+use support::{Client, Service};
 
 /// A person as inserted, to evaluate conditions against here.
 #[derive(Debug, Clone)]
@@ -285,7 +230,7 @@ fn tree_filter(expr: pb::SegmentExpr) -> pb::SegmentFilter {
 
 #[tokio::test]
 async fn every_leaf_and_its_negation_count_what_they_say() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("segments").await?;
     let tenant = TenantId::new();
     let people = people();
     insert(&service.pool, tenant, &people).await?;
@@ -316,7 +261,7 @@ async fn every_leaf_and_its_negation_count_what_they_say() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn random_nested_trees_count_what_they_say() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("segments").await?;
     let tenant = TenantId::new();
     let people = people();
     insert(&service.pool, tenant, &people).await?;
@@ -337,7 +282,7 @@ async fn random_nested_trees_count_what_they_say() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn the_text_form_the_tree_and_the_flat_fields_agree() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("segments").await?;
     let tenant = TenantId::new();
     let people = people();
     insert(&service.pool, tenant, &people).await?;
@@ -388,7 +333,7 @@ async fn the_text_form_the_tree_and_the_flat_fields_agree() -> anyhow::Result<()
 
 #[tokio::test]
 async fn a_saved_segment_counts_live_and_belongs_to_its_tenant() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("segments").await?;
     let (tenant, other) = (TenantId::new(), TenantId::new());
     let people = people();
     insert(&service.pool, tenant, &people).await?;
@@ -511,7 +456,7 @@ async fn a_saved_segment_counts_live_and_belongs_to_its_tenant() -> anyhow::Resu
 
 #[tokio::test]
 async fn the_leaf_predicates_use_their_indexes() -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("segments").await?;
     let indexes: Vec<String> =
         sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE tablename = 'people'")
             .fetch_all(&service.pool)
@@ -536,7 +481,7 @@ async fn the_leaf_predicates_use_their_indexes() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_nul_or_an_oversized_filter_is_an_invalid_argument_not_an_internal_error()
 -> anyhow::Result<()> {
-    let service = Service::start().await?;
+    let service = Service::start("segments").await?;
     let tenant = TenantId::new();
     insert(&service.pool, tenant, &people()).await?;
     let mut client = service.client(tenant).await?;

@@ -1,0 +1,76 @@
+//! What the contacts service's own tests share: a contacts process started
+//! in this test's runtime against its own fresh database, and a client for
+//! one organization.
+#![allow(
+    dead_code,
+    reason = "each test crate compiles this module and uses a part of it"
+)]
+
+use std::time::Duration;
+
+use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use muster_runtime::TenantId;
+use muster_runtime::auth::{Bearer, Signer};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A serving contacts process and its database.
+pub struct Service {
+    pub pool: PgPool,
+    port: u16,
+    secret: String,
+    shutdown: CancellationToken,
+    database: muster_runtime::config::DatabaseSettings,
+}
+
+impl Service {
+    /// Starts contacts on free ports with a fresh database named after `label`.
+    pub async fn start(label: &str) -> anyhow::Result<Self> {
+        muster_runtime::telemetry::init_for_tests();
+        let mut settings: Settings =
+            muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
+        settings.database = muster_testkit::fresh_database(label).await?;
+        settings.listen.addr = "127.0.0.1:0".into();
+        settings.listen.admin_addr = "127.0.0.1:0".into();
+        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
+        let port = app.grpc_port().unwrap_or_default();
+        let pool = app.pool().clone();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+        Ok(Self {
+            pool,
+            port,
+            secret: settings.auth.token_secret.clone(),
+            shutdown,
+            database: settings.database,
+        })
+    }
+
+    /// A connection and the credential of `tenant`, for any of contacts' services.
+    pub async fn connect(&self, tenant: TenantId) -> anyhow::Result<(Channel, Bearer)> {
+        let token = Signer::new(&self.secret).mint("test", Some(tenant), Duration::from_secs(600));
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))?
+                .connect()
+                .await?;
+        Ok((channel, Bearer::new(&token)))
+    }
+
+    /// A client acting for `tenant`.
+    pub async fn client(&self, tenant: TenantId) -> anyhow::Result<Client> {
+        let (channel, bearer) = self.connect(tenant).await?;
+        Ok(ContactsServiceClient::with_interceptor(channel, bearer))
+    }
+
+    /// Stops the process and drops its database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.pool.close().await;
+        muster_testkit::drop_database(&self.database).await
+    }
+}
