@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
-use muster_e2e::windows::{most_in_window, received_at, sent_at};
+use muster_e2e::windows::{most_in_window, per_second_ceiling, received_at, sent_at};
 use muster_e2e::{Messaging, Stack};
 use muster_messaging::Mode;
 use muster_proto::contacts::v1 as contacts;
@@ -926,7 +926,7 @@ async fn a_rate_limit_holds_when_its_redis_restarts_or_is_flushed_mid_campaign()
         after(recorded_from)
     );
     eprintln!("{report}");
-    let ceiling = (limit + burst) as usize;
+    let ceiling = per_second_ceiling(limit, burst);
     assert!(most_received <= ceiling, "{report}");
     assert!(most_recorded <= ceiling, "{report}");
     for sender in &mut senders {
