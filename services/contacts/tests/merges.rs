@@ -9,7 +9,7 @@ use muster_contacts::{Mode, Settings};
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
-use muster_proto::events::v1::{ConsentChanged, PersonMerged};
+use muster_proto::events::v1::{ConsentChanges, PersonMerged};
 use muster_runtime::TenantId;
 use muster_runtime::auth::{Bearer, Signer};
 use prost::Message;
@@ -305,7 +305,9 @@ async fn a_withdrawal_on_either_side_survives_the_merge() -> anyhow::Result<()> 
         "both ledgers, and the change the merge made"
     );
     let announced = outbox(&service.pool, "contacts.consent.changed").await?;
-    let change = ConsentChanged::decode(announced[0].as_slice())?;
+    let changes = ConsentChanges::decode(announced[0].as_slice())?.changes;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let change = &changes[0];
     assert_eq!(change.email, "grant@example.org");
     assert_eq!(change.state, pb::ConsentState::Withdrawn as i32);
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1 as pb;
-use muster_proto::events::v1::{ConsentChanged, ConsentConfirmationRequested};
+use muster_proto::events::v1::{ConsentChanged, ConsentChanges, ConsentConfirmationRequested};
 use muster_runtime::outbox::{Destination, Outgoing};
 use muster_runtime::time::to_proto;
 use muster_runtime::{ApiError, TenantId};
@@ -47,14 +47,14 @@ fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
         tenant_id,
         destination: Destination::Event,
         routing_key: "contacts.consent.changed",
-        message_type: "muster.events.v1.ConsentChanged",
+        message_type: "muster.events.v1.ConsentChanges",
     }
 }
 
 /// Applies `statements` in order under the ledger's rules ([`next`]): logs
 /// each one that changes a state, keeps `consents` (and, for the general
 /// e-mail consent, `people.email_consent*`) equal to the last, and
-/// announces each change; a new pending e-mail consent also asks messaging
+/// announces the changes in one message; a new pending e-mail consent also asks messaging
 /// to send its confirmation link. Statements about unknown (or erased) people are
 /// skipped. The people rows are locked, so concurrent statements about a
 /// person apply one after the other.
@@ -63,17 +63,49 @@ pub async fn record(
     tenant: TenantId,
     statements: &[Statement],
 ) -> anyhow::Result<Vec<Applied>> {
+    record_under(tx, tenant, statements, Locks::Take).await
+}
+
+/// [`record`] for a transaction that has itself inserted or updated every
+/// person of `statements` (an import batch): those rows are locked until it
+/// ends, and locking them again would write each one once more.
+pub async fn record_written(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[Statement],
+) -> anyhow::Result<Vec<Applied>> {
+    record_under(tx, tenant, statements, Locks::Held).await
+}
+
+/// Whether [`record_under`] locks the people rows or the caller holds them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Locks {
+    Take,
+    Held,
+}
+
+async fn record_under(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[Statement],
+    locks: Locks,
+) -> anyhow::Result<Vec<Applied>> {
     let mut ids: Vec<Uuid> = statements.iter().map(|s| s.person).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(Uuid, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, email, first_name FROM people WHERE tenant_id = $1 AND id = ANY($2)
-         ORDER BY id FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let lock = match locks {
+        Locks::Take => " FOR UPDATE",
+        Locks::Held => "",
+    };
+    let rows: Vec<(Uuid, Option<String>, Option<String>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, email, first_name FROM people WHERE tenant_id = $1 AND id = ANY($2)
+             ORDER BY id{lock}"
+        )))
+        .bind(tenant)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
     let known: HashMap<Uuid, (String, String)> = rows
         .into_iter()
         .map(|(id, email, first)| (id, (email.unwrap_or_default(), first.unwrap_or_default())))
@@ -120,7 +152,7 @@ pub async fn record(
     finals.sort_unstable_by_key(|a| a.index);
     write_current(tx, tenant, statements, &finals).await?;
 
-    let bodies = applied
+    let changes = applied
         .iter()
         .map(|a| {
             let s = &statements[a.index];
@@ -134,10 +166,10 @@ pub async fn record(
                 purpose: s.purpose.to_owned(),
                 legal_basis: s.legal_basis.to_proto() as i32,
             }
-            .encode_to_vec()
         })
         .collect();
-    consent_changed(tenant).enqueue(tx, bodies).await?;
+    let body = ConsentChanges { changes }.encode_to_vec();
+    consent_changed(tenant).enqueue(tx, vec![body]).await?;
 
     let requests = applied
         .iter()
@@ -289,7 +321,9 @@ async fn write_current(
             updated_at = now()
          FROM {STATEMENTS}
          WHERE p.tenant_id = $1 AND p.id = s.person_id
-           AND s.channel = 'email' AND s.purpose = ''"
+           AND s.channel = 'email' AND s.purpose = ''
+           AND (p.email_consent, p.email_consent_at, p.email_consent_source)
+               IS DISTINCT FROM (s.state, s.occurred_at, s.source)"
     );
     columns
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant))
