@@ -483,7 +483,8 @@ fn stream_members(
             query.push(" AND id > ").push_bind(after);
             query.push(" ORDER BY id LIMIT ").push_bind(STREAM_BATCH);
             let rows: Vec<(Uuid, String, String, String, String)> =
-                query.build_query_as().fetch_all(&pool).await.map_err(ApiError::from)?;
+                query.build_query_as().persistent(false).fetch_all(&pool).await
+                    .map_err(ApiError::from)?;
             let Some(last) = rows.last() else { break };
             after = last.0;
             let full = rows.len() as i64 == STREAM_BATCH;

@@ -142,6 +142,11 @@ async fn resolve_saved(
 pub async fn count(pool: &PgPool, tenant: TenantId, filter: &Filter) -> Result<u64, ApiError> {
     let mut query = QueryBuilder::new("SELECT count(*) FROM people");
     filter.push_where(&mut query, tenant);
-    let count: i64 = query.build_query_scalar().fetch_one(pool).await?;
+    // Planned for its values each time (see `Filter::push_where`).
+    let count: i64 = query
+        .build_query_scalar()
+        .persistent(false)
+        .fetch_one(pool)
+        .await?;
     Ok(count as u64)
 }
