@@ -63,6 +63,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     8 => "0008_merges.sql",
     9 => "0009_custom_fields.sql",
     11 => "0011_composed_tags.sql",
+    12 => "0012_stored_name_key.sql",
 ];
 
 /// Everything contacts is configured with.

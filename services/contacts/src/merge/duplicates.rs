@@ -87,14 +87,19 @@ const MAX_PEOPLE_PER_NUMBER: i64 = 3;
 
 /// Pairs of people of `tenant` that may be one, with their reasons, among
 /// the people an import touched (`$2`, all when NULL) and everyone else. Phones are
-/// stored in E.164, so they compare as they are. Names use the expression
-/// index `people_name_key`, phones `people_phone` and `person_phones_phone`.
+/// stored in E.164, so they compare as they are. Names use the stored folded
+/// name (`people.name_key`) and its index, phones `people_phone` and
+/// `person_phones_phone`.
+/// A name is joined together with the postal code or the birth date, never
+/// alone: the n people of a common name would make n² pairs to filter.
 // TODO(#4): external ids are matched by expanding every person's ids in a
 // hash join, most of the 4 s a detection of 2,000 touched people among
 // 200,000 takes; a table of (tenant, system, id) would make it a lookup.
 const FIND_PAIRS: &str = "
-    WITH scope AS (
-        SELECT * FROM people WHERE tenant_id = $1
+    WITH scope AS MATERIALIZED (
+        SELECT id, phone, external_ids, name_key, muster_fold(postal_code) AS postal,
+               muster_fold(address_line1) AS line, birth_date
+        FROM people WHERE tenant_id = $1
             AND ($2::uuid IS NULL
                  OR updated_at >= (SELECT created_at FROM imports WHERE id = $2))
     ), numbers AS (
@@ -125,23 +130,19 @@ const FIND_PAIRS: &str = "
             WHERE p.tenant_id = $1 AND p.external_ids <> '{}'
         ) o ON o.key = x.key AND o.value = x.value AND o.id <> x.id
       UNION ALL
-        SELECT s.id, o.id, k.kind
+        SELECT s.id, o.id,
+            CASE WHEN s.line <> '' AND s.line = muster_fold(o.address_line1)
+                 THEN 'name_address' ELSE 'name_postal_code' END
         FROM scope s
         JOIN people o ON o.tenant_id = $1 AND o.id <> s.id
-            AND muster_name_key(o.first_name, o.last_name)
-                = muster_name_key(s.first_name, s.last_name)
-        CROSS JOIN LATERAL (
-            SELECT COALESCE(muster_fold(s.postal_code) <> ''
-                AND muster_fold(s.postal_code) = muster_fold(o.postal_code), false) AS same_postal,
-                COALESCE(muster_fold(s.address_line1) <> ''
-                AND muster_fold(s.address_line1) = muster_fold(o.address_line1), false) AS same_line
-        ) f
-        CROSS JOIN LATERAL (
-            SELECT 'name_address' AS kind WHERE f.same_postal AND f.same_line
-            UNION ALL SELECT 'name_postal_code' WHERE f.same_postal AND NOT f.same_line
-            UNION ALL SELECT 'name_birth_date' WHERE s.birth_date = o.birth_date
-        ) k
-        WHERE muster_name_key(s.first_name, s.last_name) IS NOT NULL
+            AND o.name_key = s.name_key AND muster_fold(o.postal_code) = s.postal
+        WHERE s.name_key IS NOT NULL AND s.postal <> ''
+      UNION ALL
+        SELECT s.id, o.id, 'name_birth_date'
+        FROM scope s
+        JOIN people o ON o.tenant_id = $1 AND o.id <> s.id
+            AND o.name_key = s.name_key AND o.birth_date = s.birth_date
+        WHERE s.name_key IS NOT NULL
     )
     SELECT LEAST(x, y), GREATEST(x, y), array_agg(DISTINCT kind ORDER BY kind)
     FROM found GROUP BY 1, 2";
@@ -167,13 +168,20 @@ pub async fn detect(
     tenant: TenantId,
     import: Option<Uuid>,
 ) -> anyhow::Result<Detected> {
+    // Over a whole organization the query hashes every phone and name; at the
+    // default 4 MB each hash spilled to disk in batches.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL work_mem = '64MB'")
+        .execute(&mut *tx)
+        .await?;
     let pairs: Vec<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(FIND_PAIRS)
         .bind(tenant)
         .bind(import)
         .bind(MAX_PEOPLE_PER_NUMBER)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await
         .context("finding duplicates")?;
+    tx.commit().await?;
     if pairs.is_empty() {
         return Ok(Detected::default());
     }

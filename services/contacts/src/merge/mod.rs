@@ -87,7 +87,7 @@ pub async fn merge_in(
     }
 
     let snapshot: serde_json::Value = sqlx::query_scalar(
-        "SELECT to_jsonb(p) || jsonb_build_object(
+        "SELECT (to_jsonb(p) - 'name_key') || jsonb_build_object(
             'other_emails', ARRAY(SELECT email FROM person_emails
                                   WHERE person_id = p.id ORDER BY added_at, email_key),
             'other_phones', ARRAY(SELECT phone FROM person_phones
