@@ -28,6 +28,8 @@ const STREAM_BATCH: i64 = 1_000;
 pub struct Api {
     pub pool: PgPool,
     pub spool_dir: PathBuf,
+    /// Transactions each import writes at once.
+    pub import_writers: usize,
     /// Hashes addresses to find those erased (imports never bring them back).
     pub hasher: muster_runtime::privacy::AddressHasher,
 }
@@ -180,6 +182,7 @@ impl ContactsService for Api {
             custom_fields,
             legal_basis,
             notice,
+            writers: self.import_writers,
         };
         tokio::spawn(job::run(self.pool.clone(), task));
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))

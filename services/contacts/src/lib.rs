@@ -51,6 +51,7 @@ admin_addr = "127.0.0.1:9151"
 
 [import]
 spool_dir = ""
+writers = 2
 "#;
 
 const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
@@ -83,6 +84,9 @@ pub struct Settings {
 pub struct ImportSettings {
     /// Empty: a folder in the system's temporary directory.
     pub spool_dir: String,
+    /// Transactions one import writes at once (1 to 8). The rows of one
+    /// person always go to the same one, in the order of the file.
+    pub writers: usize,
 }
 
 /// The contacts binary.
@@ -203,6 +207,11 @@ impl Application {
             let api = api::Api {
                 pool: self.pool.clone(),
                 spool_dir: self.spool_dir.clone(),
+                import_writers: self
+                    .settings
+                    .import
+                    .writers
+                    .clamp(1, import::job::MAX_WRITERS),
                 hasher: hasher.clone(),
             };
             let people = privacy::PrivacyApi {

@@ -382,6 +382,30 @@ async fn upload(
         notice: "adhésion 2026".into(),
         ..Default::default()
     };
+    upload_with(clients, header, csv).await
+}
+
+/// A NationBuilder export: its files grant (`email_opt_in`) and withdraw
+/// (`do_not_contact`).
+async fn upload_nation_builder(clients: &mut Clients, csv: &str) -> anyhow::Result<pb::ImportJob> {
+    let header = pb::ImportHeader {
+        file_name: "nationbuilder.csv".into(),
+        preset: pb::ImportPreset::Nationbuilder as i32,
+        size_bytes: csv.len() as u64,
+        legal_basis: "consent".into(),
+        ..Default::default()
+    };
+    upload_with(clients, header, csv).await
+}
+
+/// The header of [`upload_nation_builder`]'s files.
+const NATION_BUILDER: &str = "nationbuilder_id,email,email_opt_in,do_not_contact,created_at\n";
+
+async fn upload_with(
+    clients: &mut Clients,
+    header: pb::ImportHeader,
+    csv: &str,
+) -> anyhow::Result<pb::ImportJob> {
     let parts = vec![
         pb::UploadImportRequest {
             part: Some(pb::upload_import_request::Part::Header(header)),
@@ -477,6 +501,135 @@ async fn an_import_carries_its_basis_and_a_forbidden_basis_grants_nothing() -> a
         (0, "legal_basis")
     );
     assert!(issues[0].reason.contains("policy"), "{issues:?}");
+    service.stop().await
+}
+
+#[tokio::test]
+async fn an_import_announces_its_changes_together_and_its_people_match_the_ledger()
+-> anyhow::Result<()> {
+    use muster_proto::events::v1::ConsentChanges;
+    use prost::Message;
+
+    let service = Service::start("consent_import_batch").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let carl = service.person(tenant, "carl@example.org").await?;
+    record(
+        &mut clients,
+        statement(carl, "email", "", pb::ConsentState::Withdrawn),
+    )
+    .await?;
+    let before: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM outbox")
+        .fetch_one(&service.pool)
+        .await?;
+
+    let mut csv = NATION_BUILDER.to_owned();
+    csv.push_str("1,ada@example.org,true,false,2026-03-01T10:00:00+01:00\n");
+    csv.push_str("2,bob@example.org,false,true,2026-03-02T11:00:00+01:00\n");
+    csv.push_str("3,carl@example.org,true,false,2026-03-03T12:00:00+01:00\n");
+    for n in 4..40 {
+        csv.push_str(&format!(
+            "{n},p{n}@example.org,true,false,2026-03-04T12:00:00+01:00\n"
+        ));
+    }
+    let job = upload_nation_builder(&mut clients, &csv).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.consent_granted, counts.suppressed), (37, 1));
+
+    let announced: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT body FROM outbox WHERE routing_key = 'contacts.consent.changed' AND id > $1",
+    )
+    .bind(before)
+    .fetch_all(&service.pool)
+    .await?;
+    // One batch, split between the import's writers: one message each.
+    assert!((1..=2).contains(&announced.len()), "{}", announced.len());
+    let mut said = Vec::new();
+    for body in &announced {
+        for change in ConsentChanges::decode(body.as_slice())?.changes {
+            said.push((change.email, change.state));
+        }
+    }
+    said.sort();
+    assert_eq!(
+        said.len(),
+        38,
+        "carl withdrew: the file's grant changes nothing"
+    );
+    assert_eq!(
+        said[..2],
+        [
+            (
+                "ada@example.org".to_owned(),
+                pb::ConsentState::Granted as i32
+            ),
+            (
+                "bob@example.org".to_owned(),
+                pb::ConsentState::Withdrawn as i32
+            ),
+        ],
+    );
+
+    // New people are written with the state the ledger derives, not
+    // written a second time to get it.
+    let differing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM people p JOIN consents c ON c.person_id = p.id
+         WHERE p.tenant_id = $1 AND c.channel = 'email' AND c.purpose = ''
+           AND (p.email_consent, p.email_consent_at, p.email_consent_source,
+                p.email_consent_evidence)
+               IS DISTINCT FROM (c.state, c.occurred_at, c.source, c.evidence)",
+    )
+    .bind(tenant)
+    .fetch_one(&service.pool)
+    .await?;
+    assert_eq!(differing, 0);
+    assert_eq!(service.email_consent(carl).await?, "withdrawn");
+    let states: Vec<String> = sqlx::query_scalar(
+        "SELECT email_consent FROM people WHERE tenant_id = $1 ORDER BY email_key LIMIT 3",
+    )
+    .bind(tenant)
+    .fetch_all(&service.pool)
+    .await?;
+    assert_eq!(states, ["granted", "withdrawn", "withdrawn"]);
+    service.stop().await
+}
+
+#[tokio::test]
+async fn the_rows_of_one_person_apply_in_file_order_across_batches_and_writers()
+-> anyhow::Result<()> {
+    let service = Service::start("consent_import_order").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+
+    // Ada grants, then withdraws 4,500 lines later; Bob withdraws, then the
+    // file grants: the two statements of each are batches apart, and the
+    // import writes several batches at once.
+    let mut csv = NATION_BUILDER.to_owned();
+    csv.push_str("1,ada@example.org,true,false,2026-03-01T10:00:00+01:00\n");
+    csv.push_str("2,bob@example.org,false,true,2026-03-01T10:00:00+01:00\n");
+    for n in 0..4_500 {
+        csv.push_str(&format!("{},filler{n}@example.org,false,false,\n", n + 10));
+    }
+    csv.push_str("1,ada@example.org,false,true,2026-03-02T10:00:00+01:00\n");
+    csv.push_str("2,bob@example.org,true,false,2026-03-02T10:00:00+01:00\n");
+    let job = upload_nation_builder(&mut clients, &csv).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.rows_read, counts.created), (4_504, 4_502));
+
+    for (email, expected) in [
+        ("ada@example.org", vec!["granted", "withdrawn"]),
+        ("bob@example.org", vec!["withdrawn"]),
+    ] {
+        let ledger: Vec<String> = sqlx::query_scalar(
+            "SELECT e.state FROM consent_events e JOIN people p ON p.id = e.person_id
+             WHERE p.tenant_id = $1 AND p.email_key = $2 ORDER BY e.id",
+        )
+        .bind(tenant)
+        .bind(email)
+        .fetch_all(&service.pool)
+        .await?;
+        assert_eq!(ledger, expected, "{email}");
+    }
     service.stop().await
 }
 

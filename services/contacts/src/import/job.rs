@@ -25,6 +25,12 @@ use crate::privacy;
 /// Rows written per transaction.
 pub const BATCH_ROWS: usize = 2_000;
 
+/// The most transactions one import writes at once.
+pub const MAX_WRITERS: usize = 8;
+
+/// Attempts at a batch that lost a deadlock to another writer.
+const ATTEMPTS: usize = 3;
+
 /// What the worker needs to run one uploaded import.
 #[derive(Clone)]
 pub struct ImportTask {
@@ -43,6 +49,9 @@ pub struct ImportTask {
     pub legal_basis: LegalBasis,
     /// The text or version of the notice the file's people were shown.
     pub notice: String,
+    /// Transactions written at once, each over its own share of the people
+    /// (1 to [`MAX_WRITERS`]).
+    pub writers: usize,
 }
 
 /// What every consent statement of one import carries.
@@ -53,6 +62,49 @@ struct ConsentTerms {
     /// False when the organization's policy forbids the basis on e-mail:
     /// the file's grants are not applied (its withdrawals still are).
     grants: bool,
+}
+
+impl ConsentTerms {
+    /// What the file says of a candidate's general e-mail consent, row by
+    /// row in the file's order, as the ledger takes it: a withdrawal always;
+    /// a grant unless the policy forbids the import's basis on e-mail.
+    fn statements<'c>(
+        &self,
+        candidate: &'c Candidate,
+    ) -> impl Iterator<Item = (Kind, DateTime<Utc>, serde_json::Value)> + 'c {
+        let grants = self.grants;
+        candidate
+            .consent
+            .iter()
+            .filter_map(move |&(is_grant, time, proof)| {
+                let kind = match is_grant {
+                    true if !grants => return None,
+                    true => Kind::ImportGrant,
+                    false => Kind::Withdraw,
+                };
+                let evidence: serde_json::Map<String, serde_json::Value> = proof
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect();
+                Some((kind, time, evidence.into()))
+            })
+    }
+
+    /// The general e-mail consent a candidate new to the organization ends
+    /// with: its statements applied in order from no state at all, by the
+    /// ledger's own rules; the last one that changed the state.
+    fn first_state(
+        &self,
+        candidate: &Candidate,
+    ) -> Option<(State, DateTime<Utc>, serde_json::Value)> {
+        let mut state = None;
+        for (kind, time, evidence) in self.statements(candidate) {
+            if let Some(next) = consent::next(state.as_ref().map(|s: &(State, _, _)| s.0), kind) {
+                state = Some((next, time, evidence));
+            }
+        }
+        state
+    }
 }
 
 /// Rows read from the file, waiting to be written.
@@ -102,9 +154,11 @@ pub async fn run(pool: PgPool, task: ImportTask) {
 
 async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     let (header_tx, header_rx) = tokio::sync::oneshot::channel();
-    let (batches_tx, mut batches) = mpsc::channel::<Batch>(2);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..task.writers.clamp(1, MAX_WRITERS))
+        .map(|_| mpsc::channel::<Batch>(2))
+        .unzip();
     let spec = task.clone();
-    let reader = tokio::task::spawn_blocking(move || read_file(spec, header_tx, batches_tx));
+    let reader = tokio::task::spawn_blocking(move || read_file(spec, header_tx, senders));
 
     if let Ok((encoding, delimiter)) = header_rx.await {
         sqlx::query(
@@ -118,15 +172,14 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     }
 
     let terms = consent_terms(pool, task).await?;
-    while let Some(mut batch) = batches.recv().await {
-        let mut tx = pool.begin().await?;
-        set_aside_erased(&mut tx, task, &mut batch).await?;
-        merge::addresses::match_secondaries(&mut tx, task.tenant_id, &mut batch.rows).await?;
-        let counts = write_batch(&mut tx, task, &terms, &batch).await?;
-        record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
-        record_issues(&mut tx, task.id, &batch).await?;
-        tx.commit().await?;
+    let writers = receivers
+        .into_iter()
+        .map(|batches| write_all(pool, task, &terms, batches));
+    let mut phases = Phases::default();
+    for written in futures::future::try_join_all(writers).await? {
+        phases.add(&written);
     }
+    let mut clock = std::time::Instant::now();
     reader.await.context("the file reader panicked")??;
     // Fresh statistics before anything plans a query over what was written:
     // without them, an organization's first import leaves the planner
@@ -139,8 +192,121 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("analyzing {table}"))?;
     }
+    phases.lap(&mut clock, Phase::Analyzing);
     merge::duplicates::after_import(pool, task.tenant_id, task.id).await;
+    phases.lap(&mut clock, Phase::Detecting);
+    tracing::info!(import_id = %task.id, busy_ms = ?phases, "import written");
     Ok(())
+}
+
+/// One writer: its batches in order, each in a transaction of its own.
+async fn write_all(
+    pool: &PgPool,
+    task: &ImportTask,
+    terms: &ConsentTerms,
+    mut batches: mpsc::Receiver<Batch>,
+) -> anyhow::Result<Phases> {
+    let mut phases = Phases::default();
+    let mut clock = std::time::Instant::now();
+    while let Some(mut batch) = batches.recv().await {
+        phases.lap(&mut clock, Phase::Reading);
+        for attempt in 1.. {
+            match write_one(pool, task, terms, &mut batch, &mut phases, &mut clock).await {
+                Ok(()) => break,
+                // Two writers reached the same person (a row matched by a
+                // secondary address): the batch rolled back whole, so it
+                // runs again as it was.
+                Err(error) if attempt < ATTEMPTS && lost_a_deadlock(&error) => {
+                    tracing::info!(import_id = %task.id, attempt,
+                        "an import batch met another writer's; writing it again");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(phases)
+}
+
+async fn write_one(
+    pool: &PgPool,
+    task: &ImportTask,
+    terms: &ConsentTerms,
+    batch: &mut Batch,
+    phases: &mut Phases,
+    clock: &mut std::time::Instant,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    // A batch lost in a crash is lost with its progress, and the import is
+    // then marked failed and imported again: nothing needs each commit to
+    // wait for its flush to disk.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    set_aside_erased(&mut tx, task, batch).await?;
+    merge::addresses::match_secondaries(&mut tx, task.tenant_id, &mut batch.rows).await?;
+    phases.lap(clock, Phase::Matching);
+    let counts = write_batch(&mut tx, task, terms, batch, phases, clock).await?;
+    record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
+    record_issues(&mut tx, task.id, batch).await?;
+    tx.commit().await?;
+    phases.lap(clock, Phase::Committing);
+    Ok(())
+}
+
+fn lost_a_deadlock(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .filter_map(|e| e.as_database_error()?.code())
+        .any(|code| code == "40P01")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Reading,
+    Matching,
+    People,
+    Consent,
+    Committing,
+    Analyzing,
+    Detecting,
+}
+
+/// Where an import's time went, in milliseconds per phase, summed over its
+/// writers (reading: waiting for the file's next rows).
+#[derive(Default)]
+struct Phases([u128; 7]);
+
+impl std::fmt::Debug for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const NAMES: [&str; 7] = [
+            "reading",
+            "matching",
+            "people",
+            "consent",
+            "committing",
+            "analyzing",
+            "detecting",
+        ];
+        let mut map = f.debug_map();
+        for (name, ms) in NAMES.iter().zip(self.0) {
+            map.entry(name, &ms);
+        }
+        map.finish()
+    }
+}
+
+impl Phases {
+    fn add(&mut self, other: &Phases) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+
+    fn lap(&mut self, clock: &mut std::time::Instant, phase: Phase) {
+        self.0[phase as usize] += clock.elapsed().as_millis();
+        *clock = std::time::Instant::now();
+    }
 }
 
 /// The terms of the import's statements. When the policy forbids its basis
@@ -180,7 +346,7 @@ async fn consent_terms(pool: &PgPool, task: &ImportTask) -> anyhow::Result<Conse
 fn read_file(
     task: ImportTask,
     header: tokio::sync::oneshot::Sender<(String, String)>,
-    batches: mpsc::Sender<Batch>,
+    writers: Vec<mpsc::Sender<Batch>>,
 ) -> anyhow::Result<()> {
     let file = std::fs::File::open(&task.path).context("opening the spooled upload")?;
     let source = std::io::BufReader::with_capacity(1 << 16, file);
@@ -193,8 +359,13 @@ fn read_file(
     };
     let _ = header.send((reader.encoding().to_owned(), delimiter));
 
-    let mut batch = new_batch();
+    let mut batches: Vec<Batch> = writers.iter().map(|_| new_batch()).collect();
     while let Some(outcome) = reader.next_row() {
+        let share = match &outcome {
+            RowOutcome::Row(row) => writer_of(row, writers.len()),
+            _ => 0,
+        };
+        let batch = &mut batches[share];
         match outcome {
             RowOutcome::Empty { .. } => batch.empty += 1,
             RowOutcome::Rejected { line, issues } => batch.rejected.push((line, issues)),
@@ -202,20 +373,35 @@ fn read_file(
         }
         if batch.rows.len() + batch.rejected.len() >= BATCH_ROWS {
             batch.bytes_read = reader.bytes_read();
-            if batches
-                .blocking_send(std::mem::replace(&mut batch, new_batch()))
+            if writers[share]
+                .blocking_send(std::mem::replace(batch, new_batch()))
                 .is_err()
             {
                 anyhow::bail!("the import writer stopped");
             }
         }
     }
-    batch.bytes_read = reader.bytes_read();
-    let _ = batches.blocking_send(batch);
+    for (mut batch, writer) in batches.into_iter().zip(&writers) {
+        batch.bytes_read = reader.bytes_read();
+        let _ = writer.blocking_send(batch);
+    }
     match reader.take_error() {
         Some(error) => Err(error.into()),
         None => Ok(()),
     }
+}
+
+/// The writer of a row: the same for every row of one person (by address,
+/// else by phone number), so that they are applied in the file's order.
+pub(super) fn writer_of(row: &ImportRow, writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    match (&row.email, &row.phone) {
+        (Some(email), _) => email.key().hash(&mut hasher),
+        (None, Some(phone)) => phone.as_str().hash(&mut hasher),
+        (None, None) => return 0,
+    }
+    (hasher.finish() % writers as u64) as usize
 }
 
 fn new_batch() -> Batch {
@@ -313,7 +499,8 @@ struct Candidate<'a> {
     tags: Vec<&'a str>,
     external_ids: serde_json::Map<String, serde_json::Value>,
     custom_fields: serde_json::Map<String, serde_json::Value>,
-    consent: Option<(bool, DateTime<Utc>, &'a [(String, String)])>,
+    /// The rows' consent statements in the file's order: (grant?, time, evidence).
+    consent: Vec<(bool, DateTime<Utc>, &'a [(String, String)])>,
 }
 
 async fn write_batch(
@@ -321,6 +508,8 @@ async fn write_batch(
     task: &ImportTask,
     terms: &ConsentTerms,
     batch: &Batch,
+    phases: &mut Phases,
+    clock: &mut std::time::Instant,
 ) -> anyhow::Result<Counts> {
     let mut counts = Counts {
         rows_read: (batch.rows.len() + batch.rejected.len()) as i64,
@@ -346,7 +535,7 @@ async fn write_batch(
         if group.is_empty() {
             continue;
         }
-        for (key, id, inserted) in upsert(tx, task.tenant_id, by_email, &group).await? {
+        for (key, id, inserted) in upsert(tx, task.tenant_id, terms, by_email, &group).await? {
             match inserted {
                 true => created.push(id),
                 false => updated.push(id),
@@ -366,7 +555,9 @@ async fn write_batch(
             .await?;
     }
 
+    phases.lap(clock, Phase::People);
     let (granted, suppressed) = apply_consent(tx, task.tenant_id, terms, &candidates, &ids).await?;
+    phases.lap(clock, Phase::Consent);
     counts.consent_granted = granted;
     counts.suppressed = suppressed;
     Ok(counts)
@@ -414,7 +605,7 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                         .entry(key.clone())
                         .or_insert(value.clone());
                 }
-                candidate.consent = stronger(candidate.consent, consent);
+                candidate.consent.extend(consent);
             }
             None => {
                 let mut external_ids = serde_json::Map::new();
@@ -431,28 +622,13 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                         tags,
                         external_ids,
                         custom_fields: row.custom_fields.clone(),
-                        consent,
+                        consent: consent.into_iter().collect(),
                     },
                 ));
             }
         }
     }
     order
-}
-
-type Statement<'a> = Option<(bool, DateTime<Utc>, &'a [(String, String)])>;
-
-/// A withdrawal wins over any grant; of two grants, the later one.
-fn stronger<'a>(a: Statement<'a>, b: Statement<'a>) -> Statement<'a> {
-    match (a, b) {
-        (None, other) | (other, None) => other,
-        (Some(x), Some(y)) => match (x.0, y.0) {
-            (false, true) => Some(x),
-            (true, false) => Some(y),
-            _ if y.1 > x.1 => Some(y),
-            _ => Some(x),
-        },
-    }
 }
 
 /// Where a row's address is, when it is in France.
@@ -488,17 +664,21 @@ impl Territory {
 const UPSERT_BY_EMAIL: &str = "
     INSERT INTO people AS p (id, tenant_id, first_name, last_name, email, email_key, phone,
         address_line1, postal_code, city, country, departement, birth_date, tags, external_ids,
-        commune_insee, region, time_zone, custom_fields)
+            commune_insee, region, time_zone, custom_fields, email_consent, email_consent_at,
+        email_consent_source, email_consent_evidence)
     SELECT u.id, $1, u.first_name, u.last_name, u.email, u.email_key, u.phone,
         u.address_line1, u.postal_code, u.city, u.country, u.departement, u.birth_date,
         CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, E'\\x1f') END,
-        u.external_ids::jsonb, u.commune_insee, u.region, u.time_zone, u.custom_fields::jsonb
+        u.external_ids::jsonb, u.commune_insee, u.region, u.time_zone, u.custom_fields::jsonb,
+        COALESCE(u.consent, 'none'), u.consent_at, CASE WHEN u.consent IS NOT NULL THEN $20 END,
+        u.consent_evidence::jsonb
     FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::date[],
-        $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+        $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
+        $21::text[], $22::timestamptz[], $23::text[])
         AS u(id, first_name, last_name, email, email_key, phone, address_line1, postal_code,
              city, country, departement, birth_date, tags, external_ids, commune_insee, region,
-             time_zone, custom_fields)
+             time_zone, custom_fields, consent, consent_at, consent_evidence)
     ON CONFLICT {target} DO UPDATE SET
         first_name = COALESCE(p.first_name, EXCLUDED.first_name),
         last_name = COALESCE(p.last_name, EXCLUDED.last_name),
@@ -530,9 +710,14 @@ fn upsert_sql(by_email: bool) -> String {
         .replace("{no_address}", no_address)
 }
 
+/// Writes a group of candidates, all matched by e-mail or all by phone. A
+/// person it creates gets the state the ledger's rules give the import's
+/// statement over no state at all, so that recording the statement next
+/// leaves the row as it is (a second write of every new row otherwise).
 async fn upsert(
     tx: &mut PgConnection,
     tenant: TenantId,
+    terms: &ConsentTerms,
     by_email: bool,
     group: &[&Candidate<'_>],
 ) -> anyhow::Result<Vec<(Key, Uuid, bool)>> {
@@ -554,6 +739,17 @@ async fn upsert(
         .collect();
     let birth_dates: Vec<Option<chrono::NaiveDate>> =
         group.iter().map(|c| c.row.birth_date).collect();
+    let (mut consents, mut consent_times, mut consent_evidence) = (
+        Vec::with_capacity(group.len()),
+        Vec::with_capacity(group.len()),
+        Vec::with_capacity(group.len()),
+    );
+    for candidate in group {
+        let first = terms.first_state(candidate);
+        consents.push(first.as_ref().map(|(state, ..)| state.as_str()));
+        consent_times.push(first.as_ref().map(|(_, time, _)| *time));
+        consent_evidence.push(first.map(|(.., evidence)| evidence.to_string()));
+    }
 
     let rows: Vec<(Uuid, Option<String>, Option<String>, bool)> =
         sqlx::query_as(sqlx::AssertSqlSafe(upsert_sql(by_email)))
@@ -576,6 +772,10 @@ async fn upsert(
             .bind(territory(|t| t.place.map(|p| p.region)))
             .bind(territory(|t| t.time_zone))
             .bind(&custom_fields)
+            .bind(&terms.source)
+            .bind(&consents)
+            .bind(&consent_times)
+            .bind(&consent_evidence)
             .fetch_all(&mut *tx)
             .await
             .context("writing people")?;
@@ -605,36 +805,25 @@ async fn apply_consent(
 ) -> anyhow::Result<(i64, i64)> {
     let mut statements = Vec::new();
     for (key, candidate) in candidates {
-        let Some((is_grant, time, proof)) = candidate.consent else {
-            continue;
-        };
         let Some(&person) = ids.get(key) else {
             continue;
         };
-        if is_grant && !terms.grants {
-            continue;
+        for (kind, occurred_at, evidence) in terms.statements(candidate) {
+            statements.push(consent::store::Statement {
+                person,
+                channel: Channel::Email,
+                purpose: "",
+                kind,
+                legal_basis: terms.legal_basis,
+                source: terms.source.clone(),
+                notice: terms.notice.clone(),
+                occurred_at,
+                evidence,
+            });
         }
-        let evidence: serde_json::Map<String, serde_json::Value> = proof
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
-            .collect();
-        statements.push(consent::store::Statement {
-            person,
-            channel: Channel::Email,
-            purpose: "",
-            kind: if is_grant {
-                Kind::ImportGrant
-            } else {
-                Kind::Withdraw
-            },
-            legal_basis: terms.legal_basis,
-            source: terms.source.clone(),
-            notice: terms.notice.clone(),
-            occurred_at: time,
-            evidence: evidence.into(),
-        });
     }
-    let applied = consent::store::record(tx, tenant, &statements).await?;
+    // The batch's upsert wrote, and so locked, every one of these people.
+    let applied = consent::store::record_written(tx, tenant, &statements).await?;
     let granted = applied.iter().filter(|a| a.state == State::Granted).count();
     Ok((granted as i64, (applied.len() - granted) as i64))
 }
@@ -646,7 +835,7 @@ async fn record_progress(
     c: Counts,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE imports SET bytes_read = $2, rows_read = rows_read + $3,
+        "UPDATE imports SET bytes_read = GREATEST(bytes_read, $2), rows_read = rows_read + $3,
             rows_empty = rows_empty + $4, created = created + $5, merged = merged + $6,
             rejected = rejected + $7, warnings = warnings + $8,
             consent_granted = consent_granted + $9, suppressed = suppressed + $10,

@@ -695,3 +695,25 @@ fn nul_bytes_and_huge_values_are_dropped_with_a_short_report() {
         bob.issues[0].reason
     );
 }
+
+#[test]
+fn the_rows_of_one_person_go_to_one_writer_and_every_writer_has_a_share() {
+    let mut csv = String::from("nationbuilder_id,email1,mobile_number\n");
+    for n in 0..1_000 {
+        csv.push_str(&format!("{n},p{n}@example.org,\n"));
+    }
+    csv.push_str("2000,P7@Example.org,\n2001,,06 12 34 56 78\n2002,,+33 6 12 34 56 78\n");
+    let outcomes = read_str(csv.as_bytes(), Preset::NationBuilder);
+    let rows: Vec<&ImportRow> = outcomes.iter().map(row).collect();
+    for writers in 1..=job::MAX_WRITERS {
+        let of = |r: &ImportRow| job::writer_of(r, writers);
+        assert_eq!(of(rows[7]), of(rows[1_000]), "one address, two spellings");
+        assert_eq!(
+            of(rows[1_001]),
+            of(rows[1_002]),
+            "one number, two spellings"
+        );
+        let used: std::collections::BTreeSet<usize> = rows.iter().map(|r| of(r)).collect();
+        assert_eq!(used, (0..writers).collect(), "{writers} writers");
+    }
+}
