@@ -538,7 +538,10 @@ async fn a_sender_killed_again_and_again_never_sends_twice_and_leaves_nothing_st
         "the campaign ended after {} kills",
         kills.len()
     );
-    assert!(kills.iter().all(|k| k.queued > 0), "{kills:?}");
+    // Each kill left work behind: deliveries waiting, or claimed by the
+    // killed sender and to be taken back (the last kill may find none
+    // waiting when the sender was quicker than the random moment).
+    assert!(kills.iter().all(|k| k.queued + k.sending > 0), "{kills:?}");
 
     let done = match wait_completed(&mut client, &campaign.id).await {
         Ok(done) => done,
