@@ -1,6 +1,6 @@
 //! The suppression projection: consent changes announced by contacts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1::ConsentState;
@@ -14,7 +14,8 @@ use uuid::Uuid;
 /// suppresses the address; a later grant lifts a suppression that came from
 /// consent (never a bounce's). A purpose's consent leaves the address as it is.
 /// One message carries the changes of a call or of an import batch, applied
-/// in one transaction.
+/// in one transaction. A change older in the ledger than the last one applied
+/// to its address is ignored, whatever order the messages arrive in.
 pub struct ConsentProjection {
     pub pool: PgPool,
 }
@@ -24,6 +25,9 @@ struct Change {
     person: Option<Uuid>,
     withdrawn: bool,
     time: DateTime<Utc>,
+    /// The change's place in the contacts ledger; 0 when the message
+    /// predates it.
+    sequence: i64,
 }
 
 /// The changes of a message body, either form.
@@ -63,6 +67,7 @@ fn last_per_address(changes: Vec<ConsentChanged>) -> HashMap<String, Change> {
             person: Uuid::parse_str(&event.person_id).ok(),
             withdrawn,
             time,
+            sequence: event.sequence,
         };
         last.insert(event.email.trim().to_lowercase(), change);
     }
@@ -80,8 +85,11 @@ impl Handler for ConsentProjection {
         else {
             return Ok(());
         };
-        let (withdrawn, granted): (Vec<_>, Vec<_>) =
-            changes.into_iter().partition(|(_, c)| c.withdrawn);
+        let newer = newer_than_applied(&mut tx, message.tenant_id, &changes).await?;
+        let (withdrawn, granted): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .filter(|(key, change)| change.sequence == 0 || newer.contains(key))
+            .partition(|(_, c)| c.withdrawn);
         if !withdrawn.is_empty() {
             let keys: Vec<&str> = withdrawn.iter().map(|(k, _)| k.as_str()).collect();
             let people: Vec<Option<Uuid>> = withdrawn.iter().map(|(_, c)| c.person).collect();
@@ -119,6 +127,36 @@ impl Handler for ConsentProjection {
     }
 }
 
+/// The addresses whose change in `changes` is newer in the ledger than the
+/// last one applied to them, now recorded as the last.
+async fn newer_than_applied(
+    tx: &mut sqlx::PgConnection,
+    tenant: muster_runtime::TenantId,
+    changes: &HashMap<String, Change>,
+) -> sqlx::Result<HashSet<String>> {
+    let (keys, sequences): (Vec<&str>, Vec<i64>) = changes
+        .iter()
+        .filter(|(_, c)| c.sequence > 0)
+        .map(|(key, c)| (key.as_str(), c.sequence))
+        .unzip();
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let advanced: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO consent_versions (tenant_id, email_key, sequence)
+         SELECT $1, k, s FROM UNNEST($2::text[], $3::bigint[]) AS u(k, s)
+         ON CONFLICT (tenant_id, email_key) DO UPDATE SET sequence = EXCLUDED.sequence
+            WHERE consent_versions.sequence < EXCLUDED.sequence
+         RETURNING email_key",
+    )
+    .bind(tenant)
+    .bind(&keys)
+    .bind(&sequences)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(advanced.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +191,78 @@ mod tests {
         );
         assert!(!last["ada@example.org"].withdrawn);
         assert!(last["bob@example.org"].withdrawn);
+    }
+
+    /// A message of changes, each (address, state, time as a day of March
+    /// 2026, ledger sequence).
+    fn changes(
+        tenant: muster_runtime::TenantId,
+        items: &[(&str, ConsentState, u32, i64)],
+    ) -> Incoming {
+        let changes = items
+            .iter()
+            .map(|&(email, state, day, sequence)| ConsentChanged {
+                time: Some(muster_runtime::time::to_proto(
+                    chrono::NaiveDate::from_ymd_opt(2026, 3, day)
+                        .unwrap()
+                        .and_hms_opt(10, 0, 0)
+                        .unwrap()
+                        .and_utc(),
+                )),
+                sequence,
+                ..change(email, state, "")
+            })
+            .collect();
+        Incoming {
+            message_id: Uuid::now_v7(),
+            tenant_id: tenant,
+            message_type: "muster.events.v1.ConsentChanges".into(),
+            routing_key: "contacts.consent.changed".into(),
+            body: ConsentChanges { changes }.encode_to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_change_arriving_late_never_undoes_a_newer_one() -> anyhow::Result<()> {
+        use ConsentState::{Granted, Withdrawn};
+        let settings = muster_testkit::fresh_database("consent_versions").await?;
+        let pool = muster_runtime::db::connect(&settings).await?;
+        muster_runtime::db::migrate(&pool, crate::MIGRATIONS).await?;
+        let projection = ConsentProjection { pool: pool.clone() };
+        let tenant = muster_runtime::TenantId::new();
+
+        // The file granted early (a later date) and withdrew later (an
+        // earlier date): the ledger's order holds, not the dates, and not the
+        // order the messages are handled in.
+        projection
+            .handle(changes(tenant, &[("ada@example.org", Withdrawn, 1, 20)]))
+            .await?;
+        projection
+            .handle(changes(tenant, &[("ada@example.org", Granted, 9, 10)]))
+            .await?;
+        // Bob re-subscribed (confirmed) after withdrawing; the grant arrives
+        // first.
+        projection
+            .handle(changes(tenant, &[("bob@example.org", Granted, 9, 40)]))
+            .await?;
+        projection
+            .handle(changes(tenant, &[("bob@example.org", Withdrawn, 1, 30)]))
+            .await?;
+        // A message from before sequences still applies by its dates.
+        projection
+            .handle(changes(tenant, &[("cy@example.org", Withdrawn, 1, 0)]))
+            .await?;
+
+        let suppressed: Vec<String> = sqlx::query_scalar(
+            "SELECT email_key FROM suppressions WHERE tenant_id = $1 ORDER BY email_key",
+        )
+        .bind(tenant)
+        .fetch_all(&pool)
+        .await?;
+        pool.close().await;
+        muster_testkit::drop_database(&settings).await?;
+        assert_eq!(suppressed, ["ada@example.org", "cy@example.org"]);
+        Ok(())
     }
 
     #[test]

@@ -103,6 +103,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     6 => "0006_erasure.sql",
     7 => "0007_bounce_listings.sql",
     9 => "0009_merges.sql",
+    10 => "0010_consent_versions.sql",
 ];
 
 /// Everything messaging is configured with.

@@ -291,10 +291,14 @@ async fn erase(
     .bind(&every_hash)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM suppressions WHERE tenant_id = $1 AND email_key = ANY($2)")
+    for table in ["suppressions", "consent_versions"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE tenant_id = $1 AND email_key = ANY($2)"
+        )))
         .bind(tenant)
         .bind(&addresses)
         .execute(&mut *tx)
         .await?;
+    }
     Ok(addresses.len())
 }

@@ -42,6 +42,19 @@ pub struct Applied {
 
 type Key = (Uuid, Channel, &'static str);
 
+/// `people.email_consent`, `email_consent_at` and `email_consent_source`.
+type Mirror = (String, Option<DateTime<Utc>>, Option<String>);
+
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    id: Uuid,
+    email: Option<String>,
+    first_name: Option<String>,
+    email_consent: String,
+    email_consent_at: Option<DateTime<Utc>>,
+    email_consent_source: Option<String>,
+}
+
 fn consent_changed(tenant_id: TenantId) -> Outgoing<'static> {
     Outgoing {
         tenant_id,
@@ -97,18 +110,31 @@ async fn record_under(
         Locks::Take => " FOR UPDATE",
         Locks::Held => "",
     };
-    let rows: Vec<(Uuid, Option<String>, Option<String>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, email, first_name FROM people WHERE tenant_id = $1 AND id = ANY($2)
-             ORDER BY id{lock}"
-        )))
-        .bind(tenant)
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows: Vec<PersonRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, email, first_name, email_consent, email_consent_at, email_consent_source
+         FROM people WHERE tenant_id = $1 AND id = ANY($2)
+         ORDER BY id{lock}"
+    )))
+    .bind(tenant)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut mirrors: HashMap<Uuid, Mirror> = HashMap::with_capacity(rows.len());
     let known: HashMap<Uuid, (String, String)> = rows
         .into_iter()
-        .map(|(id, email, first)| (id, (email.unwrap_or_default(), first.unwrap_or_default())))
+        .map(|row| {
+            let mirror = (
+                row.email_consent,
+                row.email_consent_at,
+                row.email_consent_source,
+            );
+            mirrors.insert(row.id, mirror);
+            let names = (
+                row.email.unwrap_or_default(),
+                row.first_name.unwrap_or_default(),
+            );
+            (row.id, names)
+        })
         .collect();
     let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
         "SELECT person_id, channel, purpose, state FROM consents
@@ -147,14 +173,32 @@ async fn record_under(
         return Ok(applied);
     }
 
-    write_ledger(tx, tenant, statements, &applied).await?;
+    let sequences = write_ledger(tx, tenant, statements, &applied).await?;
     let mut finals: Vec<Applied> = last.values().map(|&i| applied[i]).collect();
     finals.sort_unstable_by_key(|a| a.index);
-    write_current(tx, tenant, statements, &finals).await?;
+    // The mirror is written only where it differs: an import's new people
+    // were written with it.
+    let mirrored: Vec<Applied> = finals
+        .iter()
+        .filter(|a| {
+            let s = &statements[a.index];
+            s.channel == Channel::Email
+                && s.purpose.is_empty()
+                && mirrors.get(&s.person)
+                    != Some(&(
+                        a.state.as_str().to_owned(),
+                        Some(s.occurred_at),
+                        Some(s.source.clone()),
+                    ))
+        })
+        .copied()
+        .collect();
+    write_current(tx, tenant, statements, &finals, &mirrored).await?;
 
     let changes = applied
         .iter()
-        .map(|a| {
+        .zip(sequences)
+        .map(|(a, sequence)| {
             let s = &statements[a.index];
             ConsentChanged {
                 person_id: s.person.to_string(),
@@ -165,6 +209,7 @@ async fn record_under(
                 source: s.source.clone(),
                 purpose: s.purpose.to_owned(),
                 legal_basis: s.legal_basis.to_proto() as i32,
+                sequence,
             }
         })
         .collect();
@@ -269,33 +314,43 @@ const STATEMENTS: &str = "UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[],
     $7::text[], $8::text[], $9::timestamptz[], $10::text[])
     AS s(person_id, channel, purpose, state, legal_basis, source, notice, occurred_at, evidence)";
 
+/// Appends the `applied` statements to the ledger; returns their ids, in
+/// their order (the ids are drawn row by row as the statements are inserted).
 async fn write_ledger(
     tx: &mut PgConnection,
     tenant: TenantId,
     statements: &[Statement],
     applied: &[Applied],
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Vec<i64>> {
     let columns = Columns::of(statements, applied);
     let sql = format!(
         "INSERT INTO consent_events (tenant_id, person_id, channel, purpose, state, legal_basis,
                                      source, notice, occurred_at, evidence)
          SELECT $1, person_id, channel, purpose, state, legal_basis, source, notice, occurred_at,
                 evidence::jsonb
-         FROM {STATEMENTS}"
+         FROM {STATEMENTS}
+         RETURNING id"
     );
-    columns
+    let rows = columns
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(())
+    let mut ids = rows
+        .iter()
+        .map(|row| sqlx::Row::try_get::<i64, _>(row, 0))
+        .collect::<sqlx::Result<Vec<i64>>>()?;
+    ids.sort_unstable();
+    Ok(ids)
 }
 
-/// Writes the last state of each key (one statement per key in `finals`).
+/// Writes the last state of each key (one statement per key in `finals`),
+/// and copies the general e-mail ones in `mirrored` to the people.
 async fn write_current(
     tx: &mut PgConnection,
     tenant: TenantId,
     statements: &[Statement],
     finals: &[Applied],
+    mirrored: &[Applied],
 ) -> sqlx::Result<()> {
     let columns = Columns::of(statements, finals);
     let sql = format!(
@@ -315,15 +370,19 @@ async fn write_current(
         .execute(&mut *tx)
         .await?;
 
+    if mirrored.is_empty() {
+        return Ok(());
+    }
+    // `p.id = ANY` lets the planner find the people by their key: joined on
+    // the UNNEST alone, an organization without statistics yet (its first
+    // import) got a nested loop over all its people and every statement.
+    let columns = Columns::of(statements, mirrored);
     let sql = format!(
         "UPDATE people p SET email_consent = s.state, email_consent_at = s.occurred_at,
             email_consent_source = s.source, email_consent_evidence = s.evidence::jsonb,
             updated_at = now()
          FROM {STATEMENTS}
-         WHERE p.tenant_id = $1 AND p.id = s.person_id
-           AND s.channel = 'email' AND s.purpose = ''
-           AND (p.email_consent, p.email_consent_at, p.email_consent_source)
-               IS DISTINCT FROM (s.state, s.occurred_at, s.source)"
+         WHERE p.tenant_id = $1 AND p.id = ANY($2) AND p.id = s.person_id"
     );
     columns
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant))
