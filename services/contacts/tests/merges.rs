@@ -1031,3 +1031,54 @@ async fn a_number_many_people_share_pairs_no_one() -> anyhow::Result<()> {
     assert_eq!((found.listed, found.merged), (3, 0));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_placeholder_id_and_a_common_name_pair_no_one() -> anyhow::Result<()> {
+    let mut service = start("merge_placeholders").await?;
+    // Five people whose outside id is a placeholder: with external ids
+    // merging automatically (the default), they would have become one.
+    for k in 0..5 {
+        let email = format!("p{k}@example.org");
+        let last = format!("Name{k}");
+        insert(
+            &service,
+            New {
+                email: Some(&email),
+                first: Some("Placeholder"),
+                last: Some(&last),
+                external_ids: serde_json::json!({"nationbuilder": "0"}),
+                ..New::default()
+            },
+        )
+        .await?;
+    }
+    // Forty people named alike, each elsewhere and born another day; two of
+    // them share a postal code.
+    for k in 0..40 {
+        let email = format!("marie{k}@example.org");
+        let postal = format!("{:05}", 10_000 + k.min(38));
+        let birth = format!("19{:02}-01-01", 40 + k);
+        insert(
+            &service,
+            New {
+                email: Some(&email),
+                first: Some(if k % 2 == 0 { "Marie" } else { "MARIE" }),
+                last: Some("Martin"),
+                postal_code: Some(&postal),
+                birth_date: Some(&birth),
+                ..New::default()
+            },
+        )
+        .await?;
+    }
+    let found = service
+        .client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?
+        .into_inner();
+    assert_eq!((found.listed, found.merged), (1, 0));
+    let pairs = open_pairs(&mut service.client).await?;
+    let reasons: Vec<i32> = pairs[0].reasons.clone();
+    assert_eq!(reasons, [pb::DuplicateKind::NamePostalCode as i32]);
+    Ok(())
+}

@@ -83,15 +83,18 @@ impl Kind {
 /// A number held by more people than this (a switchboard, a family line, a
 /// placeholder typed into a form) says nothing of who is who: it pairs no one.
 /// Without the bound, a number shared by n people lists n(n-1)/2 pairs.
-const MAX_PEOPLE_PER_NUMBER: i64 = 3;
+const MAX_HOLDERS: i64 = 3;
 
 /// Pairs of people of `tenant` that may be one, with their reasons, among
 /// the people an import touched (`$2`, all when NULL) and everyone else. Phones are
 /// stored in E.164, so they compare as they are. Names use the stored folded
 /// name (`people.name_key`) and its index, phones `people_phone` and
 /// `person_phones_phone`.
-/// A name is joined together with the postal code or the birth date, never
-/// alone: the n people of a common name would make n² pairs to filter.
+/// A name is joined together with the postal code or the birth date, as one
+/// key, never alone: joined on the name (a merge join along its index), the
+/// n people of a common name made n² pairs to filter (5,000 "Marie Martin"
+/// took 30 s). An outside id held by more than [`MAX_HOLDERS`]
+/// people is a placeholder ("0"), like a shared phone: it pairs no one.
 // TODO(#4): external ids are matched by expanding every person's ids in a
 // hash join, most of the 4 s a detection of 2,000 touched people among
 // 200,000 takes; a table of (tenant, system, id) would make it a lookup.
@@ -125,24 +128,27 @@ const FIND_PAIRS: &str = "
             CROSS JOIN LATERAL jsonb_each_text(s.external_ids) e
         ) x
         JOIN (
-            SELECT p.id, e.key, e.value FROM people p
-            CROSS JOIN LATERAL jsonb_each_text(p.external_ids) e
-            WHERE p.tenant_id = $1 AND p.external_ids <> '{}'
-        ) o ON o.key = x.key AND o.value = x.value AND o.id <> x.id
+            SELECT id, key, value, count(*) OVER (PARTITION BY key, value) AS holders
+            FROM (
+                SELECT p.id, e.key, e.value FROM people p
+                CROSS JOIN LATERAL jsonb_each_text(p.external_ids) e
+                WHERE p.tenant_id = $1 AND p.external_ids <> '{}'
+            ) ids
+        ) o ON o.key = x.key AND o.value = x.value AND o.id <> x.id AND o.holders <= $3
       UNION ALL
         SELECT s.id, o.id,
             CASE WHEN s.line <> '' AND s.line = muster_fold(o.address_line1)
                  THEN 'name_address' ELSE 'name_postal_code' END
         FROM scope s
         JOIN people o ON o.tenant_id = $1 AND o.id <> s.id
-            AND o.name_key = s.name_key AND muster_fold(o.postal_code) = s.postal
+            AND o.name_key || ' ' || muster_fold(o.postal_code) = s.name_key || ' ' || s.postal
         WHERE s.name_key IS NOT NULL AND s.postal <> ''
       UNION ALL
         SELECT s.id, o.id, 'name_birth_date'
         FROM scope s
         JOIN people o ON o.tenant_id = $1 AND o.id <> s.id
-            AND o.name_key = s.name_key AND o.birth_date = s.birth_date
-        WHERE s.name_key IS NOT NULL
+            AND o.name_key || ' ' || o.birth_date::text = s.name_key || ' ' || s.birth_date::text
+        WHERE s.name_key IS NOT NULL AND s.birth_date IS NOT NULL
     )
     SELECT LEAST(x, y), GREATEST(x, y), array_agg(DISTINCT kind ORDER BY kind)
     FROM found GROUP BY 1, 2";
@@ -177,7 +183,7 @@ pub async fn detect(
     let pairs: Vec<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(FIND_PAIRS)
         .bind(tenant)
         .bind(import)
-        .bind(MAX_PEOPLE_PER_NUMBER)
+        .bind(MAX_HOLDERS)
         .fetch_all(&mut *tx)
         .await
         .context("finding duplicates")?;
