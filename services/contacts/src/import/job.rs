@@ -136,7 +136,12 @@ pub async fn run(pool: PgPool, task: ImportTask) {
     let (state, error) = match &outcome {
         Ok(()) => ("succeeded", None),
         Err(error) => {
-            tracing::warn!(error = format!("{error:#}"), "import failed");
+            // The reason can quote the file (a header line that was a
+            // person's row): it is kept on the import, not in the log.
+            tracing::warn!(
+                cause = failure_kind(error),
+                "import failed; its reason is on the import (GetImport)"
+            );
             ("failed", Some(storable(&format!("{error:#}"))))
         }
     };
@@ -891,6 +896,20 @@ async fn record_issues(tx: &mut PgConnection, id: Uuid, batch: &Batch) -> sqlx::
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// What kind of failure ended an import, for the log.
+fn failure_kind(error: &anyhow::Error) -> &'static str {
+    if error.chain().any(|e| e.is::<super::ImportError>()) {
+        "the file was refused"
+    } else if let Some(e) = error.chain().find_map(|e| e.downcast_ref::<sqlx::Error>()) {
+        match e {
+            sqlx::Error::Database(_) => "a database statement failed",
+            _ => "the database could not be reached",
+        }
+    } else {
+        "the import stopped"
+    }
 }
 
 /// An error message as stored and shown: no NUL byte (PostgreSQL text cannot
