@@ -18,7 +18,7 @@ const SECRET: &str = "muster-bench-secret";
 
 /// Filters measured: the text form sent to CountSegment, and the query a
 /// person would write by hand for it (`$1` is the tenant).
-const FILTERS: [(&str, &str); 9] = [
+const FILTERS: [(&str, &str); 10] = [
     (
         "tag:adhérent AND has:email",
         "SELECT count(*) FROM people WHERE tenant_id = $1 \
@@ -72,6 +72,17 @@ const FILTERS: [(&str, &str); 9] = [
                     AND currency = 'EUR' AND total_cents >= 5000) \
          AND id IN (SELECT person_id FROM attendance WHERE tenant_id = $1 \
                     AND state = 'attended' GROUP BY person_id HAVING count(*) >= 2)",
+    ),
+    // Written by hand with correlated subqueries: the same IN sets under OR
+    // are re-scanned for every person once they exceed work_mem (minutes at
+    // the default 4 MB); contacts reads them under a larger work_mem.
+    (
+        "donations.total>=50 OR attended.count>=2",
+        "SELECT count(*) FROM people p WHERE tenant_id = $1 \
+         AND (EXISTS (SELECT 1 FROM person_donations d WHERE d.tenant_id = $1 \
+                      AND d.person_id = p.id AND d.currency = 'EUR' AND d.total_cents >= 5000) \
+              OR (SELECT count(*) FROM attendance a WHERE a.tenant_id = $1 \
+                  AND a.person_id = p.id AND a.state = 'attended') >= 2)",
     ),
 ];
 

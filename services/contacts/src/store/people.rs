@@ -85,11 +85,13 @@ pub async fn list(
         query.push(" AND id > ").push_bind(after);
     }
     query.push(" ORDER BY id LIMIT ").push_bind(limit);
+    let mut tx = super::segments::reading(pool).await?;
     let rows: Vec<PersonRow> = query
         .build_query_as()
         .persistent(false)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     let mut people: Vec<pb::Person> = rows.into_iter().map(into_proto).collect();
     merge::addresses::attach(pool, tenant, &mut people).await?;
     Ok(people)
