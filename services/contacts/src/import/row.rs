@@ -161,11 +161,19 @@ impl<'r> Fields<'r> {
             return None;
         }
         if text.len() > MAX_FIELD_BYTES {
-            self.issue(
-                field,
-                raw,
-                format!("longer than {MAX_FIELD_BYTES} bytes: not imported"),
-            );
+            let lines = text.matches('\n').count();
+            let reason = match lines {
+                0 => format!("longer than {MAX_FIELD_BYTES} bytes: not imported"),
+                // A quote opened in the field and never closed: the rows
+                // after it were read into it.
+                _ => format!(
+                    "longer than {MAX_FIELD_BYTES} bytes, over {} lines: a double quote opened \
+                     in it is probably never closed, and the rows after it were read into it; \
+                     fix the quote and import the file again (rows already imported merge)",
+                    lines + 1
+                ),
+            };
+            self.issue(field, raw, reason);
             return None;
         }
         if text.contains('\u{FFFD}') {

@@ -697,6 +697,24 @@ fn nul_bytes_and_huge_values_are_dropped_with_a_short_report() {
 }
 
 #[test]
+fn a_quote_left_open_over_fewer_lines_than_a_record_may_span_is_named() {
+    let mut input = String::from("email,name\nann@example.org,\"Ann\n");
+    for n in 0..100 {
+        input.push_str(&format!(
+            "row{n}@example.org,A name long enough to pass the limit {n}\n"
+        ));
+    }
+    let rows = read_str(input.as_bytes(), email_only());
+    assert_eq!(rows.len(), 1, "the rows after the quote were read into it");
+    let ann = row(&rows[0]);
+    assert!(
+        ann.issues[0].reason.contains("never closed"),
+        "{}",
+        ann.issues[0].reason
+    );
+}
+
+#[test]
 fn the_rows_of_one_person_go_to_one_writer_and_every_writer_has_a_share() {
     let mut csv = String::from("nationbuilder_id,email1,mobile_number\n");
     for n in 0..1_000 {
