@@ -485,7 +485,7 @@ fn stream_members(
             filter.push_where(&mut query, tenant);
             query.push(" AND id > ").push_bind(after);
             query.push(" ORDER BY id LIMIT ").push_bind(STREAM_BATCH);
-            let mut tx = segments::reading(&pool).await.map_err(ApiError::from)?;
+            let mut tx = segments::reading(&pool, &filter).await.map_err(ApiError::from)?;
             let rows: Vec<(Uuid, String, String, String, String)> =
                 query.build_query_as().persistent(false).fetch_all(&mut *tx).await
                     .map_err(ApiError::from)?;

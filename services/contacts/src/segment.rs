@@ -179,6 +179,12 @@ impl Filter {
         self
     }
 
+    /// Whether any condition reads the donations or attendance projected
+    /// from other services' events.
+    pub fn reads_projections(&self) -> bool {
+        self.conditions.iter().any(Expr::reads_projections)
+    }
+
     /// A filter for people who may receive an e-mail campaign.
     pub fn reachable_by_email(mut self) -> Self {
         self.conditions

@@ -312,6 +312,22 @@ impl Expr {
         }
     }
 
+    /// Whether the condition reads the donations or attendance other
+    /// services announced (a set of people apart from `people`).
+    pub fn reads_projections(&self) -> bool {
+        match self {
+            Self::And(items) | Self::Or(items) => items.iter().any(Self::reads_projections),
+            Self::Not(inner) => inner.reads_projections(),
+            Self::Leaf(leaf) => matches!(
+                leaf,
+                Leaf::DonationTotal { .. }
+                    | Leaf::LastDonation { .. }
+                    | Leaf::Attended(_)
+                    | Leaf::AttendedCount(_)
+            ),
+        }
+    }
+
     /// Whether the condition can be NULL in SQL (it tests a column that may be missing).
     pub fn may_be_null(&self) -> bool {
         match self {

@@ -839,3 +839,18 @@ fn a_policy_takes_grants_on_a_forbidden_basis_out_of_granted_only() {
     let sms = Filter::parse(&query("consent:sms=granted")).unwrap();
     assert!(!checked_sql(&sms.with_policy(&policy)).contains("legal_basis"));
 }
+
+#[test]
+fn only_filters_reading_donations_or_attendance_say_so() {
+    let reads = |text: &str| {
+        let filter = SegmentFilter {
+            query: text.into(),
+            ..Default::default()
+        };
+        Filter::parse(&filter).unwrap().reads_projections()
+    };
+    assert!(reads("tag:a OR donations.total>=50"));
+    assert!(reads("NOT (attended:e1 AND has:email)"));
+    assert!(reads("donations.last>=2024-01-01"));
+    assert!(!reads("tag:a AND (departement:75 OR NOT has:email)"));
+}

@@ -85,7 +85,7 @@ pub async fn list(
         query.push(" AND id > ").push_bind(after);
     }
     query.push(" ORDER BY id LIMIT ").push_bind(limit);
-    let mut tx = super::segments::reading(pool).await?;
+    let mut tx = super::segments::reading(pool, filter).await?;
     let rows: Vec<PersonRow> = query
         .build_query_as()
         .persistent(false)
