@@ -691,6 +691,14 @@ async fn erasing_a_survivor_hashes_every_address_and_empties_the_snapshots() -> 
     Ok(())
 }
 
+/// Runs detection over the whole organization.
+async fn find(client: &mut Client) -> anyhow::Result<pb::FindDuplicatesResponse> {
+    Ok(client
+        .find_duplicates(pb::FindDuplicatesRequest {})
+        .await?
+        .into_inner())
+}
+
 async fn open_pairs(client: &mut Client) -> anyhow::Result<Vec<pb::Duplicate>> {
     let mut pairs = Vec::new();
     let mut page_token = String::new();
@@ -821,12 +829,9 @@ async fn phone_name_and_address_and_likely_duplicates_are_listed_for_review() ->
     )
     .await?;
 
-    let found = service
-        .client
-        .find_duplicates(pb::FindDuplicatesRequest {})
-        .await?;
+    let found = find(&mut service.client).await?;
     assert_eq!(
-        found.into_inner(),
+        found,
         pb::FindDuplicatesResponse {
             listed: 4,
             merged: 0
@@ -861,15 +866,8 @@ async fn phone_name_and_address_and_likely_duplicates_are_listed_for_review() ->
         .await?
         .into_inner();
     assert_eq!(pair.state, pb::DuplicateState::Dismissed as i32);
-    let found = service
-        .client
-        .find_duplicates(pb::FindDuplicatesRequest {})
-        .await?;
-    assert_eq!(
-        found.into_inner().listed,
-        0,
-        "a dismissed pair is not listed again"
-    );
+    let found = find(&mut service.client).await?;
+    assert_eq!(found.listed, 0, "a dismissed pair is not listed again");
     assert_eq!(open_pairs(&mut service.client).await?.len(), 3);
     Ok(())
 }
@@ -921,12 +919,9 @@ async fn external_ids_merge_by_default_and_rules_choose_other_exact_kinds() -> a
         rules.into_inner().automatic,
         [pb::DuplicateKind::ExternalId as i32]
     );
-    let found = service
-        .client
-        .find_duplicates(pb::FindDuplicatesRequest {})
-        .await?;
+    let found = find(&mut service.client).await?;
     assert_eq!(
-        found.into_inner(),
+        found,
         pb::FindDuplicatesResponse {
             listed: 1,
             merged: 1
@@ -952,11 +947,8 @@ async fn external_ids_merge_by_default_and_rules_choose_other_exact_kinds() -> a
         automatic: vec![pb::DuplicateKind::Phone as i32],
     };
     service.client.set_duplicate_rules(phone).await?;
-    let found = service
-        .client
-        .find_duplicates(pb::FindDuplicatesRequest {})
-        .await?;
-    assert_eq!(found.into_inner().merged, 1);
+    let found = find(&mut service.client).await?;
+    assert_eq!(found.merged, 1);
     let person = get(&mut service.client, phoned).await?;
     assert_eq!(
         person.email, "three@example.org",
@@ -1023,11 +1015,7 @@ async fn a_number_many_people_share_pairs_no_one() -> anyhow::Result<()> {
             .await?;
         }
     }
-    let found = service
-        .client
-        .find_duplicates(pb::FindDuplicatesRequest {})
-        .await?
-        .into_inner();
+    let found = find(&mut service.client).await?;
     assert_eq!((found.listed, found.merged), (3, 0));
     Ok(())
 }
@@ -1071,11 +1059,7 @@ async fn a_placeholder_id_and_a_common_name_pair_no_one() -> anyhow::Result<()> 
         )
         .await?;
     }
-    let found = service
-        .client
-        .find_duplicates(pb::FindDuplicatesRequest {})
-        .await?
-        .into_inner();
+    let found = find(&mut service.client).await?;
     assert_eq!((found.listed, found.merged), (1, 0));
     let pairs = open_pairs(&mut service.client).await?;
     let reasons: Vec<i32> = pairs[0].reasons.clone();

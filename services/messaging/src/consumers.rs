@@ -213,12 +213,17 @@ mod tests {
                 ..change(email, state, "")
             })
             .collect();
+        let body = ConsentChanges { changes }.encode_to_vec();
+        incoming(tenant, "muster.events.v1.ConsentChanges", body)
+    }
+
+    fn incoming(tenant: muster_runtime::TenantId, message_type: &str, body: Vec<u8>) -> Incoming {
         Incoming {
             message_id: Uuid::now_v7(),
             tenant_id: tenant,
-            message_type: "muster.events.v1.ConsentChanges".into(),
+            message_type: message_type.into(),
             routing_key: "contacts.consent.changed".into(),
-            body: ConsentChanges { changes }.encode_to_vec(),
+            body,
         }
     }
 
@@ -231,27 +236,21 @@ mod tests {
         let projection = ConsentProjection { pool: pool.clone() };
         let tenant = muster_runtime::TenantId::new();
 
-        // The file granted early (a later date) and withdrew later (an
-        // earlier date): the ledger's order holds, not the dates, and not the
-        // order the messages are handled in.
-        projection
-            .handle(changes(tenant, &[("ada@example.org", Withdrawn, 1, 20)]))
-            .await?;
-        projection
-            .handle(changes(tenant, &[("ada@example.org", Granted, 9, 10)]))
-            .await?;
-        // Bob re-subscribed (confirmed) after withdrawing; the grant arrives
-        // first.
-        projection
-            .handle(changes(tenant, &[("bob@example.org", Granted, 9, 40)]))
-            .await?;
-        projection
-            .handle(changes(tenant, &[("bob@example.org", Withdrawn, 1, 30)]))
-            .await?;
-        // A message from before sequences still applies by its dates.
-        projection
-            .handle(changes(tenant, &[("cy@example.org", Withdrawn, 1, 0)]))
-            .await?;
+        // Handled one message at a time, in this order. Ada: the file granted
+        // early (a later date) and withdrew later (an earlier date): the
+        // ledger's order holds, not the dates nor the order of handling. Bob
+        // re-subscribed (confirmed) after withdrawing; the grant comes first.
+        // Cy: a message from before sequences still applies by its dates.
+        let arrivals = [
+            ("ada@example.org", Withdrawn, 1, 20),
+            ("ada@example.org", Granted, 9, 10),
+            ("bob@example.org", Granted, 9, 40),
+            ("bob@example.org", Withdrawn, 1, 30),
+            ("cy@example.org", Withdrawn, 1, 0),
+        ];
+        for arrival in arrivals {
+            projection.handle(changes(tenant, &[arrival])).await?;
+        }
 
         let suppressed: Vec<String> = sqlx::query_scalar(
             "SELECT email_key FROM suppressions WHERE tenant_id = $1 ORDER BY email_key",
@@ -268,12 +267,8 @@ mod tests {
     #[test]
     fn both_forms_of_the_body_are_read() {
         let single = change("ada@example.org", ConsentState::Withdrawn, "");
-        let message = |message_type: &str, body: Vec<u8>| Incoming {
-            message_id: Uuid::now_v7(),
-            tenant_id: muster_runtime::TenantId::new(),
-            message_type: message_type.into(),
-            routing_key: "contacts.consent.changed".into(),
-            body,
+        let message = |message_type: &str, body: Vec<u8>| {
+            incoming(muster_runtime::TenantId::new(), message_type, body)
         };
         let old = message("muster.events.v1.ConsentChanged", single.encode_to_vec());
         assert_eq!(decode(&old).unwrap(), vec![single.clone()]);
