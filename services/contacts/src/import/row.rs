@@ -324,11 +324,48 @@ fn same_tag(a: &str, b: &str) -> bool {
 }
 
 fn consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
-    match columns.layout {
+    let statement = match columns.layout {
         Layout::YesNo => yes_no_consent(fields, columns),
         Layout::NationBuilder => nation_builder_consent(fields, columns),
         Layout::MailchimpSubscribed => mailchimp_subscribed_consent(fields, columns),
         Layout::MailchimpUnsubscribed => mailchimp_unsubscribed_consent(fields, columns),
+    };
+    not_in_the_future(fields, statement, chrono::Utc::now())
+}
+
+/// How far ahead of now a statement's date may be (time zones, clocks).
+const FUTURE_SLACK: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// A consent dated after `now` is a mistake of the file (a date column
+/// shifted, a year mistyped): a grant is not recorded; a withdrawal is, as
+/// of `now`, since it always applies. Either way the row says so.
+fn not_in_the_future(
+    fields: &mut Fields<'_>,
+    statement: ConsentStatement,
+    now: DateTime<Utc>,
+) -> ConsentStatement {
+    let time = match &statement {
+        ConsentStatement::Granted { time, .. } | ConsentStatement::Withdrawn { time, .. } => *time,
+        ConsentStatement::None => return statement,
+    };
+    if time <= now + FUTURE_SLACK {
+        return statement;
+    }
+    let shown = time.format("%Y-%m-%d %H:%M").to_string();
+    match statement {
+        ConsentStatement::Withdrawn { evidence, .. } => {
+            let reason = "dated in the future: the withdrawal is recorded as of the import";
+            fields.issue("email_consent_time", &shown, reason);
+            ConsentStatement::Withdrawn {
+                time: now,
+                evidence,
+            }
+        }
+        _ => {
+            let reason = "dated in the future: consent not recorded; check the date column";
+            fields.issue("email_consent_time", &shown, reason);
+            ConsentStatement::None
+        }
     }
 }
 

@@ -537,6 +537,35 @@ fn consent_without_a_date_is_not_recorded_and_is_reported() {
 }
 
 #[test]
+fn a_consent_dated_in_the_future_is_not_a_grant_and_a_withdrawal_counts_from_now() {
+    let input = "nationbuilder_id,email,email_opt_in,do_not_contact,created_at\n\
+        1,ada@example.org,true,false,2999-03-01T10:00:00+01:00\n\
+        2,bob@example.org,false,true,2999-03-01T10:00:00+01:00\n\
+        3,cy@example.org,true,false,2026-03-01T10:00:00+01:00\n"
+        .as_bytes();
+    let before = Utc::now();
+
+    let outcomes = read_str(input, Preset::NationBuilder);
+
+    let ada = row(&outcomes[0]);
+    assert_eq!(ada.consent, ConsentStatement::None);
+    assert_eq!(
+        (ada.issues[0].field, ada.issues[0].value.as_str()),
+        ("email_consent_time", "2999-03-01 09:00")
+    );
+    match &row(&outcomes[1]).consent {
+        ConsentStatement::Withdrawn { time, .. } => assert!(*time >= before && *time <= Utc::now()),
+        other => panic!("{other:?}"),
+    }
+    assert!(row(&outcomes[1]).issues[0].reason.contains("future"));
+    assert!(matches!(
+        row(&outcomes[2]).consent,
+        ConsentStatement::Granted { .. }
+    ));
+    assert!(row(&outcomes[2]).issues.is_empty());
+}
+
+#[test]
 fn a_custom_mapping_reads_consent_in_any_accepted_time_format() {
     let preset = Preset::Custom(ColumnMapping {
         email: Some("Mail".to_owned()),
