@@ -323,6 +323,17 @@ mod tests {
     }
 
     #[test]
+    fn a_first_line_that_is_a_person_is_not_quoted() {
+        let found = headers(&["Mme", "Claire", "Secret", "claire.secret@example.org"]);
+
+        let error = Columns::resolve(&Preset::FrExcel, &found, "f.csv").unwrap_err();
+
+        let message = error.to_string();
+        assert!(!message.contains("Claire"), "{message}");
+        assert!(message.contains("not a header"), "{message}");
+    }
+
+    #[test]
     fn an_unsubscribed_export_is_refused_as_a_subscribed_one() {
         let found = headers(&["Email Address", "OPTIN_TIME", "UNSUB_TIME"]);
 

@@ -183,6 +183,18 @@ pub struct RowIssue {
 }
 
 /// Why a whole file cannot be imported.
+/// The header a file was found with, as an error shows it, unless its first
+/// line is a person's row (it holds an e-mail address): that is personal
+/// data, kept with the import's error and never erased with the person.
+fn described(found: &[String]) -> String {
+    match found.iter().any(|cell| cell.contains('@')) {
+        true => "its first line holds an e-mail address: it is a person's row, not a header; \
+                 add the header line the format names and import the file again"
+            .to_owned(),
+        false => format!("the header has: {}", found.join(", ")),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The file has no header line.
@@ -193,8 +205,8 @@ pub enum ImportError {
     },
     /// A column that the chosen format needs is not in the header.
     #[error(
-        "{file}: the {preset} format needs a column {column:?}; the header has: {}",
-        found.join(", ")
+        "{file}: the {preset} format needs a column {column:?}; {}",
+        described(found)
     )]
     MissingColumn {
         /// The file concerned.
