@@ -180,6 +180,14 @@ impl<'r> Fields<'r> {
             self.undecodable(field, raw);
             return None;
         }
+        if !MULTI_LINE_FIELDS.contains(&field) && swallowed_rows(text) {
+            let reason = "holds a line break and a separator, as rows do: a double quote left \
+                open on this row may have joined the rows after it into this one, and they are \
+                not imported; fix the quote and import the file again (rows already imported \
+                merge)";
+            self.issue(field, raw, reason);
+            return None;
+        }
         Some(Value { raw, text })
     }
 
@@ -204,6 +212,16 @@ impl<'r> Fields<'r> {
         );
         self.issue(field, value, reason);
     }
+}
+
+/// The fields a line break and a separator belong in (a quoted address over
+/// two lines); in any other, they are the mark of a quote left open.
+const MULTI_LINE_FIELDS: [&str; 2] = ["address_line1", "custom_fields"];
+
+/// Whether a field holds what rows are made of: a line break and a
+/// separator (a quoted name over two lines is kept).
+fn swallowed_rows(text: &str) -> bool {
+    text.contains('\n') && text.contains([';', ',', '\t'])
 }
 
 /// A field longer than this is not contact data.

@@ -744,6 +744,39 @@ fn a_quote_left_open_over_fewer_lines_than_a_record_may_span_is_named() {
 }
 
 #[test]
+fn a_quote_closed_by_a_later_quoted_field_is_named_where_it_opened() {
+    // Anne's quote is closed by the quote that opens Bob's address: Bob's
+    // row and the line before it are read into Anne's first name.
+    let input = "Civilité;Prénom;Nom;E-mail;Téléphone portable;Adresse;Code postal;Ville\n\
+        Mme;\"Anne;Open;anne@example.org;;;;\n\
+        M.;Carl;Lost;carl@example.org;;;;\n\
+        M.;Bob;Late;bob@example.org;;\"12; rue B\";75011;Paris\n\
+        Mme;Dee;Fine;dee@example.org;;\"3 rue C\nBât. 2\";75012;Paris\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let reasons: Vec<String> = outcomes
+        .iter()
+        .flat_map(|outcome| match outcome {
+            RowOutcome::Row(row) => row.issues.clone(),
+            RowOutcome::Rejected { issues, .. } => issues.clone(),
+            RowOutcome::Empty { .. } => Vec::new(),
+        })
+        .map(|issue| format!("line {} {}: {}", issue.line, issue.field, issue.reason))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("line 2 first_name") && r.contains("quote left")),
+        "{reasons:#?}"
+    );
+    let dee = row(outcomes.last().unwrap());
+    assert_eq!(dee.address_line1.as_deref(), Some("3 rue C\nBât. 2"));
+    assert!(dee.issues.is_empty(), "an address may hold a line break");
+}
+
+#[test]
 fn the_rows_of_one_person_go_to_one_writer_and_every_writer_has_a_share() {
     let mut csv = String::from("nationbuilder_id,email1,mobile_number\n");
     for n in 0..1_000 {
