@@ -89,6 +89,21 @@ pub struct ImportSettings {
     pub writers: usize,
 }
 
+/// The writers each import uses: `configured`, brought within 1 to
+/// [`import::job::MAX_WRITERS`] with a warning that says so.
+fn import_writers(configured: usize) -> usize {
+    let writers = configured.clamp(1, import::job::MAX_WRITERS);
+    if writers != configured {
+        tracing::warn!(
+            configured,
+            writers,
+            "import.writers must be from 1 to {}; using {writers}",
+            import::job::MAX_WRITERS
+        );
+    }
+    writers
+}
+
 /// The contacts binary.
 pub struct Contacts;
 
@@ -207,11 +222,7 @@ impl Application {
             let api = api::Api {
                 pool: self.pool.clone(),
                 spool_dir: self.spool_dir.clone(),
-                import_writers: self
-                    .settings
-                    .import
-                    .writers
-                    .clamp(1, import::job::MAX_WRITERS),
+                import_writers: import_writers(self.settings.import.writers),
                 hasher: hasher.clone(),
             };
             let people = privacy::PrivacyApi {
@@ -276,5 +287,14 @@ impl Application {
         }
         tasks.admin(self.admin, &self.pool);
         tasks.join().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn import_writers_stay_within_their_bounds() {
+        let writers: Vec<usize> = [0, 1, 2, 8, 9].map(super::import_writers).into();
+        assert_eq!(writers, [1, 1, 2, 8, 8]);
     }
 }
