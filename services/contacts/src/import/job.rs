@@ -497,6 +497,9 @@ enum Key {
     Phone(String),
 }
 
+/// What one row says of consent: (granted?, time, evidence).
+type RowConsent<'a> = (bool, DateTime<Utc>, &'a [(String, String)]);
+
 /// One person's worth of rows of a batch, merged.
 struct Candidate<'a> {
     id: Uuid,
@@ -504,8 +507,8 @@ struct Candidate<'a> {
     tags: Vec<&'a str>,
     external_ids: serde_json::Map<String, serde_json::Value>,
     custom_fields: serde_json::Map<String, serde_json::Value>,
-    /// The rows' consent statements in the file's order: (grant?, time, evidence).
-    consent: Vec<(bool, DateTime<Utc>, &'a [(String, String)])>,
+    /// The rows' consent statements in the file's order.
+    consent: Vec<RowConsent<'a>>,
 }
 
 async fn write_batch(
