@@ -350,9 +350,15 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await?;
+    // The page's people in one query; those merged or erased since are
+    // looked up one by one (the survivor, or nobody).
+    let ids: Vec<Uuid> = rows.iter().flat_map(|r| [r.person_a, r.person_b]).collect();
+    let people = people::get_many(pool, tenant, &ids).await?;
     let mut pairs = Vec::with_capacity(rows.len());
     for row in rows {
-        pairs.push(to_proto_pair(pool, tenant, row).await?);
+        let first = people.get(&row.person_a).cloned();
+        let second = people.get(&row.person_b).cloned();
+        pairs.push(to_proto_pair(pool, tenant, row, [first, second]).await?);
     }
     Ok(pairs)
 }
@@ -375,7 +381,7 @@ pub async fn dismiss(
     .fetch_optional(pool)
     .await?;
     match row {
-        Some(row) => to_proto_pair(pool, tenant, row).await,
+        Some(row) => to_proto_pair(pool, tenant, row, [None, None]).await,
         None => {
             let merged: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM duplicates WHERE tenant_id = $1 AND id = $2)",
@@ -395,18 +401,25 @@ pub async fn dismiss(
 }
 
 /// The pair with both people as they are now (a merged one as its survivor).
+/// The pair as the API shows it; `known` holds its people when the caller
+/// has them already (the others are looked up, following merges).
 async fn to_proto_pair(
     pool: &PgPool,
     tenant: TenantId,
     row: PairRow,
+    known: [Option<pb::Person>; 2],
 ) -> Result<pb::Duplicate, ApiError> {
-    let person = |id| async move {
+    let person = |id, known: Option<pb::Person>| async move {
+        if known.is_some() {
+            return Ok(known);
+        }
         match people::get(pool, tenant, id).await {
             Ok(person) => Ok(Some(person)),
             Err(ApiError::NotFound(_)) => Ok(None),
             Err(error) => Err(error),
         }
     };
+    let [first, second] = known;
     let state = match row.state.as_str() {
         "dismissed" => pb::DuplicateState::Dismissed,
         "merged" => pb::DuplicateState::Merged,
@@ -414,8 +427,8 @@ async fn to_proto_pair(
     };
     Ok(pb::Duplicate {
         id: row.id.to_string(),
-        first: person(row.person_a).await?,
-        second: person(row.person_b).await?,
+        first: person(row.person_a, first).await?,
+        second: person(row.person_b, second).await?,
         reasons: row
             .reasons
             .iter()

@@ -71,6 +71,27 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Person
     Ok(person)
 }
 
+/// The people of `tenant` among `ids`, by id, as they are now; an id merged
+/// into another or erased is not in the map (see [`get`]).
+pub async fn get_many(
+    pool: &PgPool,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, pb::Person>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM people WHERE tenant_id = $1 AND id = ANY($2)");
+    let rows: Vec<PersonRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    let mut people: Vec<pb::Person> = rows.into_iter().map(into_proto).collect();
+    merge::addresses::attach(pool, tenant, &mut people).await?;
+    Ok(people
+        .into_iter()
+        .filter_map(|person| Some((Uuid::parse_str(&person.id).ok()?, person)))
+        .collect())
+}
+
 /// A page of people matching `filter`, in id order after `after`.
 pub async fn list(
     pool: &PgPool,
