@@ -4,17 +4,13 @@
 
 use std::time::Duration;
 
-use muster_contacts::{Mode, Settings};
 use muster_proto::contacts::v1 as pb;
-use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_runtime::TenantId;
-use muster_runtime::auth::{Bearer, Signer};
-use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
-type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+mod support;
+
+use support::{Client, Service};
 
 async fn upload(client: &mut Client, csv: &str) -> anyhow::Result<pb::ImportJob> {
     let header = pb::ImportHeader {
@@ -67,27 +63,10 @@ async fn count(client: &mut Client, filter: pb::SegmentFilter) -> anyhow::Result
 
 #[tokio::test]
 async fn a_decomposed_tag_matches_the_composed_segment() -> anyhow::Result<()> {
-    muster_runtime::telemetry::init_for_tests();
-    let mut settings: Settings =
-        muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
-    settings.database = muster_testkit::fresh_database("accents").await?;
-    settings.listen.addr = "127.0.0.1:0".into();
-    settings.listen.admin_addr = "127.0.0.1:0".into();
-    let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
-    let port = app.grpc_port().unwrap_or_default();
-    let pool = app.pool().clone();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let service = Service::start("accents").await?;
+    let pool = service.pool.clone();
     let tenant = TenantId::new();
-    let token = Signer::new(&settings.auth.token_secret).mint(
-        "test",
-        Some(tenant),
-        Duration::from_secs(600),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
-        .connect()
-        .await?;
-    let mut client = ContactsServiceClient::with_interceptor(channel, Bearer::new(&token));
+    let mut client = service.client(tenant).await?;
 
     let job = upload(
         &mut client,
@@ -171,7 +150,5 @@ async fn a_decomposed_tag_matches_the_composed_segment() -> anyhow::Result<()> {
     };
     assert_eq!(count(&mut client, both).await?, 2);
 
-    shutdown.cancel();
-    pool.close().await;
-    muster_testkit::drop_database(&settings.database).await
+    service.stop().await
 }

@@ -8,23 +8,20 @@ use chrono::{DateTime, TimeZone, Utc};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use lapin::types::FieldTable;
-use muster_contacts::{Mode, Settings};
+use muster_contacts::Mode;
 use muster_proto::contacts::v1 as pb;
-use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_proto::contacts::v1::person_data_service_client::PersonDataServiceClient;
 use muster_proto::events::v1::{
     AttendanceChanged, AttendanceState, DeliveriesSent, DonationSucceeded, SentDelivery,
 };
 use muster_runtime::TenantId;
-use muster_runtime::auth::{Bearer, Signer};
 use muster_runtime::bus::{self, Bus};
 use prost::Message;
-use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
-type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+mod support;
+
+use support::{Client, Service};
 
 fn day(text: &str) -> DateTime<Utc> {
     let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
@@ -113,18 +110,8 @@ async fn count(client: &mut Client, query: &str) -> Result<u64, tonic::Status> {
 #[tokio::test]
 async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -> anyhow::Result<()>
 {
-    muster_runtime::telemetry::init_for_tests();
-    let mut settings: Settings =
-        muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
-    settings.database = muster_testkit::fresh_database("projections").await?;
-    settings.amqp = muster_testkit::fresh_amqp();
-    settings.listen.addr = "127.0.0.1:0".into();
-    settings.listen.admin_addr = "127.0.0.1:0".into();
-    let app = muster_contacts::build(settings.clone(), Mode::All).await?;
-    let port = app.grpc_port().unwrap_or_default();
-    let pool = app.pool().clone();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(app.run(shutdown.clone()));
+    let service = Service::start_as("projections", Mode::All).await?;
+    let pool = service.pool.clone();
 
     let tenant = TenantId::new();
     let people: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
@@ -138,7 +125,7 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     }
     let p = |n: usize| people[n];
 
-    let bus = Bus::connect(&settings.amqp, "projections-test").await?;
+    let bus = Bus::connect(&service.amqp, "projections-test").await?;
     let mut messages: Vec<(&str, Uuid, Vec<u8>)> = Vec::new();
     let mut add = |key, body| messages.push((key, Uuid::now_v7(), body));
     // p0 last contacted 2024-03-01 (a later event with an older send does
@@ -225,15 +212,7 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     // Let the redelivered copies reach the consumers too.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let token = Signer::new(&settings.auth.token_secret).mint(
-        "test",
-        Some(tenant),
-        Duration::from_secs(600),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
-        .connect()
-        .await?;
-    let mut client = ContactsServiceClient::with_interceptor(channel, Bearer::new(&token));
+    let mut client = service.client(tenant).await?;
     let cases: [(&str, u64); 18] = [
         ("contacted>=2024-03-02", 2),
         ("contacted<2024-03-02", 1),
@@ -335,12 +314,8 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     assert_eq!(count(&mut client, "donations.total>=15").await?, 2);
 
     // Erasing a person erases what the projections hold about them.
-    let mut people_data = PersonDataServiceClient::with_interceptor(
-        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
-            .connect()
-            .await?,
-        Bearer::new(&token),
-    );
+    let (channel, bearer) = service.connect(tenant).await?;
+    let mut people_data = PersonDataServiceClient::with_interceptor(channel, bearer);
     // The access export shows what the projections hold, merged ones included.
     let export = people_data
         .export_person(pb::ExportPersonRequest {
@@ -415,9 +390,5 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     }
 
     bus.close().await;
-    shutdown.cancel();
-    running.await??;
-    pool.close().await;
-    muster_testkit::drop_topology(&settings.amqp).await?;
-    muster_testkit::drop_database(&settings.database).await
+    service.stop().await
 }

@@ -19,34 +19,50 @@ use tonic::transport::Channel;
 
 pub type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// A serving contacts process and its database.
+/// A contacts process and its database (and, when it consumes the bus, its
+/// own queue prefix).
 pub struct Service {
     pub pool: PgPool,
+    /// Where the process's broker topology lives.
+    pub amqp: muster_runtime::config::AmqpSettings,
     port: u16,
     secret: String,
     shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    uses_bus: bool,
     database: muster_runtime::config::DatabaseSettings,
 }
 
 impl Service {
-    /// Starts contacts on free ports with a fresh database named after `label`.
+    /// Starts contacts serving its API on free ports with a fresh database
+    /// named after `label`.
     pub async fn start(label: &str) -> anyhow::Result<Self> {
+        Self::start_as(label, Mode::Serve).await
+    }
+
+    /// [`Service::start`] in `mode`; a mode that uses the bus gets a queue
+    /// prefix of its own.
+    pub async fn start_as(label: &str, mode: Mode) -> anyhow::Result<Self> {
         muster_runtime::telemetry::init_for_tests();
         let mut settings: Settings =
             muster_runtime::service::default_settings::<muster_contacts::Contacts>()?;
         settings.database = muster_testkit::fresh_database(label).await?;
+        settings.amqp = muster_testkit::fresh_amqp();
         settings.listen.addr = "127.0.0.1:0".into();
         settings.listen.admin_addr = "127.0.0.1:0".into();
-        let app = muster_contacts::build(settings.clone(), Mode::Serve).await?;
+        let app = muster_contacts::build(settings.clone(), mode).await?;
         let port = app.grpc_port().unwrap_or_default();
         let pool = app.pool().clone();
         let shutdown = CancellationToken::new();
-        tokio::spawn(app.run(shutdown.clone()));
+        let running = tokio::spawn(app.run(shutdown.clone()));
         Ok(Self {
             pool,
+            amqp: settings.amqp,
             port,
             secret: settings.auth.token_secret.clone(),
             shutdown,
+            running,
+            uses_bus: mode.works() || mode.relays(),
             database: settings.database,
         })
     }
@@ -67,10 +83,14 @@ impl Service {
         Ok(ContactsServiceClient::with_interceptor(channel, bearer))
     }
 
-    /// Stops the process and drops its database.
+    /// Stops the process, then drops its database and its broker topology.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
+        self.running.await??;
         self.pool.close().await;
+        if self.uses_bus {
+            muster_testkit::drop_topology(&self.amqp).await?;
+        }
         muster_testkit::drop_database(&self.database).await
     }
 }
