@@ -228,7 +228,7 @@ fn swallowed_rows(text: &str) -> bool {
 const MAX_FIELD_BYTES: usize = 4_000;
 
 /// A value as a report shows it: without NUL bytes, cut at 200 characters.
-fn shown(value: &str) -> String {
+pub(super) fn shown(value: &str) -> String {
     let mut shown: String = value.chars().filter(|c| *c != '\0').take(200).collect();
     if value.chars().count() > 200 {
         shown.push('…');
@@ -280,19 +280,55 @@ fn country(fields: &mut Fields<'_>, column: Option<usize>, default: &str) -> Opt
     }
 }
 
-/// The postal code in `column`, with the leading zero that spreadsheets drop from French
-/// codes (`2820` for `02820`) put back.
+/// The postal code in `column`. A French one is read as people write it: spaces inside
+/// ("33 000"), a "F-" prefix, the leading zero that spreadsheets drop (`2820` for `02820`);
+/// one that is still not five digits is kept as written with an issue, so the person keeps
+/// their address but gets no commune or département.
 fn postal_code(
     fields: &mut Fields<'_>,
     column: Option<usize>,
     country: Option<&str>,
 ) -> Option<String> {
-    let code = fields.get(column, "postal_code")?.text;
-    let dropped_zero = code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit());
-    if country == Some("FR") && dropped_zero {
-        Some(format!("0{code}"))
-    } else {
-        Some(code.to_owned())
+    let value = fields.get(column, "postal_code")?;
+    if country != Some("FR") {
+        return Some(value.text.to_owned());
+    }
+    match french_postal_code(value.text) {
+        Some(code) => Some(code),
+        None => {
+            fields.issue(
+                "postal_code",
+                value.raw,
+                "not a French postal code (five digits): kept as written, without commune",
+            );
+            Some(value.text.to_owned())
+        }
+    }
+}
+
+/// `text` as a five-digit French postal code, `None` when it is not one.
+fn french_postal_code(text: &str) -> Option<String> {
+    let text = text.trim();
+    let text = ["F-", "FR-", "F ", "FR "]
+        .iter()
+        .find_map(|prefix| {
+            text.get(..prefix.len())
+                .filter(|head| head.eq_ignore_ascii_case(prefix))
+                .map(|_| &text[prefix.len()..])
+        })
+        .unwrap_or(text);
+    // Spaces, no-break spaces and dots people put between thousands.
+    let digits: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '.'))
+        .collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match digits.len() {
+        5 => Some(digits),
+        4 => Some(format!("0{digits}")),
+        _ => None,
     }
 }
 
