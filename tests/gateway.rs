@@ -131,7 +131,19 @@ async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_res
     assert_eq!(counts["rejected"], 99);
     let issues = gateway.get(&format!("{path}/issues?page_size=5")).await?;
     assert_eq!(issues["issues"].as_array().unwrap().len(), 5);
-    assert!(issues["issues"][0]["line"].as_u64().unwrap() > 1);
+    // Mailchimp's columns that Muster keeps nothing of are named once, on the header line.
+    let header = &issues["issues"][0];
+    assert_eq!(
+        (&header["line"], &header["field"]),
+        (&json!(1), &json!("header"))
+    );
+    assert!(
+        header["reason"].as_str().unwrap_or_default().starts_with(
+            "10 column(s) not imported: \"MEMBER_RATING\", \"LATITUDE\", \"LONGITUDE\""
+        ),
+        "{header}"
+    );
+    assert!(issues["issues"][1]["line"].as_u64().unwrap() > 1);
 
     let segment = json!({ "tags_any": ["jeunes"] });
     let reachable =

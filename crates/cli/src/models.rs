@@ -43,6 +43,8 @@ pub struct ImportCounts {
     pub warnings: u64,
     pub consent_granted: u64,
     pub suppressed: u64,
+    pub duplicates_listed: u64,
+    pub duplicates_merged: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]

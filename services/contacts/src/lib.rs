@@ -65,6 +65,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     9 => "0009_custom_fields.sql",
     11 => "0011_composed_tags.sql",
     12 => "0012_stored_name_key.sql",
+    13 => "0013_import_duplicates.sql",
 ];
 
 /// Everything contacts is configured with.

@@ -293,10 +293,11 @@ async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones
 
     // "Année d'adhésion" is the label of year, "volunteer" a key; "Teinte"
     // is mapped explicitly to color, so it is read (and warned about) first.
-    let csv = "email,Année d'adhésion,volunteer,Teinte,since\n\
-               ana@example.org,2020,oui,vert,01/02/2020\n\
-               bob@example.org,deux mille,non,bleu,2021-05-06\n\
-               cleo@example.org,,1,ROUGE,\n";
+    // "Section" is no field: the header line says it was not imported.
+    let csv = "email,Année d'adhésion,volunteer,Teinte,since,Section\n\
+               ana@example.org,2020,oui,vert,01/02/2020,Nord\n\
+               bob@example.org,deux mille,non,bleu,2021-05-06,Sud\n\
+               cleo@example.org,,1,ROUGE,,\n";
     let job = upload(&mut client, csv, &[("custom:color", "Teinte")]).await?;
     let counts = job.counts.unwrap_or_default();
     assert_eq!(
@@ -326,6 +327,14 @@ async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones
     assert_eq!(
         found,
         [
+            (
+                1,
+                "header",
+                "Section",
+                "1 column(s) not imported: \"Section\"; to keep one, define a custom field \
+                 whose key or label is its header, or map it (preset custom, \
+                 map.custom:KEY=header)"
+            ),
             (
                 3,
                 "custom_fields",

@@ -971,7 +971,7 @@ async fn an_import_merges_the_duplicates_it_brings_by_the_rules() -> anyhow::Res
     )
     .await?;
 
-    upload(
+    let job = upload(
         &mut service.client,
         "email,first,last,tags,id\r\n\
          new@example.org,Kim,Ng,,7\r\n\
@@ -987,6 +987,35 @@ async fn an_import_merges_the_duplicates_it_brings_by_the_rules() -> anyhow::Res
         pairs.is_empty(),
         "the same name alone is no duplicate: {pairs:?}"
     );
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.duplicates_merged, counts.duplicates_listed), (1, 0));
+
+    // The same name in one postal code, written two ways: likely, for review.
+    let mapping = pb::ColumnMapping {
+        email: "email".into(),
+        first_name: "first".into(),
+        last_name: "last".into(),
+        postal_code: "cp".into(),
+        ..Default::default()
+    };
+    let job = upload_with(
+        &mut service.client,
+        "email,first,last,cp\r\n\
+         lea@example.org,Léa,Roux,33 000\r\n\
+         roux@example.org,LEA,ROUX,33000\r\n",
+        mapping,
+    )
+    .await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.duplicates_merged, counts.duplicates_listed), (0, 1));
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT postal_code || ' ' || departement FROM people
+         WHERE tenant_id = $1 AND last_name ILIKE 'roux'",
+    )
+    .bind(service.tenant)
+    .fetch_all(&service.pool)
+    .await?;
+    assert_eq!(codes, ["33000 33", "33000 33"]);
     Ok(())
 }
 

@@ -252,23 +252,43 @@ async fn report(gateway: &Gateway, output: &Output, raw: &Value) -> anyhow::Resu
 }
 
 fn print_summary(job: &ImportJob) {
+    print!("{}", summary(job));
+}
+
+/// The import's state and counts, one per line.
+fn summary(job: &ImportJob) -> String {
     let counts = &job.counts;
-    println!("Import {} ({}): {}", job.id, job.file_name, job.state);
-    let encoding = job.encoding.as_deref().unwrap_or("not detected yet");
+    // A finished import that never read its header will not detect them.
+    let undetected = if job.is_finished() {
+        "not detected"
+    } else {
+        "not detected yet"
+    };
     let delimiter = job.delimiter.as_deref().map(|d| format!("{d:?}"));
-    println!("  encoding         {encoding}");
-    println!(
-        "  delimiter        {}",
-        delimiter.as_deref().unwrap_or("not detected yet")
-    );
-    println!("  rows read        {}", counts.rows_read);
-    println!("  empty rows       {}", counts.rows_empty);
-    println!("  created          {}", counts.created);
-    println!("  merged           {}", counts.merged);
-    println!("  rejected         {}", counts.rejected);
-    println!("  warnings         {}", counts.warnings);
-    println!("  consent granted  {}", counts.consent_granted);
-    println!("  suppressed       {}", counts.suppressed);
+    let lines = [
+        format!("Import {} ({}): {}", job.id, job.file_name, job.state),
+        format!(
+            "  encoding         {}",
+            job.encoding.as_deref().unwrap_or(undetected)
+        ),
+        format!(
+            "  delimiter        {}",
+            delimiter.as_deref().unwrap_or(undetected)
+        ),
+        format!("  rows read        {}", counts.rows_read),
+        format!("  empty rows       {}", counts.rows_empty),
+        format!("  created          {}", counts.created),
+        format!("  merged           {}", counts.merged),
+        format!("  rejected         {}", counts.rejected),
+        format!("  warnings         {}", counts.warnings),
+        format!("  consent granted  {}", counts.consent_granted),
+        format!("  suppressed       {}", counts.suppressed),
+        format!(
+            "  duplicates       {} to review, {} merged by rule",
+            counts.duplicates_listed, counts.duplicates_merged
+        ),
+    ];
+    lines.iter().map(|line| format!("{line}\n")).collect()
 }
 
 async fn first_issues(gateway: &Gateway, id: &str) -> anyhow::Result<IssuePage> {
@@ -373,5 +393,21 @@ mod tests {
             assert_eq!(flag.get_name(), basis.name());
         }
         assert!(LegalBasis::from_str("goodwill", false).is_err());
+    }
+
+    #[test]
+    fn a_failed_import_is_not_still_detecting_its_encoding() {
+        let mut job = ImportJob {
+            state: "running".into(),
+            ..ImportJob::default()
+        };
+        job.counts.duplicates_listed = 3;
+        assert!(summary(&job).contains("encoding         not detected yet\n"));
+        assert!(summary(&job).contains("duplicates       3 to review, 0 merged by rule\n"));
+        job.state = "failed".into();
+        assert!(summary(&job).contains("encoding         not detected\n"));
+        assert!(summary(&job).contains("delimiter        not detected\n"));
+        job.encoding = Some("windows-1252".into());
+        assert!(summary(&job).contains("encoding         windows-1252\n"));
     }
 }

@@ -78,6 +78,38 @@ impl Columns {
 }
 
 impl Columns {
+    /// Whether any field is read from column `index`.
+    pub(crate) fn reads(&self, index: usize) -> bool {
+        let fixed = [
+            self.first_name,
+            self.last_name,
+            self.email,
+            self.email_is_bad,
+            self.phone,
+            self.address_line1,
+            self.postal_code,
+            self.city,
+            self.country,
+            self.birth_date,
+            self.tags,
+            self.consent,
+            self.consent_time,
+            self.origin,
+            self.created_at,
+            self.do_not_contact,
+            self.optin_time,
+            self.optin_ip,
+            self.confirm_time,
+            self.confirm_ip,
+            self.last_changed,
+            self.unsub_time,
+            self.unsub_campaign,
+            self.unsub_reason,
+            self.external_id,
+        ];
+        fixed.contains(&Some(index)) || self.custom.iter().any(|(at, _)| *at == index)
+    }
+
     /// Adds the custom field columns: those `mapping` names as (key, header),
     /// then every other column whose header is the key or the label of a
     /// field not yet read. A mapped key must be defined and its header present.

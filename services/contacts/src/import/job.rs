@@ -165,15 +165,18 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     let spec = task.clone();
     let reader = tokio::task::spawn_blocking(move || read_file(spec, header_tx, senders));
 
-    if let Ok((encoding, delimiter)) = header_rx.await {
+    if let Ok(opened) = header_rx.await {
         sqlx::query(
             "UPDATE imports SET state = 'running', encoding = $2, delimiter = $3 WHERE id = $1",
         )
         .bind(task.id)
-        .bind(encoding)
-        .bind(delimiter)
+        .bind(&opened.encoding)
+        .bind(&opened.delimiter)
         .execute(pool)
         .await?;
+        if !opened.unread.is_empty() {
+            note_unread_columns(pool, task, &opened.unread).await?;
+        }
     }
 
     let terms = consent_terms(pool, task).await?;
@@ -314,6 +317,52 @@ impl Phases {
     }
 }
 
+/// What the reader found in the file's header.
+struct Opened {
+    encoding: String,
+    delimiter: String,
+    /// Headers of the columns no field is read from.
+    unread: Vec<String>,
+}
+
+/// The most column names one issue lists.
+const UNREAD_SHOWN: usize = 20;
+
+/// One warning of the header line naming the columns that were not imported,
+/// so that a column the user expected (a custom field not yet defined, a
+/// misspelt header) is not dropped in silence.
+async fn note_unread_columns(
+    pool: &PgPool,
+    task: &ImportTask,
+    unread: &[String],
+) -> anyhow::Result<()> {
+    let mut listed = unread
+        .iter()
+        .take(UNREAD_SHOWN)
+        .map(|name| format!("{:?}", super::row::shown(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if unread.len() > UNREAD_SHOWN {
+        listed.push_str(&format!(" and {} more", unread.len() - UNREAD_SHOWN));
+    }
+    let reason = format!(
+        "{} column(s) not imported: {listed}; to keep one, define a custom field whose key or \
+         label is its header, or map it (preset custom, map.custom:KEY=header)",
+        unread.len()
+    );
+    sqlx::query(
+        "INSERT INTO import_issues (import_id, line, field, value, reason, severity)
+         VALUES ($1, 1, 'header', $2, $3, 'warning')",
+    )
+    .bind(task.id)
+    .bind(super::row::shown(&unread.join(";")))
+    .bind(reason)
+    .execute(pool)
+    .await
+    .context("recording the columns not imported")?;
+    Ok(())
+}
+
 /// The terms of the import's statements. When the policy forbids its basis
 /// on e-mail, one issue of the whole file (line 0) says so and how to fix it.
 async fn consent_terms(pool: &PgPool, task: &ImportTask) -> anyhow::Result<ConsentTerms> {
@@ -350,7 +399,7 @@ async fn consent_terms(pool: &PgPool, task: &ImportTask) -> anyhow::Result<Conse
 
 fn read_file(
     task: ImportTask,
-    header: tokio::sync::oneshot::Sender<(String, String)>,
+    header: tokio::sync::oneshot::Sender<Opened>,
     writers: Vec<mpsc::Sender<Batch>>,
 ) -> anyhow::Result<()> {
     let file = std::fs::File::open(&task.path).context("opening the spooled upload")?;
@@ -362,7 +411,16 @@ fn read_file(
         b'\t' => "TAB".to_owned(),
         other => (other as char).to_string(),
     };
-    let _ = header.send((reader.encoding().to_owned(), delimiter));
+    let unread = reader
+        .unread_columns()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let _ = header.send(Opened {
+        encoding: reader.encoding().to_owned(),
+        delimiter,
+        unread,
+    });
 
     let mut batches: Vec<Batch> = writers.iter().map(|_| new_batch()).collect();
     while let Some(outcome) = reader.next_row() {

@@ -320,6 +320,17 @@ impl<R: Read> ImportReader<R> {
         Ok(self)
     }
 
+    /// The headers of the columns no field is read from (blank ones left out),
+    /// in file order.
+    pub fn unread_columns(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .enumerate()
+            .filter(|(index, name)| !name.is_empty() && !self.columns.reads(*index))
+            .map(|(_, name)| name.as_str())
+            .collect()
+    }
+
     /// Reads rows without a country, and national phone numbers, as being in
     /// `country` (ISO 3166-1 alpha-2) instead of France.
     pub fn with_default_country(mut self, country: &str) -> Self {

@@ -797,3 +797,67 @@ fn the_rows_of_one_person_go_to_one_writer_and_every_writer_has_a_share() {
         assert_eq!(used, (0..writers).collect(), "{writers} writers");
     }
 }
+
+#[test]
+fn french_postal_codes_are_read_as_people_write_them() {
+    let input = "Prénom;Nom;E-mail;Code postal;Ville\n\
+        A;A;a@example.org;33 000;Bordeaux\n\
+        B;B;b@example.org;F-75011;Paris\n\
+        C;C;c@example.org;2820;Urvillers\n\
+        D;D;d@example.org;69\u{00A0}001;Lyon\n\
+        E;E;e@example.org;2a004;Ajaccio\n\
+        G;G;g@example.org;750011;Paris\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let rows: Vec<&ImportRow> = outcomes.iter().map(row).collect();
+    let codes: Vec<Option<&str>> = rows.iter().map(|r| r.postal_code.as_deref()).collect();
+    assert_eq!(
+        codes,
+        [
+            Some("33000"),
+            Some("75011"),
+            Some("02820"),
+            Some("69001"),
+            Some("2a004"),
+            Some("750011"),
+        ]
+    );
+    let flagged: Vec<u64> = rows
+        .iter()
+        .filter(|r| r.issues.iter().any(|issue| issue.field == "postal_code"))
+        .map(|r| r.line)
+        .collect();
+    assert_eq!(flagged, [6, 7], "a code kept as written is named");
+}
+
+#[test]
+fn a_postal_code_abroad_is_kept_as_written() {
+    let input = "nationbuilder_id,email1,primary_zip,primary_country_code\n\
+        1,a@example.org,B-1000,BE\n\
+        2,b@example.org,1050 ,BE\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::NationBuilder);
+
+    let rows: Vec<&ImportRow> = outcomes.iter().map(row).collect();
+    assert_eq!(rows[0].postal_code.as_deref(), Some("B-1000"));
+    assert_eq!(rows[1].postal_code.as_deref(), Some("1050"));
+    assert!(rows.iter().all(|r| r.issues.is_empty()));
+}
+
+#[test]
+fn the_columns_no_field_reads_are_named() {
+    use crate::domain::custom_field::{Definition, Definitions, FieldType};
+    let input = "Prénom;Nom;E-mail;Section;;Notes internes;Année\n\
+        Ada;Lovelace;ada@example.org;Nord;;x;2020\n"
+        .as_bytes();
+    let year = Definition::new("annee", "Année", FieldType::Number, &[]).unwrap();
+    let reader = ImportReader::open(input, Preset::FrExcel, "inline.csv")
+        .unwrap()
+        .with_custom_fields(&Definitions::new([year]))
+        .unwrap();
+
+    assert_eq!(reader.unread_columns(), ["Section", "Notes internes"]);
+}

@@ -251,15 +251,29 @@ async fn current(tx: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> sql
 }
 
 /// Detection over the people an import wrote (those changed since it
-/// began). A failure is logged, not raised: the import itself succeeded,
-/// and FindDuplicates runs the same detection again.
+/// began), recorded on the import. A failure is logged, not raised: the
+/// import itself succeeded, and FindDuplicates runs the same detection again.
 pub async fn after_import(pool: &PgPool, tenant: TenantId, import: Uuid) {
-    let outcome = detect(pool, tenant, Some(import)).await;
-    match outcome {
-        Ok(found) => tracing::info!(import_id = %import, listed = found.listed,
-            merged = found.merged, "duplicates detected after import"),
-        Err(error) => tracing::warn!(import_id = %import, error = format!("{error:#}"),
-            "duplicate detection after an import failed; run FindDuplicates"),
+    let found = match detect(pool, tenant, Some(import)).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(import_id = %import, error = format!("{error:#}"),
+                "duplicate detection after an import failed; run FindDuplicates");
+            return;
+        }
+    };
+    tracing::info!(import_id = %import, listed = found.listed, merged = found.merged,
+        "duplicates detected after import");
+    let recorded = sqlx::query(
+        "UPDATE imports SET duplicates_listed = $2, duplicates_merged = $3 WHERE id = $1",
+    )
+    .bind(import)
+    .bind(found.listed as i64)
+    .bind(found.merged as i64)
+    .execute(pool)
+    .await;
+    if let Err(error) = recorded {
+        tracing::warn!(import_id = %import, %error, "could not record the duplicates found");
     }
 }
 

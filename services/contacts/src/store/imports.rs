@@ -23,6 +23,8 @@ struct ImportRow {
     warnings: i64,
     consent_granted: i64,
     suppressed: i64,
+    duplicates_listed: i64,
+    duplicates_merged: i64,
     encoding: Option<String>,
     delimiter: Option<String>,
     error: Option<String>,
@@ -36,8 +38,8 @@ struct ImportRow {
 pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::ImportJob, ApiError> {
     let row: Option<ImportRow> = sqlx::query_as(
         "SELECT id, file_name, preset, state, size_bytes, bytes_read, rows_read, rows_empty,
-                created, merged, rejected, warnings, consent_granted, suppressed, encoding,
-                delimiter, error, created_at, finished_at, legal_basis, notice
+                created, merged, rejected, warnings, consent_granted, suppressed,
+                duplicates_listed, duplicates_merged, encoding, delimiter, error, created_at, finished_at, legal_basis, notice
          FROM imports WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
@@ -68,6 +70,8 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
             warnings: row.warnings as u64,
             consent_granted: row.consent_granted as u64,
             suppressed: row.suppressed as u64,
+            duplicates_listed: row.duplicates_listed as u64,
+            duplicates_merged: row.duplicates_merged as u64,
         }),
         encoding: row.encoding.unwrap_or_default(),
         delimiter: row.delimiter.unwrap_or_default(),

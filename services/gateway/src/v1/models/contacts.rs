@@ -94,6 +94,8 @@ pub struct ImportCounts {
     pub warnings: u64,
     pub consent_granted: u64,
     pub suppressed: u64,
+    pub duplicates_listed: u64,
+    pub duplicates_merged: u64,
 }
 
 impl From<proto::ImportCounts> for ImportCounts {
@@ -107,6 +109,8 @@ impl From<proto::ImportCounts> for ImportCounts {
             warnings: counts.warnings,
             consent_granted: counts.consent_granted,
             suppressed: counts.suppressed,
+            duplicates_listed: counts.duplicates_listed,
+            duplicates_merged: counts.duplicates_merged,
         }
     }
 }
