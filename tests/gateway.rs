@@ -398,6 +398,27 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
         .await?;
     assert_eq!(status, 400, "{body}");
 
+    let (status, changed) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/custom-fields/color",
+            Some(json!({"label": "Teinte", "choices": ["Rouge", "Vert", "Bleu"]})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(
+        (&changed["label"], &changed["type"], &changed["choices"][2]),
+        (&json!("Teinte"), &json!("choice"), &json!("Bleu"))
+    );
+    let (status, refused) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/custom-fields/color",
+            Some(json!({"type": "text"})),
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+
     let (status, _) = gateway
         .call(reqwest::Method::DELETE, "/v1/custom-fields/color", None)
         .await?;

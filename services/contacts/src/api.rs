@@ -440,6 +440,17 @@ impl ContactsService for Api {
         Ok(Response::new(defined))
     }
 
+    async fn update_custom_field(
+        &self,
+        request: Request<pb::UpdateCustomFieldRequest>,
+    ) -> Result<Response<pb::CustomField>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let change = request.into_inner().field.unwrap_or_default();
+        let updated = custom_fields::update(&self.pool, tenant, &change).await?;
+        tracing::info!(tenant_id = %tenant, key = updated.key, "custom field updated");
+        Ok(Response::new(updated))
+    }
+
     async fn list_custom_fields(
         &self,
         request: Request<pb::ListCustomFieldsRequest>,

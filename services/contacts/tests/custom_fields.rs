@@ -268,12 +268,42 @@ async fn values_are_validated_by_type_and_shown_in_canonical_form() -> anyhow::R
     assert!(!person.custom_fields.contains_key("note"));
     assert_eq!(person.custom_fields.len(), 4);
 
-    // Deleting a field deletes the values people hold for it.
+    // A field a saved segment tests is not deleted; another segment does not hold it.
+    let saved = |name: &str, query: &str| pb::CreateSavedSegmentRequest {
+        name: name.into(),
+        filter: Some(pb::SegmentFilter {
+            query: query.into(),
+            ..Default::default()
+        }),
+    };
+    let reds = client
+        .create_saved_segment(saved("Rouges", "tag:x OR NOT (field:color=Rouge)"))
+        .await?
+        .into_inner();
     client
-        .delete_custom_field(pb::DeleteCustomFieldRequest {
-            key: "color".into(),
-        })
+        .create_saved_segment(saved("Anciens", "field:year<2000"))
         .await?;
+    let delete = pb::DeleteCustomFieldRequest {
+        key: "color".into(),
+    };
+    let error = client
+        .delete_custom_field(delete.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        error.message().contains("\"Rouges\"") && !error.message().contains("Anciens"),
+        "{}",
+        error.message()
+    );
+    let person = person_by_email(&mut client, "ana@example.org").await?;
+    assert!(person.custom_fields.contains_key("color"));
+    client
+        .delete_saved_segment(pb::DeleteSavedSegmentRequest { id: reds.id })
+        .await?;
+
+    // Deleting a field deletes the values people hold for it.
+    client.delete_custom_field(delete).await?;
     let person = person_by_email(&mut client, "ana@example.org").await?;
     assert!(!person.custom_fields.contains_key("color"));
     let error = count(&mut client, "field:color=Rouge").await.unwrap_err();
@@ -489,5 +519,121 @@ async fn segment_conditions_on_custom_fields_match_hand_computed_counts() -> any
             error.message()
         );
     }
+    service.stop().await
+}
+
+#[tokio::test]
+async fn a_definition_changes_its_label_and_choices_but_never_loses_a_value() -> anyhow::Result<()>
+{
+    let service = Service::start("fields").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    define_fields(&mut client).await?;
+    upload(&mut client, "email,Couleur\nana@example.org,rouge\n", &[]).await?;
+    let update =
+        |label: &str, kind: pb::CustomFieldType, choices: &[&str]| pb::UpdateCustomFieldRequest {
+            field: Some(field("color", label, kind, choices)),
+        };
+
+    // A new label and a choice added; what is left out stays.
+    let changed = client
+        .update_custom_field(update(
+            "Teinte préférée",
+            pb::CustomFieldType::Unspecified,
+            &["Rouge", "Vert", "Bleu"],
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (changed.label.as_str(), changed.choices.clone()),
+        (
+            "Teinte préférée",
+            vec!["Rouge".into(), "Vert".into(), "Bleu".into()]
+        )
+    );
+    assert_eq!(changed.r#type, pb::CustomFieldType::Choice as i32);
+    let relabelled = client
+        .update_custom_field(update("Teinte", pb::CustomFieldType::Choice, &[]))
+        .await?
+        .into_inner();
+    assert_eq!(relabelled.choices.len(), 3, "no choices given: kept");
+    assert_eq!(count(&mut client, "field:color=bleu").await?, 0);
+
+    // A choice Ana holds is not removed; one a saved segment tests neither.
+    let error = client
+        .update_custom_field(update(
+            "",
+            pb::CustomFieldType::Unspecified,
+            &["Vert", "Bleu"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        error.message().contains("\"Rouge\" (1 people)"),
+        "{}",
+        error.message()
+    );
+    client
+        .create_saved_segment(pb::CreateSavedSegmentRequest {
+            name: "Verts".into(),
+            filter: Some(pb::SegmentFilter {
+                query: "field:color=Vert".into(),
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let error = client
+        .update_custom_field(update(
+            "",
+            pb::CustomFieldType::Unspecified,
+            &["Rouge", "Bleu"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::FailedPrecondition);
+    assert!(error.message().contains("\"Verts\""), "{}", error.message());
+    let unchanged = client
+        .update_custom_field(update(
+            "",
+            pb::CustomFieldType::Unspecified,
+            &["Rouge", "Vert"],
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        unchanged.choices,
+        ["Rouge", "Vert"],
+        "an unheld, untested choice goes"
+    );
+
+    // The type stays; the label stays unique; the key must exist.
+    let error = client
+        .update_custom_field(update("", pb::CustomFieldType::Text, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("field.type: "),
+        "{}",
+        error.message()
+    );
+    let error = client
+        .update_custom_field(update("Note", pb::CustomFieldType::Unspecified, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::AlreadyExists);
+    let error = client
+        .update_custom_field(pb::UpdateCustomFieldRequest {
+            field: Some(field("shade", "Shade", pb::CustomFieldType::Text, &[])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+
+    let ana = person_by_email(&mut client, "ana@example.org").await?;
+    assert_eq!(
+        ana.custom_fields.get("color").map(String::as_str),
+        Some("Rouge")
+    );
     service.stop().await
 }

@@ -220,6 +220,20 @@ impl Definitions {
         }
     }
 
+    /// These definitions with `definition` added, or put in place of the one of its key.
+    pub fn with(&self, definition: Definition) -> Self {
+        let mut changed = self.clone();
+        changed.by_key.insert(definition.key.clone(), definition);
+        changed
+    }
+
+    /// These definitions without the one of `key`.
+    pub fn without(&self, key: &str) -> Self {
+        let mut changed = self.clone();
+        changed.by_key.remove(key);
+        changed
+    }
+
     /// The definition of `key` (keys are lower-case; the lookup ignores case).
     pub fn get(&self, key: &str) -> Option<&Definition> {
         self.by_key.get(&key.to_lowercase())

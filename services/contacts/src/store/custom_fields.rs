@@ -38,19 +38,22 @@ impl FieldRow {
         })
     }
 
-    fn into_proto(self) -> pb::CustomField {
-        let kind = match FieldType::parse(&self.r#type) {
+    fn proto_type(&self) -> pb::CustomFieldType {
+        match FieldType::parse(&self.r#type) {
             Some(FieldType::Text) => pb::CustomFieldType::Text,
             Some(FieldType::Number) => pb::CustomFieldType::Number,
             Some(FieldType::Date) => pb::CustomFieldType::Date,
             Some(FieldType::Boolean) => pb::CustomFieldType::Boolean,
             Some(FieldType::Choice) => pb::CustomFieldType::Choice,
             None => pb::CustomFieldType::Unspecified,
-        };
+        }
+    }
+
+    fn into_proto(self) -> pb::CustomField {
         pb::CustomField {
+            r#type: self.proto_type() as i32,
             key: self.key,
             label: self.label,
-            r#type: kind as i32,
             choices: self.choices,
             create_time: Some(to_proto(self.created_at)),
         }
@@ -105,6 +108,129 @@ pub async fn define(
     })
 }
 
+/// Changes the label or the choices of the field of `change`'s key (an empty
+/// label, no type or no choices keep the current ones); its key and type
+/// stay. Refused, saying what to do first, when a choice to remove is held by
+/// people or tested by a saved segment.
+pub async fn update(
+    pool: &PgPool,
+    tenant: TenantId,
+    change: &pb::CustomField,
+) -> Result<pb::CustomField, ApiError> {
+    let key = change.key.trim().to_lowercase();
+    let mut tx = pool.begin().await?;
+    let current: Option<FieldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM custom_fields WHERE tenant_id = $1 AND key = $2 FOR UPDATE"
+    )))
+    .bind(tenant)
+    .bind(&key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(current) = current else {
+        return Err(ApiError::not_found(format!(
+            "custom field {key:?} (define it with DefineCustomField)"
+        )));
+    };
+    let unspecified = pb::CustomFieldType::Unspecified as i32;
+    if change.r#type != unspecified && change.r#type != current.proto_type() as i32 {
+        return Err(ApiError::invalid(
+            "field.type",
+            format!(
+                "a field's type cannot change (this one is a {} field); define a new field \
+                 for the new type",
+                current.r#type
+            ),
+        ));
+    }
+    let field = check(&pb::CustomField {
+        key: key.clone(),
+        label: if change.label.trim().is_empty() {
+            current.label.clone()
+        } else {
+            change.label.clone()
+        },
+        r#type: current.proto_type() as i32,
+        choices: if change.choices.is_empty() {
+            current.choices.clone()
+        } else {
+            change.choices.clone()
+        },
+        create_time: None,
+    })?;
+    let removed: Vec<String> = current
+        .choices
+        .iter()
+        .filter(|choice| !field.choices().contains(choice))
+        .cloned()
+        .collect();
+    if !removed.is_empty() {
+        let held: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT custom_fields ->> $2, count(*) FROM people
+             WHERE tenant_id = $1 AND custom_fields ->> $2 = ANY($3)
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(tenant)
+        .bind(field.key())
+        .bind(&removed)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !held.is_empty() {
+            let held: Vec<String> = held
+                .iter()
+                .map(|(choice, people)| format!("{choice:?} ({people} people)"))
+                .collect();
+            return Err(ApiError::FailedPrecondition(format!(
+                "people hold the choices {} of {:?}; give them another value first \
+                 (SetCustomFields, or an import), then remove the choice",
+                held.join(", "),
+                field.key()
+            )));
+        }
+    }
+    let fields = load(&mut *tx, tenant).await?;
+    let changed = fields.with(field.clone());
+    let broken = super::segments::broken_by(&mut *tx, tenant, &fields, &changed).await?;
+    if !broken.is_empty() {
+        return Err(ApiError::FailedPrecondition(format!(
+            "the saved segments {} would no longer work ({}); delete them or save them again \
+             first",
+            segment_names(&broken),
+            broken[0].1
+        )));
+    }
+    let updated: Result<FieldRow, sqlx::Error> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE custom_fields SET label = $3, choices = $4 WHERE tenant_id = $1 AND key = $2
+         RETURNING {COLUMNS}"
+    )))
+    .bind(tenant)
+    .bind(field.key())
+    .bind(field.label())
+    .bind(field.choices())
+    .fetch_one(&mut *tx)
+    .await;
+    let updated = match updated {
+        Ok(row) => row,
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            return Err(ApiError::AlreadyExists(format!(
+                "another custom field has the label {:?}; choose another",
+                field.label()
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    tx.commit().await?;
+    Ok(updated.into_proto())
+}
+
+/// Saved segment names for a message: `"A", "B"`.
+fn segment_names(segments: &[(String, String)]) -> String {
+    segments
+        .iter()
+        .map(|(name, _)| format!("{name:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The definitions of `tenant`, by key.
 pub async fn list(pool: &PgPool, tenant: TenantId) -> Result<Vec<pb::CustomField>, ApiError> {
     Ok(rows(pool, tenant)
@@ -139,10 +265,21 @@ async fn rows<'e>(
     .await?)
 }
 
-/// Deletes a definition and every value held for it, in one transaction.
-/// Saved segments naming the key are refused when next used.
+/// Deletes a definition and every value held for it, in one transaction;
+/// refused while a saved segment tests the field (it would fail when next
+/// used, a campaign's launch among them).
 pub async fn delete(pool: &PgPool, tenant: TenantId, key: &str) -> Result<(), ApiError> {
     let mut tx = pool.begin().await?;
+    let fields = load(&mut *tx, tenant).await?;
+    let broken =
+        super::segments::broken_by(&mut *tx, tenant, &fields, &fields.without(key)).await?;
+    if !broken.is_empty() {
+        return Err(ApiError::FailedPrecondition(format!(
+            "the saved segments {} test the custom field {key:?}; delete them (or save them \
+             again without that condition) before deleting the field",
+            segment_names(&broken)
+        )));
+    }
     let deleted = sqlx::query("DELETE FROM custom_fields WHERE tenant_id = $1 AND key = $2")
         .bind(tenant)
         .bind(key)

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::custom_fields;
 use crate::consent;
+use crate::domain::custom_field::Definitions;
 use crate::segment::Filter;
 
 #[derive(sqlx::FromRow)]
@@ -103,6 +104,33 @@ pub async fn delete(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<(), Api
         0 => Err(ApiError::not_found(format!("saved segment {id}"))),
         _ => Ok(()),
     }
+}
+
+/// The names of the saved segments of `tenant` whose filter checks against
+/// the custom fields `before` and would no longer check against `after`
+/// (a field deleted, a choice removed), with the reason of each.
+pub async fn broken_by(
+    executor: impl sqlx::PgExecutor<'_>,
+    tenant: TenantId,
+    before: &Definitions,
+    after: &Definitions,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let rows: Vec<SavedRow> = sqlx::query_as(
+        "SELECT id, name, filter, created_at FROM saved_segments
+         WHERE tenant_id = $1 ORDER BY name",
+    )
+    .bind(tenant)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let filter = pb::SegmentFilter::decode(row.filter.as_slice()).ok()?;
+            Filter::parse_with(&filter, before).ok()?;
+            let error = Filter::parse_with(&filter, after).err()?;
+            Some((row.name, error.to_string()))
+        })
+        .collect())
 }
 
 /// Checks `filter`, resolves the saved segment it names, if any, and

@@ -109,6 +109,44 @@ pub async fn define(
     Ok((StatusCode::CREATED, Json(defined.into())))
 }
 
+/// What `PATCH /v1/custom-fields/{key}` changes; what it leaves out stays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldChange {
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The whole new list of a choice field's choices.
+    #[serde(default)]
+    pub choices: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/custom-fields/{key}`: a new label, or choices added or removed.
+#[tracing::instrument(
+    name = "gateway.custom_fields.update",
+    skip_all,
+    fields(tenant_id = %api.tenant)
+)]
+pub async fn update(
+    mut api: TenantApi,
+    Path(key): Path<String>,
+    JsonBody(change): JsonBody<FieldChange>,
+) -> Result<Json<CustomField>, HttpError> {
+    let request = proto::UpdateCustomFieldRequest {
+        field: Some(proto::CustomField {
+            key,
+            label: change.label.unwrap_or_default(),
+            choices: change.choices.unwrap_or_default(),
+            ..Default::default()
+        }),
+    };
+    let updated = api
+        .contacts
+        .update_custom_field(request)
+        .await
+        .reply(Upstream::Contacts)?;
+    Ok(Json(updated.into()))
+}
+
 /// `GET /v1/custom-fields`.
 #[tracing::instrument(
     name = "gateway.custom_fields.list",

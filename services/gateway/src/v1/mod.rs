@@ -43,7 +43,10 @@ pub fn router() -> Router<AppState> {
             "/v1/custom-fields",
             post(custom_fields::define).get(custom_fields::list),
         )
-        .route("/v1/custom-fields/{key}", delete(custom_fields::delete))
+        .route(
+            "/v1/custom-fields/{key}",
+            delete(custom_fields::delete).patch(custom_fields::update),
+        )
         .route("/v1/people/{id}/export", get(privacy::export))
         .route("/v1/people/{id}/export.csv", get(privacy::export_csv))
         .route("/v1/people/{id}/erase", post(privacy::erase))

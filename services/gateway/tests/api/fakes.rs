@@ -291,6 +291,13 @@ impl ContactsService for FakeContacts {
         Err(not_faked())
     }
 
+    async fn update_custom_field(
+        &self,
+        _: Request<contacts::UpdateCustomFieldRequest>,
+    ) -> Result<Response<contacts::CustomField>, Status> {
+        Err(not_faked())
+    }
+
     async fn list_custom_fields(
         &self,
         _: Request<contacts::ListCustomFieldsRequest>,
