@@ -112,7 +112,9 @@ impl Columns {
 
     /// Adds the custom field columns: those `mapping` names as (key, header),
     /// then every other column whose header is the key or the label of a
-    /// field not yet read. A mapped key must be defined and its header present.
+    /// field not yet read, unless a person's own field is read from it (a
+    /// field labelled "Ville" does not copy every city). A mapped key must be
+    /// defined and its header present.
     pub(crate) fn resolve_custom(
         &mut self,
         fields: &Definitions,
@@ -142,6 +144,9 @@ impl Columns {
             let Some(definition) = fields.by_header(name) else {
                 continue;
             };
+            if self.reads(column) {
+                continue;
+            }
             let known = self
                 .custom
                 .iter()

@@ -27,8 +27,8 @@ pub(crate) fn read(
         issues: Vec::new(),
     };
 
-    let first_name = fields.text(columns.first_name, "first_name");
-    let last_name = fields.text(columns.last_name, "last_name");
+    let first_name = fields.words(columns.first_name, "first_name");
+    let last_name = fields.words(columns.last_name, "last_name");
     let email = email(&mut fields, columns);
     let country = country(&mut fields, columns.country, default_country);
     let postal_code = postal_code(&mut fields, columns.postal_code, country.as_deref());
@@ -42,7 +42,7 @@ pub(crate) fn read(
             .ok()
     });
     let address_line1 = fields.text(columns.address_line1, "address_line1");
-    let city = fields.text(columns.city, "city");
+    let city = fields.words(columns.city, "city");
     let birth_date = fields
         .get(columns.birth_date, "birth_date")
         .and_then(|value| {
@@ -194,6 +194,13 @@ impl<'r> Fields<'r> {
     /// The trimmed text of the field in `column`, its accents composed (NFC).
     fn text(&mut self, column: Option<usize>, field: &'static str) -> Option<String> {
         self.get(column, field).map(|value| nfc(value.text))
+    }
+
+    /// A name: its words separated by single spaces, however the file spaced
+    /// them ("Le  Gall", a no-break space, a line break).
+    fn words(&mut self, column: Option<usize>, field: &'static str) -> Option<String> {
+        self.text(column, field)
+            .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
     fn issue(&mut self, field: &'static str, value: &str, reason: impl Into<String>) {

@@ -423,7 +423,8 @@ fn a_record_after_a_quoted_multi_line_field_starts_on_its_physical_line() {
     assert_eq!(lines, [2, 4, 6]);
     assert_eq!(
         row(&outcomes[0]).first_name.as_deref(),
-        Some("Ada\nLovelace")
+        Some("Ada Lovelace"),
+        "a name is its words, whatever spaces them"
     );
 }
 
@@ -860,4 +861,54 @@ fn the_columns_no_field_reads_are_named() {
         .unwrap();
 
     assert_eq!(reader.unread_columns(), ["Section", "Notes internes"]);
+}
+
+#[test]
+fn a_custom_field_labelled_like_a_column_the_preset_reads_does_not_copy_it() {
+    use crate::domain::custom_field::{Definition, Definitions, FieldType};
+    let input = "Prénom;Nom;E-mail;Ville;Antenne\n\
+        Ada;Lovelace;ada@example.org;Lyon;Croix-Rousse\n"
+        .as_bytes();
+    let town = Definition::new("ville", "Ville", FieldType::Text, &[]).unwrap();
+    let branch = Definition::new("antenne", "Antenne", FieldType::Text, &[]).unwrap();
+    let mut reader = ImportReader::open(input, Preset::FrExcel, "inline.csv")
+        .unwrap()
+        .with_custom_fields(&Definitions::new([town, branch]))
+        .unwrap();
+
+    let outcomes = read_all(&mut reader);
+
+    let ada = row(&outcomes[0]);
+    assert_eq!(ada.city.as_deref(), Some("Lyon"));
+    let keys: Vec<&str> = ada.custom_fields.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["antenne"]);
+}
+
+#[test]
+fn names_and_towns_are_spaced_once_between_words() {
+    let input = "Prénom;Nom;E-mail;Ville\n\
+        Jean\u{00A0} Pierre;Le  Gall;jp@example.org;Saint-Malo  \n\
+        Ada;\"De\nla Tour\";ada@example.org;Le\tHavre\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let names: Vec<(Option<&str>, Option<&str>, Option<&str>)> = outcomes
+        .iter()
+        .map(row)
+        .map(|r| {
+            (
+                r.first_name.as_deref(),
+                r.last_name.as_deref(),
+                r.city.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (Some("Jean Pierre"), Some("Le Gall"), Some("Saint-Malo")),
+            (Some("Ada"), Some("De la Tour"), Some("Le Havre")),
+        ]
+    );
 }
