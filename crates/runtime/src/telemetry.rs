@@ -5,6 +5,7 @@ use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -24,20 +25,46 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber for `service`.
+/// Where log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    /// A service's logs, collected from its standard output.
+    Stdout,
+    /// An administration command's logs, kept apart from what it prints.
+    Stderr,
+}
+
+/// Installs the global subscriber for `service`, logging to standard output.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    init_to(service, settings, LogTo::Stdout)
+}
+
+/// Installs the global subscriber for `service`, logging to `to`.
+pub fn init_to(
+    service: &'static str,
+    settings: &TelemetrySettings,
+    to: LogTo,
+) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&settings.filter).with_context(|| {
         format!(
             "telemetry.filter {:?} is not a valid filter",
             settings.filter
         )
     })?;
+    let writer = match to {
+        LogTo::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogTo::Stderr => BoxMakeWriter::new(std::io::stderr),
+    };
     let fmt = match settings.format.as_str() {
         "json" => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
+            .with_writer(writer)
             .boxed(),
-        _ => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        _ => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
+            .boxed(),
     };
 
     let (otel, provider) = match settings.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {

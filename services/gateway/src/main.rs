@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use muster_gateway::Settings;
+use muster_runtime::telemetry::LogTo;
 
 /// The exit code of a configuration error (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -60,7 +61,16 @@ fn main() -> ExitCode {
 
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     let _entered = runtime.enter();
-    let _telemetry = match muster_runtime::telemetry::init("muster-gateway", &settings.telemetry) {
+    // Only the server's logs go to standard output; a command prints its
+    // answer there (a tenant's id and API key) and logs to standard error.
+    let command = cli.command.unwrap_or(Command::Serve);
+    let log_to = match command {
+        Command::Serve => LogTo::Stdout,
+        _ => LogTo::Stderr,
+    };
+    let telemetry =
+        muster_runtime::telemetry::init_to("muster-gateway", &settings.telemetry, log_to);
+    let _telemetry = match telemetry {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("muster-gateway: {error:#}");
@@ -68,7 +78,7 @@ fn main() -> ExitCode {
         }
     };
 
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), settings)) {
+    match runtime.block_on(run(command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "muster-gateway failed");

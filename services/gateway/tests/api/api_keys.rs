@@ -90,3 +90,30 @@ async fn an_organization_needs_a_name() {
 
     assert!(error.to_string().contains("name"), "{error}");
 }
+
+/// `create-tenant` is used in scripts: what it prints on standard output is
+/// the tenant and its key alone, its log lines go to standard error.
+#[tokio::test]
+async fn create_tenant_prints_only_the_tenant_and_its_key_on_standard_output() {
+    let database = muster_testkit::fresh_database("gateway_cli").await.unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_muster-gateway"))
+        .args(["create-tenant", "--name", "Collectif Vélo"])
+        .env("MUSTER_DATABASE__URL", &database.url)
+        .env("MUSTER_TELEMETRY__FILTER", "info")
+        .output()
+        .unwrap();
+    muster_testkit::drop_database(&database).await.unwrap();
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].starts_with("tenant_id "), "{stdout}");
+    assert!(lines[1].starts_with("api_key   mk_"), "{stdout}");
+    assert!(stderr.contains("Store the API key now"), "{stderr}");
+    assert!(
+        stderr.contains("INFO"),
+        "the log lines went somewhere: {stderr}"
+    );
+}
