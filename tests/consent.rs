@@ -360,6 +360,29 @@ async fn a_form_subscription_counts_only_once_the_emailed_link_is_confirmed() ->
         "{history}"
     );
 
+    // Zed's record is merged into Zoe's before Zed confirms: the link says
+    // why it no longer confirms anything.
+    gateway.subscribe("zed@example.org").await?;
+    let zed_token = confirmation_tokens(&stack, "zed@example.org", 1).await?;
+    let people = gateway.ok(Method::GET, "/v1/people", None).await?;
+    let id_of = |email: &str| {
+        people["people"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["email"] == email))
+            .and_then(|p| p["id"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (zoe, zed) = (id_of("zoe@example.org"), id_of("zed@example.org"));
+    let body = serde_json::json!({ "other_id": zed, "reason": "same person" });
+    gateway
+        .ok(Method::POST, &format!("/v1/people/{zoe}/merge"), Some(body))
+        .await?;
+    let (status, page) = gateway.page(Method::POST, &zed_token[0]).await?;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("merged with another"), "{page}");
+    assert_eq!(gateway.granted().await?, 1, "Zoe's own confirmation only");
+
     shutdown.cancel();
     stack.stop().await
 }

@@ -183,6 +183,18 @@ async fn a_reviewed_merge_repoints_the_merged_persons_deliveries() -> anyhow::Re
         Some(3),
         "both of Ann's and the one kept: {export}"
     );
+    // What the merged record held is Ann's too: the access export shows it.
+    let merges = &export["services"]["contacts"]["merges"];
+    assert_eq!(merges.as_array().map(Vec::len), Some(1), "{export}");
+    assert_eq!(
+        (&merges[0]["merged_id"], &merges[0]["reason"]),
+        (&json!(annie.to_string()), &json!("same supporter")),
+        "{export}"
+    );
+    assert_eq!(
+        merges[0]["snapshot"]["email"], "annie@old.example",
+        "{export}"
+    );
 
     // Erasing the survivor erases that delivery too.
     let path = format!("/v1/people/{ann}/erase");

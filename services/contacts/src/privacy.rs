@@ -56,12 +56,14 @@ impl PersonDataService for PrivacyApi {
         let activity = crate::projections::export(&self.pool, tenant, id)
             .await
             .map_err(ApiError::from)?;
+        let merges = merges_into(&self.pool, tenant, &person.id).await?;
         Ok(Response::new(pb::ContactsExport {
             person: Some(person),
             consent_events,
             donations: activity.donations,
             attendance: activity.attendance,
             last_contacted_time: activity.last_contacted.map(to_proto),
+            merges,
         }))
     }
 
@@ -101,6 +103,37 @@ impl PersonDataService for PrivacyApi {
         let id = parse_id(&request.get_ref().id, "id")?;
         Ok(Response::new(get_erasure(&self.pool, tenant, id).await?))
     }
+}
+
+/// The records merged into `person` (the survivor's id, as `GetPerson`
+/// answered it), oldest first, with what they held when merged.
+async fn merges_into(
+    pool: &PgPool,
+    tenant: TenantId,
+    person: &str,
+) -> Result<Vec<pb::MergeRecord>, ApiError> {
+    let survivor = parse_id(person, "person_id")?;
+    let rows: Vec<(Uuid, Uuid, String, String, DateTime<Utc>, serde_json::Value)> = sqlx::query_as(
+        "SELECT id, merged_id, reason, merged_by, merged_at, snapshot FROM merges
+             WHERE tenant_id = $1 AND survivor_id = $2 ORDER BY merged_at, id",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, merged, reason, merged_by, at, snapshot)| pb::MergeRecord {
+                merge_id: id.to_string(),
+                merged_id: merged.to_string(),
+                reason,
+                merged_by,
+                time: Some(to_proto(at)),
+                snapshot_json: snapshot.to_string(),
+            },
+        )
+        .collect())
 }
 
 /// The whole ledger of `person`, oldest first, as the export shows it.

@@ -178,6 +178,18 @@ pub async fn confirm(
                 confirmed_now: false,
             });
         }
+        None if crate::merge::survivor_of(&mut tx, tenant, person)
+            .await?
+            .is_some() =>
+        {
+            // A pending request is not carried over by a merge: confirming it
+            // would grant on the survivor's own address.
+            return Err(ApiError::FailedPrecondition(
+                "this address's record was merged with another since the e-mail was sent; \
+                 subscribe again to receive a new link"
+                    .into(),
+            ));
+        }
         _ => {
             return Err(ApiError::FailedPrecondition(
                 "nothing is waiting for confirmation: the subscription was withdrawn or \

@@ -223,6 +223,18 @@ struct ContactsSection {
     donations: Vec<Donation>,
     attendance: Vec<Attendance>,
     last_contacted_time: Option<DateTime<Utc>>,
+    merges: Vec<MergeRecord>,
+}
+
+/// A record merged into the person, with what it held then.
+#[derive(Debug, Serialize)]
+struct MergeRecord {
+    merge_id: String,
+    merged_id: String,
+    reason: String,
+    merged_by: String,
+    time: Option<DateTime<Utc>>,
+    snapshot: serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -293,6 +305,19 @@ impl From<contacts::ContactsExport> for ContactsSection {
                 })
                 .collect(),
             last_contacted_time: instant(export.last_contacted_time),
+            merges: export
+                .merges
+                .into_iter()
+                .map(|m| MergeRecord {
+                    snapshot: serde_json::from_str(&m.snapshot_json)
+                        .unwrap_or(serde_json::Value::String(m.snapshot_json)),
+                    merge_id: m.merge_id,
+                    merged_id: m.merged_id,
+                    reason: m.reason,
+                    merged_by: m.merged_by,
+                    time: instant(m.time),
+                })
+                .collect(),
         }
     }
 }
@@ -515,6 +540,20 @@ fn rows(gathered: &Gathered) -> Vec<Row> {
             ..Row::default()
         });
     }
+    for merge in &gathered.contacts.merges {
+        rows.push(Row {
+            section: "merge",
+            id: merge.merged_id.clone(),
+            time: instant(merge.time),
+            details: vec![
+                ("merge_id", merge.merge_id.clone()),
+                ("reason", merge.reason.clone()),
+                ("merged_by", merge.merged_by.clone()),
+                ("snapshot", merge.snapshot_json.clone()),
+            ],
+            ..Row::default()
+        });
+    }
     for event in &gathered.contacts.consent_events {
         let evidence: BTreeMap<_, _> = event.evidence.iter().collect();
         rows.push(Row {
@@ -600,6 +639,12 @@ mod tests {
                     evidence: [("origin".to_owned(), evidence.to_owned())].into(),
                     ..Default::default()
                 }],
+                merges: vec![contacts::MergeRecord {
+                    merged_id: "p0".into(),
+                    merged_by: "api".into(),
+                    snapshot_json: format!(r#"{{"first_name": "{first_name}"}}"#),
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
             messaging: messaging::MessagingExport {
@@ -627,9 +672,9 @@ mod tests {
     fn the_csv_has_one_row_per_item_with_its_section() {
         let records = read(csv_document(&gathered("Jean", "site")).unwrap());
         let sections: Vec<&str> = records.iter().map(|r| &r[0]).collect();
-        assert_eq!(sections, ["person", "consent_event", "delivery"]);
+        assert_eq!(sections, ["person", "merge", "consent_event", "delivery"]);
         assert_eq!(&records[0][4], "jean@example.org");
-        assert_eq!(&records[1][3], "granted");
+        assert_eq!(&records[2][3], "granted");
     }
 
     #[test]
@@ -637,7 +682,7 @@ mod tests {
         let formula = "=HYPERLINK(\"http://evil.example\",\"x\")";
         let records = read(csv_document(&gathered(formula, "@SUM(1)")).unwrap());
         assert_eq!(&records[0][5], format!("'{formula}"));
-        assert_eq!(&records[2][5], format!("'{formula}"));
+        assert_eq!(&records[3][5], format!("'{formula}"));
         for record in &records {
             for cell in record {
                 assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell:?}");
