@@ -410,14 +410,21 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
         (&changed["label"], &changed["type"], &changed["choices"][2]),
         (&json!("Teinte"), &json!("choice"), &json!("Bleu"))
     );
-    let (status, refused) = gateway
-        .call(
-            reqwest::Method::PATCH,
-            "/v1/custom-fields/color",
-            Some(json!({"type": "text"})),
-        )
-        .await?;
-    assert_eq!(status, 400, "{refused}");
+    for (body, says) in [
+        (json!({"type": "text"}), "type cannot change"),
+        (json!({"choices": []}), "an empty list"),
+        (json!({}), "nothing to change"),
+    ] {
+        let (status, refused) = gateway
+            .call(
+                reqwest::Method::PATCH,
+                "/v1/custom-fields/color",
+                Some(body),
+            )
+            .await?;
+        assert_eq!(status, 400, "{refused}");
+        assert!(refused.to_string().contains(says), "{refused}");
+    }
 
     let (status, _) = gateway
         .call(reqwest::Method::DELETE, "/v1/custom-fields/color", None)

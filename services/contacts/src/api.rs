@@ -205,16 +205,16 @@ impl ContactsService for Api {
         let request = request.into_inner();
         let id = parse_id(&request.import_id, "import_id")?;
         let after = match request.page_token.as_str() {
-            "" => 0,
-            token => token
-                .parse()
-                .map_err(|_| ApiError::invalid("page_token", "not a token from a previous page"))?,
+            "" => imports::IssueCursor::default(),
+            token => imports::IssueCursor::parse(token).ok_or_else(|| {
+                ApiError::invalid("page_token", "not a token from a previous page")
+            })?,
         };
         let limit = page_size(request.page_size);
         let (issues, next) = imports::issues(&self.pool, tenant, id, after, limit).await?;
         Ok(Response::new(pb::ListImportIssuesResponse {
             issues,
-            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            next_page_token: next.map(|n| n.to_token()).unwrap_or_default(),
         }))
     }
 

@@ -66,6 +66,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     11 => "0011_composed_tags.sql",
     12 => "0012_stored_name_key.sql",
     13 => "0013_import_duplicates.sql",
+    14 => "0014_import_issues_by_line.sql",
 ];
 
 /// Everything contacts is configured with.

@@ -2,7 +2,6 @@
 //! statements from API clients under the ledger's rules, their errors, the
 //! history, the policy on legal bases, and imports that declare their basis.
 
-use std::time::Duration;
 
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::consent_service_client::ConsentServiceClient;
@@ -377,7 +376,6 @@ async fn upload(
             email_consent_time: "quand".into(),
             ..Default::default()
         }),
-        size_bytes: csv.len() as u64,
         legal_basis: legal_basis.into(),
         notice: "adhésion 2026".into(),
         ..Default::default()
@@ -391,7 +389,6 @@ async fn upload_nation_builder(clients: &mut Clients, csv: &str) -> anyhow::Resu
     let header = pb::ImportHeader {
         file_name: "nationbuilder.csv".into(),
         preset: pb::ImportPreset::Nationbuilder as i32,
-        size_bytes: csv.len() as u64,
         legal_basis: "consent".into(),
         ..Default::default()
     };
@@ -406,34 +403,7 @@ async fn upload_with(
     header: pb::ImportHeader,
     csv: &str,
 ) -> anyhow::Result<pb::ImportJob> {
-    let parts = vec![
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Header(header)),
-        },
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Chunk(
-                csv.as_bytes().to_vec(),
-            )),
-        },
-    ];
-    let job = clients
-        .contacts
-        .upload_import(futures::stream::iter(parts))
-        .await?
-        .into_inner();
-    for _ in 0..600 {
-        let job = clients
-            .contacts
-            .get_import(pb::GetImportRequest { id: job.id.clone() })
-            .await?
-            .into_inner();
-        if job.state == pb::ImportState::Succeeded as i32 {
-            return Ok(job);
-        }
-        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the import did not finish in a minute")
+    support::upload(&mut clients.contacts, header, csv).await
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! warnings), and segment conditions on them against hand-computed counts.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::segment_expr::Node;
@@ -61,35 +60,9 @@ async fn upload(
                 .collect(),
             ..Default::default()
         }),
-        size_bytes: csv.len() as u64,
         ..Default::default()
     };
-    let parts = vec![
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Header(header)),
-        },
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Chunk(
-                csv.as_bytes().to_vec(),
-            )),
-        },
-    ];
-    let job = client
-        .upload_import(futures::stream::iter(parts))
-        .await?
-        .into_inner();
-    for _ in 0..600 {
-        let job = client
-            .get_import(pb::GetImportRequest { id: job.id.clone() })
-            .await?
-            .into_inner();
-        if job.state == pb::ImportState::Succeeded as i32 {
-            return Ok(job);
-        }
-        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the import did not finish in a minute")
+    support::upload(client, header, csv).await
 }
 
 async fn person_by_email(client: &mut Client, email: &str) -> anyhow::Result<pb::Person> {
@@ -569,7 +542,7 @@ async fn a_definition_changes_its_label_and_choices_but_never_loses_a_value() ->
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::FailedPrecondition);
     assert!(
-        error.message().contains("\"Rouge\" (1 people)"),
+        error.message().contains("\"Rouge\" (1 person)"),
         "{}",
         error.message()
     );
@@ -622,6 +595,30 @@ async fn a_definition_changes_its_label_and_choices_but_never_loses_a_value() ->
         .await
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::AlreadyExists);
+    // Nor may it be another field's key, nor a new field's label this one's
+    // key: an import reads a column by either, and could not tell them apart.
+    let error = client
+        .update_custom_field(update("YEAR", pb::CustomFieldType::Unspecified, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::AlreadyExists, "{error:?}");
+    let error = client
+        .define_custom_field(pb::DefineCustomFieldRequest {
+            field: Some(field("shade", "color", pb::CustomFieldType::Text, &[])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::AlreadyExists, "{error:?}");
+    let error = client
+        .update_custom_field(update("", pb::CustomFieldType::Unspecified, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().contains("nothing to change"),
+        "{}",
+        error.message()
+    );
     let error = client
         .update_custom_field(pb::UpdateCustomFieldRequest {
             field: Some(field("shade", "Shade", pb::CustomFieldType::Text, &[])),

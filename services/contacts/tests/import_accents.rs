@@ -2,8 +2,6 @@
 //! writes them) against a real contacts service and its own database: an
 //! import composes them, so the tag matches a segment typed either way.
 
-use std::time::Duration;
-
 use muster_proto::contacts::v1 as pb;
 use muster_runtime::TenantId;
 use uuid::Uuid;
@@ -23,35 +21,9 @@ async fn upload(client: &mut Client, csv: &str) -> anyhow::Result<pb::ImportJob>
             tags: "tags".into(),
             ..Default::default()
         }),
-        size_bytes: csv.len() as u64,
         ..Default::default()
     };
-    let parts = vec![
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Header(header)),
-        },
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Chunk(
-                csv.as_bytes().to_vec(),
-            )),
-        },
-    ];
-    let job = client
-        .upload_import(futures::stream::iter(parts))
-        .await?
-        .into_inner();
-    for _ in 0..600 {
-        let job = client
-            .get_import(pb::GetImportRequest { id: job.id.clone() })
-            .await?
-            .into_inner();
-        if job.state == pb::ImportState::Succeeded as i32 {
-            return Ok(job);
-        }
-        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the import did not finish in a minute")
+    support::upload(client, header, csv).await
 }
 
 async fn count(client: &mut Client, filter: pb::SegmentFilter) -> anyhow::Result<u64> {

@@ -15,11 +15,12 @@ use muster_runtime::auth::{Bearer, Signer};
 use prost::Message;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-type Client = ContactsServiceClient<InterceptedService<Channel, Bearer>>;
+mod support;
+
+use support::Client;
 
 /// A contacts service serving its own database, and a client of one organization.
 struct Service {
@@ -533,33 +534,9 @@ async fn upload_with(
         file_name: "people.csv".into(),
         preset: pb::ImportPreset::Custom as i32,
         mapping: Some(mapping),
-        size_bytes: csv.len() as u64,
         ..Default::default()
     };
-    let parts = vec![
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Header(header)),
-        },
-        pb::UploadImportRequest {
-            part: Some(pb::upload_import_request::Part::Chunk(
-                csv.as_bytes().to_vec(),
-            )),
-        },
-    ];
-    let job = client
-        .upload_import(futures::stream::iter(parts))
-        .await?
-        .into_inner();
-    for _ in 0..600 {
-        let request = pb::GetImportRequest { id: job.id.clone() };
-        let job = client.get_import(request).await?.into_inner();
-        if job.state == pb::ImportState::Succeeded as i32 {
-            return Ok(job);
-        }
-        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the import did not finish in a minute")
+    support::upload(client, header, csv).await
 }
 
 #[tokio::test]
@@ -697,6 +674,17 @@ async fn find(client: &mut Client) -> anyhow::Result<pb::FindDuplicatesResponse>
         .find_duplicates(pb::FindDuplicatesRequest {})
         .await?
         .into_inner())
+}
+
+async fn client_pairs(
+    client: &mut Client,
+    request: pb::ListDuplicatesRequest,
+) -> anyhow::Result<Vec<pb::Duplicate>> {
+    Ok(client
+        .list_duplicates(request)
+        .await?
+        .into_inner()
+        .duplicates)
 }
 
 async fn open_pairs(client: &mut Client) -> anyhow::Result<Vec<pb::Duplicate>> {
@@ -989,6 +977,20 @@ async fn an_import_merges_the_duplicates_it_brings_by_the_rules() -> anyhow::Res
     );
     let counts = job.counts.unwrap_or_default();
     assert_eq!((counts.duplicates_merged, counts.duplicates_listed), (1, 0));
+    // The merged pair names both records it was found with; both show as
+    // the survivor now.
+    let request = pb::ListDuplicatesRequest {
+        state: pb::DuplicateState::Merged as i32,
+        ..Default::default()
+    };
+    let merged = client_pairs(&mut service.client, request).await?;
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    let ids = [merged[0].first_id.as_str(), merged[0].second_id.as_str()];
+    assert!(ids.contains(&known.to_string().as_str()), "{merged:?}");
+    assert_ne!(ids[0], ids[1]);
+    let shown = |p: &Option<pb::Person>| p.as_ref().map(|p| p.id.clone());
+    assert_eq!(shown(&merged[0].first), Some(known.to_string()));
+    assert_eq!(shown(&merged[0].second), Some(known.to_string()));
 
     // The same name in one postal code, written two ways: likely, for review.
     let mapping = pb::ColumnMapping {

@@ -280,7 +280,7 @@ fn summary(job: &ImportJob) -> String {
         format!("  created          {}", counts.created),
         format!("  merged           {}", counts.merged),
         format!("  rejected         {}", counts.rejected),
-        format!("  warnings         {}", counts.warnings),
+        format!("  warned rows      {}", counts.warnings),
         format!("  consent granted  {}", counts.consent_granted),
         format!("  suppressed       {}", counts.suppressed),
         format!(

@@ -139,7 +139,8 @@ fn fold(name: &str) -> String {
 }
 
 /// The département of a French postal code ("75011" → "75", "20090" → "2A",
-/// "97110" → "971"), `None` when the code is not five digits.
+/// "97110" → "971"), `None` when the code is not five digits or its first
+/// digits name no département ("99999", "00000", Monaco's "98000").
 pub fn departement_of(postal_code: &str) -> Option<String> {
     let code = postal_code.trim();
     if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_digit()) {
@@ -152,7 +153,10 @@ pub fn departement_of(postal_code: &str) -> Option<String> {
         "20" => "2B".to_owned(),
         prefix => prefix.to_owned(),
     };
-    Some(departement)
+    TABLE
+        .region_of
+        .contains_key(departement.as_str())
+        .then_some(departement)
 }
 
 #[cfg(test)]
@@ -190,6 +194,10 @@ mod tests {
         assert_eq!(departement_of("20200").as_deref(), Some("2B"));
         assert_eq!(departement_of("97110").as_deref(), Some("971"));
         assert_eq!(departement_of("7501"), None);
+        assert_eq!(departement_of("99999"), None);
+        assert_eq!(departement_of("00000"), None);
+        assert_eq!(departement_of("98000"), None, "Monaco");
+        assert_eq!(departement_of("98714").as_deref(), Some("987"));
         assert_eq!(departement_of("B-1000"), None);
     }
 }

@@ -14,7 +14,9 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome};
+use super::{
+    ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome, UnreadColumn,
+};
 use crate::consent::{self, Channel, Kind, LegalBasis, State};
 use crate::domain::custom_field::Definitions;
 use crate::domain::territory::{self, Place, departement_of};
@@ -188,7 +190,8 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
         phases.add(&written);
     }
     let mut clock = std::time::Instant::now();
-    reader.await.context("the file reader panicked")??;
+    let unnamed = reader.await.context("the file reader panicked")??;
+    note_unnamed_columns(pool, task, &unnamed).await?;
     // Fresh statistics before anything plans a query over what was written:
     // without them, an organization's first import leaves the planner
     // thinking its tables empty, and a segment that reads consents under a
@@ -321,45 +324,102 @@ impl Phases {
 struct Opened {
     encoding: String,
     delimiter: String,
-    /// Headers of the columns no field is read from.
-    unread: Vec<String>,
+    /// The columns with a header that no field is read from.
+    unread: Vec<UnreadColumn>,
 }
 
 /// The most column names one issue lists.
 const UNREAD_SHOWN: usize = 20;
 
-/// One warning of the header line naming the columns that were not imported,
+/// Warnings of the header line naming the columns that were not imported,
 /// so that a column the user expected (a custom field not yet defined, a
-/// misspelt header) is not dropped in silence.
+/// misspelt or repeated header) is not dropped in silence.
 async fn note_unread_columns(
     pool: &PgPool,
     task: &ImportTask,
-    unread: &[String],
+    unread: &[UnreadColumn],
 ) -> anyhow::Result<()> {
-    let mut listed = unread
-        .iter()
-        .take(UNREAD_SHOWN)
-        .map(|name| format!("{:?}", super::row::shown(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if unread.len() > UNREAD_SHOWN {
-        listed.push_str(&format!(" and {} more", unread.len() - UNREAD_SHOWN));
+    let (repeated, unknown): (Vec<&UnreadColumn>, Vec<&UnreadColumn>) =
+        unread.iter().partition(|c| c.repeats.is_some());
+    let named = |columns: &[&UnreadColumn]| {
+        let mut listed = columns
+            .iter()
+            .take(UNREAD_SHOWN)
+            .map(|c| match c.repeats {
+                Some(first) => format!(
+                    "{:?} (column {}, the header of column {first} again)",
+                    super::row::shown(&c.header),
+                    c.column
+                ),
+                None => format!("{:?}", super::row::shown(&c.header)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if columns.len() > UNREAD_SHOWN {
+            listed.push_str(&format!(" and {} more", columns.len() - UNREAD_SHOWN));
+        }
+        let headers: Vec<&str> = columns.iter().map(|c| c.header.as_str()).collect();
+        (listed, super::row::shown(&headers.join(";")))
+    };
+    let mut warnings = Vec::new();
+    if !unknown.is_empty() {
+        let (listed, value) = named(&unknown);
+        let reason = format!(
+            "{} column(s) not imported: {listed}; to keep one, define a custom field whose key \
+             or label is its header, or map it (preset custom, map.custom:KEY=header)",
+            unknown.len()
+        );
+        warnings.push((value, reason));
     }
-    let reason = format!(
-        "{} column(s) not imported: {listed}; to keep one, define a custom field whose key or \
-         label is its header, or map it (preset custom, map.custom:KEY=header)",
-        unread.len()
-    );
+    if !repeated.is_empty() {
+        let (listed, value) = named(&repeated);
+        let reason = format!(
+            "{} column(s) repeat an earlier header and are not imported: {listed}; only the \
+             first column of a header is read: rename the others (a custom field's key or \
+             label) or merge them into it, and import again",
+            repeated.len()
+        );
+        warnings.push((value, reason));
+    }
+    for (value, reason) in warnings {
+        header_warning(pool, task, &value, &reason).await?;
+    }
+    Ok(())
+}
+
+/// One warning of the file's header line (line 1).
+async fn header_warning(
+    pool: &PgPool,
+    task: &ImportTask,
+    value: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO import_issues (import_id, line, field, value, reason, severity)
          VALUES ($1, 1, 'header', $2, $3, 'warning')",
     )
     .bind(task.id)
-    .bind(super::row::shown(&unread.join(";")))
+    .bind(value)
     .bind(reason)
     .execute(pool)
     .await
-    .context("recording the columns not imported")?;
+    .context("recording a warning of the header line")?;
+    Ok(())
+}
+
+/// A warning per column without a header that held values, once the file is read.
+async fn note_unnamed_columns(
+    pool: &PgPool,
+    task: &ImportTask,
+    unnamed: &[(usize, u64)],
+) -> anyhow::Result<()> {
+    for (column, rows) in unnamed {
+        let reason = format!(
+            "column {column} has no header and held a value in {rows} row(s): not imported; \
+             give it a header (a custom field's key or label) and import again"
+        );
+        header_warning(pool, task, "", &reason).await?;
+    }
     Ok(())
 }
 
@@ -401,7 +461,7 @@ fn read_file(
     task: ImportTask,
     header: tokio::sync::oneshot::Sender<Opened>,
     writers: Vec<mpsc::Sender<Batch>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(usize, u64)>> {
     let file = std::fs::File::open(&task.path).context("opening the spooled upload")?;
     let source = std::io::BufReader::with_capacity(1 << 16, file);
     let mut reader = ImportReader::open(source, task.preset, &task.source_label)?
@@ -411,11 +471,7 @@ fn read_file(
         b'\t' => "TAB".to_owned(),
         other => (other as char).to_string(),
     };
-    let unread = reader
-        .unread_columns()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let unread = reader.unread_columns();
     let _ = header.send(Opened {
         encoding: reader.encoding().to_owned(),
         delimiter,
@@ -450,7 +506,7 @@ fn read_file(
     }
     match reader.take_error() {
         Some(error) => Err(error.into()),
-        None => Ok(()),
+        None => Ok(reader.unnamed_values()),
     }
 }
 

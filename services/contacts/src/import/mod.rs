@@ -253,6 +253,18 @@ pub struct ImportReader<R: Read> {
     headers: Vec<String>,
     /// Custom field columns the mapping names, as (key, header).
     custom_mapping: Vec<(String, String)>,
+    /// Columns without a header, with the rows that held a value in them.
+    unnamed: Vec<(usize, u64)>,
+}
+
+/// A column of the file that no field is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadColumn {
+    pub header: String,
+    /// 1-based, as a spreadsheet counts them.
+    pub column: usize,
+    /// The column read under the same header, when this one repeats it.
+    pub repeats: Option<usize>,
 }
 
 impl<R: Read> ImportReader<R> {
@@ -289,6 +301,12 @@ impl<R: Read> ImportReader<R> {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),
         };
+        let unnamed = headers
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| name.is_empty())
+            .map(|(index, _)| (index, 0))
+            .collect();
 
         let encoding = sniffed.encoding.name();
         tracing::debug!(
@@ -309,6 +327,7 @@ impl<R: Read> ImportReader<R> {
             default_country: "FR".to_owned(),
             headers,
             custom_mapping,
+            unnamed,
         })
     }
 
@@ -320,14 +339,32 @@ impl<R: Read> ImportReader<R> {
         Ok(self)
     }
 
-    /// The headers of the columns no field is read from (blank ones left out),
-    /// in file order.
-    pub fn unread_columns(&self) -> Vec<&str> {
+    /// The columns with a header that no field is read from, in file order;
+    /// a header that repeats an earlier one says which.
+    pub fn unread_columns(&self) -> Vec<UnreadColumn> {
+        let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
         self.headers
             .iter()
             .enumerate()
             .filter(|(index, name)| !name.is_empty() && !self.columns.reads(*index))
-            .map(|(_, name)| name.as_str())
+            .map(|(index, name)| UnreadColumn {
+                header: name.clone(),
+                column: index + 1,
+                repeats: self.headers[..index]
+                    .iter()
+                    .position(|earlier| same(earlier, name))
+                    .map(|earlier| earlier + 1),
+            })
+            .collect()
+    }
+
+    /// The columns without a header that held a value in some row read so
+    /// far, 1-based, with how many rows did: their values are not imported.
+    pub fn unnamed_values(&self) -> Vec<(usize, u64)> {
+        self.unnamed
+            .iter()
+            .filter(|(_, rows)| *rows > 0)
+            .map(|(index, rows)| (index + 1, *rows))
             .collect()
     }
 
@@ -372,6 +409,13 @@ impl<R: Read> ImportReader<R> {
                 });
                 return None;
             }
+        }
+        for (index, rows) in &mut self.unnamed {
+            let held = self.record.get(*index).is_some_and(|field| {
+                std::str::from_utf8(field)
+                    .map_or(true, |text| !crate::domain::trim_blank(text).is_empty())
+            });
+            *rows += u64::from(held);
         }
         let line = self.record.position().map_or(0, csv::Position::line);
         let spanned = self.csv.position().line().saturating_sub(line);

@@ -7,7 +7,7 @@ use phonenumber::country::Id;
 use super::columns::{Columns, Layout};
 use super::time::{parse_date, parse_instant};
 use super::{ConsentStatement, ImportRow, RowIssue, RowOutcome};
-use crate::domain::{EmailAddress, PhoneNumber, nfc, trim_blank};
+use crate::domain::{EmailAddress, PhoneNumber, nfc, territory, trim_blank};
 
 /// The contact in `record`, which starts on `line` of a file decoded from `encoding`.
 pub(crate) fn read(
@@ -301,7 +301,15 @@ fn postal_code(
         return Some(value.text.to_owned());
     }
     match french_postal_code(value.text) {
-        Some(code) => Some(code),
+        Some(code) if territory::departement_of(&code).is_some() => Some(code),
+        Some(code) => {
+            fields.issue(
+                "postal_code",
+                value.raw,
+                "no French département has this postal code: kept, without commune",
+            );
+            Some(code)
+        }
         None => {
             fields.issue(
                 "postal_code",
@@ -314,8 +322,21 @@ fn postal_code(
 }
 
 /// `text` as a five-digit French postal code, `None` when it is not one.
+/// Reads the forms spreadsheets and mail merges leave: Excel's text mark
+/// (`'02820`), a number exported with a decimal (`33000.0`), a CEDEX code
+/// (`75008 CEDEX 08`, `CEDEX 75008`).
 fn french_postal_code(text: &str) -> Option<String> {
     let text = text.trim();
+    let text = text.strip_prefix('\'').unwrap_or(text);
+    let text = match text.to_ascii_lowercase().find("cedex") {
+        Some(at) if text[..at].trim().is_empty() => text[at + "cedex".len()..].trim(),
+        Some(at) => text[..at].trim(),
+        None => text,
+    };
+    let text = text
+        .strip_suffix(".0")
+        .filter(|number| number.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or(text);
     let text = ["F-", "FR-", "F ", "FR "]
         .iter()
         .find_map(|prefix| {

@@ -807,7 +807,13 @@ fn french_postal_codes_are_read_as_people_write_them() {
         C;C;c@example.org;2820;Urvillers\n\
         D;D;d@example.org;69\u{00A0}001;Lyon\n\
         E;E;e@example.org;2a004;Ajaccio\n\
-        G;G;g@example.org;750011;Paris\n"
+        G;G;g@example.org;750011;Paris\n\
+        H;H;h@example.org;33000.0;Bordeaux\n\
+        I;I;i@example.org;'02820;Urvillers\n\
+        J;J;j@example.org;CEDEX 75008;Paris\n\
+        K;K;k@example.org;75008 Cedex 08;Paris\n\
+        L;L;l@example.org;99999;Nulle part\n\
+        M;M;m@example.org;98000;Monaco\n"
         .as_bytes();
 
     let outcomes = read_str(input, Preset::FrExcel);
@@ -823,6 +829,12 @@ fn french_postal_codes_are_read_as_people_write_them() {
             Some("69001"),
             Some("2a004"),
             Some("750011"),
+            Some("33000"),
+            Some("02820"),
+            Some("75008"),
+            Some("75008"),
+            Some("99999"),
+            Some("98000"),
         ]
     );
     let flagged: Vec<u64> = rows
@@ -830,7 +842,11 @@ fn french_postal_codes_are_read_as_people_write_them() {
         .filter(|r| r.issues.iter().any(|issue| issue.field == "postal_code"))
         .map(|r| r.line)
         .collect();
-    assert_eq!(flagged, [6, 7], "a code kept as written is named");
+    assert_eq!(
+        flagged,
+        [6, 7, 12, 13],
+        "a code that is not one, or of no département, is named"
+    );
 }
 
 #[test]
@@ -851,16 +867,35 @@ fn a_postal_code_abroad_is_kept_as_written() {
 #[test]
 fn the_columns_no_field_reads_are_named() {
     use crate::domain::custom_field::{Definition, Definitions, FieldType};
-    let input = "Prénom;Nom;E-mail;Section;;Notes internes;Année\n\
-        Ada;Lovelace;ada@example.org;Nord;;x;2020\n"
+    let input = "Prénom;Nom;E-mail;Section;;Notes internes;Année;e-mail;\n\
+        Ada;Lovelace;ada@example.org;Nord;x;y;2020;ada@old.example;\n\
+        Bob;Byron;bob@example.org;Sud;;;2021;;\n"
         .as_bytes();
     let year = Definition::new("annee", "Année", FieldType::Number, &[]).unwrap();
-    let reader = ImportReader::open(input, Preset::FrExcel, "inline.csv")
+    let mut reader = ImportReader::open(input, Preset::FrExcel, "inline.csv")
         .unwrap()
         .with_custom_fields(&Definitions::new([year]))
         .unwrap();
 
-    assert_eq!(reader.unread_columns(), ["Section", "Notes internes"]);
+    let unread = |header: &str, column: usize, repeats: Option<usize>| UnreadColumn {
+        header: header.into(),
+        column,
+        repeats,
+    };
+    assert_eq!(
+        reader.unread_columns(),
+        [
+            unread("Section", 4, None),
+            unread("Notes internes", 6, None),
+            unread("e-mail", 8, Some(3)),
+        ]
+    );
+    read_all(&mut reader);
+    assert_eq!(
+        reader.unnamed_values(),
+        [(5, 1)],
+        "the blank header of column 5 held one value; column 9 none"
+    );
 }
 
 #[test]

@@ -441,6 +441,8 @@ async fn to_proto_pair(
     };
     Ok(pb::Duplicate {
         id: row.id.to_string(),
+        first_id: row.person_a.to_string(),
+        second_id: row.person_b.to_string(),
         first: person(row.person_a, first).await?,
         second: person(row.person_b, second).await?,
         reasons: row

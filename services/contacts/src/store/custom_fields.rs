@@ -87,6 +87,7 @@ pub async fn define(
     tenant: TenantId,
     field: &Definition,
 ) -> Result<pb::CustomField, ApiError> {
+    refuse_shared_header(pool, tenant, field).await?;
     let row: Option<FieldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO custom_fields (tenant_id, key, label, type, choices)
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
@@ -118,6 +119,13 @@ pub async fn update(
     change: &pb::CustomField,
 ) -> Result<pb::CustomField, ApiError> {
     let key = change.key.trim().to_lowercase();
+    let unspecified = pb::CustomFieldType::Unspecified as i32;
+    if change.label.trim().is_empty() && change.choices.is_empty() && change.r#type == unspecified {
+        return Err(ApiError::invalid(
+            "field",
+            "nothing to change: give a new label, or the whole new list of choices",
+        ));
+    }
     let mut tx = pool.begin().await?;
     let current: Option<FieldRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM custom_fields WHERE tenant_id = $1 AND key = $2 FOR UPDATE"
@@ -127,11 +135,8 @@ pub async fn update(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(current) = current else {
-        return Err(ApiError::not_found(format!(
-            "custom field {key:?} (define it with DefineCustomField)"
-        )));
+        return Err(ApiError::not_found(format!("custom field {key:?}")));
     };
-    let unspecified = pb::CustomFieldType::Unspecified as i32;
     if change.r#type != unspecified && change.r#type != current.proto_type() as i32 {
         return Err(ApiError::invalid(
             "field.type",
@@ -174,19 +179,26 @@ pub async fn update(
         .bind(&removed)
         .fetch_all(&mut *tx)
         .await?;
-        if !held.is_empty() {
+        if let Some((first, _)) = held.first() {
+            let first = first.clone();
             let held: Vec<String> = held
                 .iter()
-                .map(|(choice, people)| format!("{choice:?} ({people} people)"))
+                .map(|(choice, people)| match people {
+                    1 => format!("{choice:?} (1 person)"),
+                    n => format!("{choice:?} ({n} people)"),
+                })
                 .collect();
+            let key = field.key();
             return Err(ApiError::FailedPrecondition(format!(
-                "people hold the choices {} of {:?}; give them another value first \
-                 (SetCustomFields, or an import), then remove the choice",
+                "people hold the choices {} of {key:?}; find them with the segment \
+                 field:{key}={first:?}, set each a value the field keeps (a person's custom \
+                 fields; an import does not replace a value already held), then remove the \
+                 choice",
                 held.join(", "),
-                field.key()
             )));
         }
     }
+    refuse_shared_header(&mut *tx, tenant, &field).await?;
     let fields = load(&mut *tx, tenant).await?;
     let changed = fields.with(field.clone());
     let broken = super::segments::broken_by(&mut *tx, tenant, &fields, &changed).await?;
@@ -220,6 +232,36 @@ pub async fn update(
     };
     tx.commit().await?;
     Ok(updated.into_proto())
+}
+
+/// Refuses a key or label that another field answers to as its key or label
+/// (ignoring case): an import reads a column by either, and could not tell
+/// the two fields apart.
+async fn refuse_shared_header<'e>(
+    executor: impl PgExecutor<'e>,
+    tenant: TenantId,
+    field: &Definition,
+) -> Result<(), ApiError> {
+    let other: Option<String> = sqlx::query_scalar(
+        "SELECT key FROM custom_fields
+         WHERE tenant_id = $1 AND key <> $2
+           AND (key = lower($3) OR lower(label) = $2 OR lower(label) = lower($3))
+         LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(field.key())
+    .bind(field.label())
+    .fetch_optional(executor)
+    .await?;
+    match other {
+        None => Ok(()),
+        Some(other) => Err(ApiError::AlreadyExists(format!(
+            "the custom field {other:?} already answers to {:?} or {:?} as its key or label; \
+             an import could not tell the two apart: choose another key or label",
+            field.key(),
+            field.label()
+        ))),
+    }
 }
 
 /// Saved segment names for a message: `"A", "B"`.

@@ -83,26 +83,50 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
     })
 }
 
-/// A page of an import's issues in file order, after issue `after`.
+/// Where a page of issues ends: the line and id of its last issue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IssueCursor {
+    line: i64,
+    id: i64,
+}
+
+impl IssueCursor {
+    /// Reads a page token written by [`IssueCursor::to_token`].
+    pub fn parse(token: &str) -> Option<Self> {
+        let (line, id) = token.split_once('.')?;
+        Some(Self {
+            line: line.parse().ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+
+    pub fn to_token(self) -> String {
+        format!("{}.{}", self.line, self.id)
+    }
+}
+
+/// A page of an import's issues in file order (by line; the file's own
+/// issues, on lines 0 and 1, first), after `after`.
 pub async fn issues(
     pool: &PgPool,
     tenant: TenantId,
     import: Uuid,
-    after: i64,
+    after: IssueCursor,
     limit: i64,
-) -> Result<(Vec<pb::ImportIssue>, Option<i64>), ApiError> {
+) -> Result<(Vec<pb::ImportIssue>, Option<IssueCursor>), ApiError> {
     get(pool, tenant, import).await?;
     let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
         "SELECT id, line, field, value, reason, severity FROM import_issues
-         WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+         WHERE import_id = $1 AND (line, id) > ($2, $3) ORDER BY line, id LIMIT $4",
     )
     .bind(import)
-    .bind(after)
+    .bind(after.line)
+    .bind(after.id)
     .bind(limit)
     .fetch_all(pool)
     .await?;
     let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.0))
+        .then(|| rows.last().map(|r| IssueCursor { line: r.1, id: r.0 }))
         .flatten();
     let issues = rows
         .into_iter()

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use muster_contacts::{Mode, Settings};
+use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use muster_runtime::TenantId;
 use muster_runtime::auth::{Bearer, Signer};
@@ -93,4 +94,43 @@ impl Service {
         }
         muster_testkit::drop_database(&self.database).await
     }
+}
+
+/// Uploads `csv` under `header` (its size filled in) and waits up to a
+/// minute for the import to succeed; a failed import is an error.
+pub async fn upload(
+    client: &mut Client,
+    header: pb::ImportHeader,
+    csv: &str,
+) -> anyhow::Result<pb::ImportJob> {
+    let header = pb::ImportHeader {
+        size_bytes: csv.len() as u64,
+        ..header
+    };
+    let parts = vec![
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Header(header)),
+        },
+        pb::UploadImportRequest {
+            part: Some(pb::upload_import_request::Part::Chunk(
+                csv.as_bytes().to_vec(),
+            )),
+        },
+    ];
+    let job = client
+        .upload_import(futures::stream::iter(parts))
+        .await?
+        .into_inner();
+    for _ in 0..600 {
+        let job = client
+            .get_import(pb::GetImportRequest { id: job.id.clone() })
+            .await?
+            .into_inner();
+        if job.state == pb::ImportState::Succeeded as i32 {
+            return Ok(job);
+        }
+        anyhow::ensure!(job.state != pb::ImportState::Failed as i32, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the import did not finish in a minute")
 }

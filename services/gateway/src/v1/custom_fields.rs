@@ -63,19 +63,22 @@ impl From<proto::CustomField> for CustomField {
     }
 }
 
+fn proto_type(kind: FieldType) -> proto::CustomFieldType {
+    match kind {
+        FieldType::Text => proto::CustomFieldType::Text,
+        FieldType::Number => proto::CustomFieldType::Number,
+        FieldType::Date => proto::CustomFieldType::Date,
+        FieldType::Boolean => proto::CustomFieldType::Boolean,
+        FieldType::Choice => proto::CustomFieldType::Choice,
+    }
+}
+
 impl From<CustomField> for proto::CustomField {
     fn from(field: CustomField) -> Self {
-        let kind = match field.r#type {
-            FieldType::Text => proto::CustomFieldType::Text,
-            FieldType::Number => proto::CustomFieldType::Number,
-            FieldType::Date => proto::CustomFieldType::Date,
-            FieldType::Boolean => proto::CustomFieldType::Boolean,
-            FieldType::Choice => proto::CustomFieldType::Choice,
-        };
         Self {
+            r#type: proto_type(field.r#type) as i32,
             key: field.key,
             label: field.label,
-            r#type: kind as i32,
             choices: field.choices,
             create_time: None,
         }
@@ -118,6 +121,9 @@ pub struct FieldChange {
     /// The whole new list of a choice field's choices.
     #[serde(default)]
     pub choices: Option<Vec<String>>,
+    /// Accepted only as the field's own type: a type never changes.
+    #[serde(default)]
+    pub r#type: Option<FieldType>,
 }
 
 /// `PATCH /v1/custom-fields/{key}`: a new label, or choices added or removed.
@@ -131,11 +137,22 @@ pub async fn update(
     Path(key): Path<String>,
     JsonBody(change): JsonBody<FieldChange>,
 ) -> Result<Json<CustomField>, HttpError> {
+    if change.choices.as_ref().is_some_and(Vec::is_empty) {
+        return Err(HttpError::invalid(
+            "choices",
+            "an empty list: a choice field keeps at least one choice; leave choices out to \
+             keep them",
+        ));
+    }
+    let kind = change
+        .r#type
+        .map_or(proto::CustomFieldType::Unspecified, proto_type);
     let request = proto::UpdateCustomFieldRequest {
         field: Some(proto::CustomField {
             key,
             label: change.label.unwrap_or_default(),
             choices: change.choices.unwrap_or_default(),
+            r#type: kind as i32,
             ..Default::default()
         }),
     };

@@ -118,6 +118,10 @@ pub struct Duplicate {
     pub reasons: Vec<DuplicateKind>,
     pub state: DuplicateState,
     pub find_time: Option<DateTime<Utc>>,
+    /// The ids the pair was found with; `first` and `second` show the
+    /// people as they are now (a merged one as its survivor).
+    pub first_id: String,
+    pub second_id: String,
 }
 
 impl From<proto::Duplicate> for Duplicate {
@@ -133,6 +137,8 @@ impl From<proto::Duplicate> for Duplicate {
                 .collect(),
             state: DuplicateState::from_proto(pair.state),
             find_time: instant(pair.find_time),
+            first_id: pair.first_id,
+            second_id: pair.second_id,
         }
     }
 }
