@@ -3,7 +3,7 @@
 //! the e-mail messaging then sends links to `/confirm/{token}`, where a GET
 //! only shows a button (mail scanners follow links) and the POST confirms.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
@@ -53,8 +53,9 @@ pub struct SubscribeForm {
     notice: String,
 }
 
-/// Where a public request came from, for the consent's evidence: the first
-/// `X-Forwarded-For` hop (the gateway runs behind a proxy), else the peer.
+/// Where a public request came from, for the consent's evidence: the peer,
+/// or, when the peer is a proxy, the address it forwards for (see
+/// [`client_ip`]).
 pub struct Client {
     ip: String,
     user_agent: String,
@@ -71,13 +72,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let forwarded = header("x-forwarded-for")
-            .and_then(|v| v.split(',').next().map(|hop| hop.trim().to_owned()))
-            .filter(|hop| !hop.is_empty());
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(addr)| addr.ip());
+        let forwarded = header("x-forwarded-for");
         let user_agent = parts
             .headers
             .get(USER_AGENT)
@@ -87,9 +86,53 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .take(300)
             .collect();
         Ok(Self {
-            ip: forwarded.or(peer).unwrap_or_default(),
+            ip: client_ip(peer, forwarded.as_deref())
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
             user_agent,
         })
+    }
+}
+
+/// The address a request came from. `X-Forwarded-For` is believed only as
+/// far as proxies wrote it: from the peer back, each hop on this host or a
+/// private network (a load balancer, an ingress) passes the word to the hop
+/// before it, and the first public address met is the client's. A client on
+/// the internet cannot name another address by sending the header itself.
+fn client_ip(peer: Option<IpAddr>, forwarded: Option<&str>) -> Option<IpAddr> {
+    let mut client = peer?;
+    if !is_proxy(client) {
+        return Some(client);
+    }
+    for hop in forwarded.unwrap_or_default().rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_proxy(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Some(client)
+}
+
+/// Whether `ip` may be a proxy of the organization's: loopback, private,
+/// link-local or shared (carrier-grade NAT) addresses, never public ones.
+fn is_proxy(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let shared = v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64;
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || shared
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_proxy(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
     }
 }
 
@@ -260,5 +303,63 @@ fn failure(status: &Status) -> Response {
                 "<h1>Something went wrong</h1><p>Please try again later.</p>",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_on_the_internet_cannot_name_another_address() {
+        let public = Some(ip("203.0.113.9"));
+        assert_eq!(client_ip(public, Some("198.51.100.4")), public);
+        assert_eq!(client_ip(public, None), public);
+    }
+
+    #[test]
+    fn a_proxy_passes_on_the_address_it_forwards_for() {
+        let ingress = Some(ip("10.2.0.7"));
+        assert_eq!(
+            client_ip(ingress, Some("198.51.100.4")),
+            Some(ip("198.51.100.4"))
+        );
+        // The client sent a header of its own; the proxy appended the truth.
+        assert_eq!(
+            client_ip(ingress, Some("1.2.3.4, 198.51.100.4, 10.0.0.3")),
+            Some(ip("198.51.100.4"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("::1")), Some("2001:db8::5")),
+            Some(ip("2001:db8::5"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("::ffff:127.0.0.1")), Some("198.51.100.4")),
+            Some(ip("198.51.100.4"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("100.64.3.1")), Some("198.51.100.4")),
+            Some(ip("198.51.100.4")),
+            "a shared (carrier-grade NAT) address is a proxy's"
+        );
+    }
+
+    #[test]
+    fn a_header_that_is_not_an_address_stops_the_walk() {
+        let local = Some(ip("127.0.0.1"));
+        assert_eq!(client_ip(local, Some("unknown")), local);
+        assert_eq!(
+            client_ip(local, Some("198.51.100.4, garbage, 10.0.0.2")),
+            Some(ip("10.0.0.2"))
+        );
+        assert_eq!(
+            client_ip(local, Some("10.0.0.2, 10.0.0.3")),
+            Some(ip("10.0.0.2"))
+        );
+        assert_eq!(client_ip(None, Some("198.51.100.4")), None);
     }
 }
