@@ -18,7 +18,15 @@ struct Gateway {
 
 impl Gateway {
     async fn start(stack: &Stack, shutdown: &CancellationToken) -> anyhow::Result<Self> {
-        let started = stack.start_gateway(shutdown, |_| {}).await?;
+        Self::start_with(stack, shutdown, |_| {}).await
+    }
+
+    async fn start_with(
+        stack: &Stack,
+        shutdown: &CancellationToken,
+        adjust: impl FnOnce(&mut muster_gateway::Settings),
+    ) -> anyhow::Result<Self> {
+        let started = stack.start_gateway(shutdown, adjust).await?;
         let pool = sqlx::PgPool::connect(&started.database.url).await?;
         let (tenant, key) = muster_gateway::create_tenant(&pool, "Collectif des quais").await?;
         Ok(Self {
@@ -216,6 +224,11 @@ async fn an_organizer_records_and_reads_consent_per_channel_and_purpose_over_res
 impl Gateway {
     /// Posts the public subscription form (no API key).
     async fn subscribe(&self, email: &str) -> anyhow::Result<(u16, String)> {
+        self.subscribe_from(email, "198.51.100.4").await
+    }
+
+    /// Posts the form as a visitor at `ip`, through a proxy on this host.
+    async fn subscribe_from(&self, email: &str, ip: &str) -> anyhow::Result<(u16, String)> {
         let organization = self.tenant.to_string();
         let form = [
             ("organization", organization.as_str()),
@@ -226,7 +239,7 @@ impl Gateway {
         let reply = self
             .http
             .post(format!("{}/subscribe", self.base))
-            .header("x-forwarded-for", "198.51.100.4")
+            .header("x-forwarded-for", ip)
             .form(&form)
             .send()
             .await?;
@@ -382,6 +395,59 @@ async fn a_form_subscription_counts_only_once_the_emailed_link_is_confirmed() ->
     assert_eq!(status, 409, "{page}");
     assert!(page.contains("merged with another"), "{page}");
     assert_eq!(gateway.granted().await?, 1, "Zoe's own confirmation only");
+
+    shutdown.cancel();
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn one_address_sends_a_few_subscriptions_an_hour_and_a_silent_redis_stops_none()
+-> anyhow::Result<()> {
+    use reqwest::Method;
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start_with(&stack, &shutdown, |s| s.forms.per_ip_per_hour = 2).await?;
+
+    for n in 0..2 {
+        let (status, page) = gateway
+            .subscribe_from(&format!("v{n}@example.org"), "198.51.100.7")
+            .await?;
+        assert_eq!(status, 200, "{page}");
+    }
+    let (status, page) = gateway
+        .subscribe_from("v2@example.org", "198.51.100.7")
+        .await?;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("try again in an hour"), "{page}");
+    let (status, _) = gateway
+        .subscribe_from("w@example.org", "198.51.100.8")
+        .await?;
+    assert_eq!(status, 200, "another address has its own count");
+    let people = gateway.ok(Method::GET, "/v1/people", None).await?;
+    let mut emails: Vec<String> = people["people"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["email"].as_str().map(str::to_owned))
+        .collect();
+    emails.sort();
+    assert_eq!(
+        emails,
+        ["v0@example.org", "v1@example.org", "w@example.org"]
+    );
+
+    // Counting needs Redis; without it the form is let through.
+    let blind = Gateway::start_with(&stack, &shutdown, |s| {
+        s.forms.per_ip_per_hour = 1;
+        s.forms.redis_url = "redis://127.0.0.1:1".into();
+    })
+    .await?;
+    for n in 0..3 {
+        let (status, page) = blind
+            .subscribe_from(&format!("b{n}@example.org"), "198.51.100.7")
+            .await?;
+        assert_eq!(status, 200, "{page}");
+    }
 
     shutdown.cancel();
     stack.stop().await

@@ -17,7 +17,7 @@ mod v1;
 mod webhooks;
 
 pub use error::{HttpError, classify};
-pub use settings::{PublicSettings, ServicesSettings, Settings, WebhookSettings};
+pub use settings::{FormSettings, PublicSettings, ServicesSettings, Settings, WebhookSettings};
 pub use startup::{Application, MIGRATIONS, build, migrate};
 pub use tenants::{
     ApiKey, ApiKeyId, Organization, country_code, create_api_key, create_tenant,

@@ -26,6 +26,11 @@ base_url = "http://127.0.0.1:8080"
 [webhooks]
 token = ""
 sns_cert_url_prefixes = []
+
+[forms]
+redis_url = "redis://127.0.0.1:6379"
+prefix = "muster:forms"
+per_ip_per_hour = 20
 "#;
 
 /// Everything the gateway reads at start-up.
@@ -38,6 +43,19 @@ pub struct Settings {
     pub services: ServicesSettings,
     pub public: PublicSettings,
     pub webhooks: WebhookSettings,
+    pub forms: FormSettings,
+}
+
+/// The public subscription form's limit per visitor address.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FormSettings {
+    /// Where the counts live, shared by every gateway replica.
+    pub redis_url: String,
+    /// Prefix of every Redis key the counter writes.
+    pub prefix: String,
+    /// Subscriptions one IP address may send one organization per hour
+    /// (0: no limit).
+    pub per_ip_per_hour: u32,
 }
 
 /// Where the gRPC services behind the gateway listen.

@@ -37,6 +37,7 @@ pub struct AppState {
     pub upstreams: Upstreams,
     pub webhooks: WebhookSettings,
     pub sns: webhooks::SnsVerifier,
+    pub forms: subscribe::FormLimiter,
 }
 
 /// A gateway bound to its ports, ready to serve.
@@ -72,6 +73,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         upstreams,
         webhooks: settings.webhooks.clone(),
         sns,
+        forms: subscribe::FormLimiter::new(&settings.forms)?,
     });
     Ok(Application {
         http,

@@ -20,6 +20,10 @@ use serde::Deserialize;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
+mod limit;
+
+pub use limit::FormLimiter;
+
 use crate::startup::AppState;
 use crate::unsubscribe::page::{escape, page};
 
@@ -170,6 +174,16 @@ async fn subscribe(
             return unavailable();
         }
     }
+    let tenant = TenantId::from_uuid(tenant);
+    if !state.forms.admit(tenant, &client.ip).await {
+        tracing::warn!(tenant_id = %tenant, "form subscriptions over the hourly limit refused");
+        return page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many subscriptions",
+            "<h1>Too many subscriptions</h1><p>Too many subscriptions came from your network \
+             this hour. Please try again in an hour.</p>",
+        );
+    }
     let request = SubscribeRequest {
         email: form.email,
         first_name: form.first_name,
@@ -178,7 +192,6 @@ async fn subscribe(
         notice: form.notice,
         evidence: client.evidence(),
     };
-    let tenant = TenantId::from_uuid(tenant);
     match state.upstreams.consent_for(tenant).subscribe(request).await {
         Ok(_) => page(
             StatusCode::OK,

@@ -1,7 +1,7 @@
 //! Starting a gateway for one test and talking to it.
 
 use crate::signing::SnsSigner;
-use muster_gateway::{PublicSettings, ServicesSettings, Settings, WebhookSettings};
+use muster_gateway::{FormSettings, PublicSettings, ServicesSettings, Settings, WebhookSettings};
 use muster_runtime::TenantId;
 use muster_runtime::config::{AuthSettings, ListenSettings, TelemetrySettings};
 use sqlx::PgPool;
@@ -64,6 +64,11 @@ pub async fn spawn_gateway_with(
         webhooks: WebhookSettings {
             token: WEBHOOK_TOKEN.into(),
             sns_cert_url_prefixes: sns_prefixes,
+        },
+        forms: FormSettings {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            prefix: format!("muster:test:forms:{}", muster_testkit::unique()),
+            per_ip_per_hour: 20,
         },
     };
 
