@@ -2,7 +2,6 @@
 //! statements from API clients under the ledger's rules, their errors, the
 //! history, the policy on legal bases, and imports that declare their basis.
 
-
 use muster_proto::contacts::v1 as pb;
 use muster_proto::contacts::v1::consent_service_client::ConsentServiceClient;
 use muster_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
