@@ -101,9 +101,10 @@ fn consent_routes() -> Router<AppState> {
         )
 }
 
-/// `?page_size=&page_token=` of a listing.
+/// `?page_size=&page_token=` of a listing; another parameter (`?limit=`)
+/// is refused rather than ignored.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct PageParams {
     page_size: i32,
     page_token: String,

@@ -97,3 +97,17 @@ async fn the_unsubscribe_page_asks_to_retry_while_messaging_is_stopped() {
     assert_eq!(response.status().as_u16(), 503);
     assert!(response.text().await.unwrap().contains("try again"));
 }
+
+#[tokio::test]
+async fn a_listing_parameter_it_does_not_know_is_refused_not_ignored() {
+    let gateway = spawn_gateway(stopped_services().await).await;
+    let (_, key) = gateway.tenant().await;
+
+    for path in ["/v1/people?limit=400", "/v1/duplicates?pagesize=5"] {
+        let response = gateway.get(path).bearer_auth(&key).send().await.unwrap();
+        let (status, code, message) = json_error(response).await;
+        assert_eq!((status, code.as_str()), (400, "invalid_argument"), "{path}");
+        assert!(message.contains("unknown field"), "{path}: {message}");
+        assert!(message.contains("page_size"), "{path}: {message}");
+    }
+}

@@ -151,7 +151,7 @@ pub struct Duplicates {
 
 /// `?page_size=&page_token=&state=` of `GET /v1/duplicates`; no state lists the open pairs.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DuplicateParams {
     pub page_size: i32,
     pub page_token: String,
