@@ -233,6 +233,23 @@ async fn a_merge_unites_addresses_phones_tags_and_ids_and_fills_what_the_survivo
 
     let answered = get(&mut service.client, merged).await?;
     assert_eq!(answered.id, survivor.to_string(), "the merged id answers");
+    // Other calls do not follow the merge, and say which id to use.
+    let error = service
+        .client
+        .set_custom_fields(pb::SetCustomFieldsRequest {
+            person_id: merged.to_string(),
+            values: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::NotFound);
+    assert!(
+        error
+            .message()
+            .contains(&format!("merged into person {survivor}")),
+        "{}",
+        error.message()
+    );
     let people: i64 = sqlx::query_scalar("SELECT count(*) FROM people")
         .fetch_one(&service.pool)
         .await?;

@@ -176,7 +176,9 @@ impl ConsentService for ConsentApi {
                 .await
                 .map_err(ApiError::from)?;
         if exists.is_none() {
-            return Err(ApiError::not_found(format!("person {person}")).into());
+            return Err(crate::store::people::missing(&mut tx, tenant, person)
+                .await
+                .into());
         }
         if statement.kind == Kind::Grant {
             let forbidding = store::forbidding(&mut tx, tenant, statement.legal_basis)

@@ -445,9 +445,13 @@ async fn exists(pool: &PgPool, tenant: TenantId, person: Uuid) -> Result<(), Api
             .bind(person)
             .fetch_optional(pool)
             .await?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found(format!("person {person}")))
+    match found {
+        Some(_) => Ok(()),
+        None => {
+            let mut conn = pool.acquire().await?;
+            Err(crate::store::people::missing(&mut conn, tenant, person).await)
+        }
+    }
 }
 
 /// The current state of each channel and purpose `person` has one for.

@@ -394,7 +394,7 @@ pub async fn set(
     .await?
     .rows_affected();
     if updated == 0 {
-        return Err(ApiError::not_found(format!("person {person}")));
+        return Err(super::people::missing(&mut tx, tenant, person).await);
     }
     events::person_changed(tenant, events::PERSON_UPDATED)
         .enqueue(&mut tx, events::person_bodies(&[person]))

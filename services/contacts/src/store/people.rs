@@ -179,3 +179,15 @@ fn into_proto(row: PersonRow) -> pb::Person {
         },
     }
 }
+
+/// The error for a person `id` that is not in `tenant`: one merged into
+/// another says which id to use instead (only `GetPerson` follows merges).
+pub async fn missing(conn: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> ApiError {
+    match merge::survivor_of(conn, tenant, id).await {
+        Ok(Some(survivor)) => ApiError::not_found(format!(
+            "person {id} (merged into person {survivor}: use that id)"
+        )),
+        Ok(None) => ApiError::not_found(format!("person {id}")),
+        Err(error) => error.into(),
+    }
+}
