@@ -52,6 +52,8 @@ pub(crate) struct Columns {
     pub(crate) external_system: &'static str,
     /// The columns of custom fields, with their definitions.
     pub(crate) custom: Vec<(usize, Definition)>,
+    /// How many columns the header names.
+    pub(crate) width: usize,
 }
 
 impl Columns {

@@ -187,12 +187,39 @@ pub struct RowIssue {
 /// line is a person's row (it holds an e-mail address): that is personal
 /// data, kept with the import's error and never erased with the person.
 fn described(found: &[String]) -> String {
-    match found.iter().any(|cell| cell.contains('@')) {
-        true => "its first line holds an e-mail address: it is a person's row, not a header; \
-                 add the header line the format names and import the file again"
-            .to_owned(),
-        false => format!("the header has: {}", found.join(", ")),
+    const SHOWN: usize = 30;
+    if found
+        .first()
+        .is_some_and(|cell| cell.starts_with("PK\u{3}\u{4}"))
+    {
+        return "it is an Excel workbook (.xlsx), not a CSV file: save it as \"CSV UTF-8\" and \
+                import that"
+            .to_owned();
     }
+    if found.iter().any(|cell| cell.contains('@')) {
+        return "its first line holds an e-mail address: it is a person's row, not a header; \
+                add the header line the format names and import the file again"
+            .to_owned();
+    }
+    // Control characters are shown escaped: the message reaches terminals.
+    let shown: Vec<String> = found
+        .iter()
+        .take(SHOWN)
+        .map(|cell| {
+            let cell: String = cell.chars().take(80).collect();
+            cell.chars()
+                .map(|c| match c.is_control() {
+                    true => c.escape_debug().to_string(),
+                    false => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let more = match found.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!("the header has: {}{more}", shown.join(", "))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,7 +323,8 @@ impl<R: Read> ImportReader<R> {
                 file: source_label.to_owned(),
             });
         }
-        let columns = Columns::resolve(&preset, &headers, source_label)?;
+        let mut columns = Columns::resolve(&preset, &headers, source_label)?;
+        columns.width = headers.len();
         let custom_mapping = match preset {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),
@@ -342,20 +370,22 @@ impl<R: Read> ImportReader<R> {
     /// The columns with a header that no field is read from, in file order;
     /// a header that repeats an earlier one says which.
     pub fn unread_columns(&self) -> Vec<UnreadColumn> {
-        let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
-        self.headers
-            .iter()
-            .enumerate()
-            .filter(|(index, name)| !name.is_empty() && !self.columns.reads(*index))
-            .map(|(index, name)| UnreadColumn {
+        // The first column of each header, ignoring case (a file may have
+        // tens of thousands of columns: no comparing each with all before).
+        let mut first: std::collections::HashMap<String, usize> = Default::default();
+        let mut unread = Vec::new();
+        for (index, name) in self.headers.iter().enumerate() {
+            let earlier = *first.entry(name.to_lowercase()).or_insert(index);
+            if name.is_empty() || self.columns.reads(index) {
+                continue;
+            }
+            unread.push(UnreadColumn {
                 header: name.clone(),
                 column: index + 1,
-                repeats: self.headers[..index]
-                    .iter()
-                    .position(|earlier| same(earlier, name))
-                    .map(|earlier| earlier + 1),
-            })
-            .collect()
+                repeats: (earlier < index).then_some(earlier + 1),
+            });
+        }
+        unread
     }
 
     /// The columns without a header that held a value in some row read so

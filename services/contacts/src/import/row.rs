@@ -64,6 +64,21 @@ pub(crate) fn read(
         .map(|id| (columns.external_system.to_owned(), id));
     let custom_fields = custom_fields(&mut fields, columns);
     let consent = consent(&mut fields, columns);
+    let beyond: Vec<&str> = record
+        .iter()
+        .skip(columns.width)
+        .filter_map(|field| std::str::from_utf8(field).ok())
+        .map(trim_blank)
+        .filter(|value| !value.is_empty())
+        .collect();
+    if !beyond.is_empty() {
+        let reason = format!(
+            "{} value(s) past the last column, not imported: a separator inside a field (an \
+             address with a ';')? quote that field and import the file again",
+            beyond.len()
+        );
+        fields.issue("row", &beyond.join(" | "), reason);
+    }
 
     if email.is_none() && phone.is_none() {
         fields.issue(
@@ -180,7 +195,12 @@ impl<'r> Fields<'r> {
             self.undecodable(field, raw);
             return None;
         }
-        if !MULTI_LINE_FIELDS.contains(&field) && swallowed_rows(text) {
+        let swallowed = if MULTI_LINE_FIELDS.contains(&field) {
+            rows_after_first_line(text)
+        } else {
+            swallowed_rows(text)
+        };
+        if swallowed {
             let reason = "holds a line break and a separator, as rows do: a double quote left \
                 open on this row may have joined the rows after it into this one, and they are \
                 not imported; fix the quote and import the file again (rows already imported \
@@ -229,6 +249,20 @@ const MULTI_LINE_FIELDS: [&str; 2] = ["address_line1", "custom_fields"];
 /// separator (a quoted name over two lines is kept).
 fn swallowed_rows(text: &str) -> bool {
     text.contains('\n') && text.contains([';', ',', '\t'])
+}
+
+/// Whether a field that may span lines (an address) holds, after its first
+/// line, what rows are made of: several separators, or an address and a
+/// separator. "3 rue C\nBât. 2, esc. B" is an address; a quote left open
+/// before the rows below it joins them into it.
+fn rows_after_first_line(text: &str) -> bool {
+    text.lines().skip(1).any(|line| {
+        let count = |c: char| line.matches(c).count();
+        count(';') >= 2
+            || count('\t') >= 2
+            || count(',') >= 3
+            || (line.contains('@') && line.contains([';', ',', '\t']))
+    })
 }
 
 /// A field longer than this is not contact data.

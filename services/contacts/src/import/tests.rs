@@ -947,3 +947,75 @@ fn names_and_towns_are_spaced_once_between_words() {
         ]
     );
 }
+
+#[test]
+fn an_address_left_open_over_the_rows_below_it_is_named() {
+    let input = "Prénom;Nom;E-mail;Adresse;Code postal\n\
+        Ana;Open;ana@example.org;\"12 rue X;75011\n\
+        Bob;Lost;bob@example.org;1 rue Y;75012\n\
+        Cy;Lost;cy@example.org;2 rue Z;75013\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    assert_eq!(outcomes.len(), 1, "the rows below are inside Ana's address");
+    let ana = row(&outcomes[0]);
+    assert_eq!(
+        ana.address_line1, None,
+        "other people's rows are not an address"
+    );
+    assert!(
+        ana.issues
+            .iter()
+            .any(|i| i.field == "address_line1" && i.reason.contains("quote")),
+        "{:?}",
+        ana.issues
+    );
+
+    let input = "Prénom;Nom;E-mail;Adresse;Code postal\n\
+        Cy;Fine;cy@example.org;\"3 rue C\nBât. 2, esc. B\";75013\n"
+        .as_bytes();
+    let cy = row(&read_str(input, Preset::FrExcel)[0]).clone();
+    assert_eq!(cy.address_line1.as_deref(), Some("3 rue C\nBât. 2, esc. B"));
+    assert!(cy.issues.is_empty(), "{:?}", cy.issues);
+}
+
+#[test]
+fn values_past_the_last_column_are_named() {
+    let input = "Prénom;Nom;E-mail;Code postal\n\
+        A;Ragged;ragged@example.org;33000;extra;more\n\
+        B;Trailing;trailing@example.org;33000;;\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let ragged = row(&outcomes[0]);
+    assert_eq!(ragged.issues.len(), 1, "{:?}", ragged.issues);
+    assert_eq!(ragged.issues[0].field, "row");
+    assert_eq!(ragged.issues[0].value, "extra | more");
+    assert!(
+        row(&outcomes[1]).issues.is_empty(),
+        "empty trailing fields are nothing"
+    );
+}
+
+#[test]
+fn a_missing_column_error_escapes_control_characters_and_names_a_workbook() {
+    let escape = "Pr\u{1b}]0;title\u{7};Nom\nx;y\n";
+    let error = ImportReader::open(escape.as_bytes(), Preset::FrExcel, "esc.csv")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("Pr\\u{1b}]0"), "{error}");
+    assert!(
+        !error.contains('\u{1b}') && !error.contains('\u{7}'),
+        "{error}"
+    );
+
+    let workbook = b"PK\x03\x04\x14\x00\x06\x00;rest\n";
+    let error = ImportReader::open(&workbook[..], Preset::FrExcel, "liste.xlsx")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("Excel workbook"), "{error}");
+}
