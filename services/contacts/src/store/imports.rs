@@ -39,7 +39,8 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
     let row: Option<ImportRow> = sqlx::query_as(
         "SELECT id, file_name, preset, state, size_bytes, bytes_read, rows_read, rows_empty,
                 created, merged, rejected, warnings, consent_granted, suppressed,
-                duplicates_listed, duplicates_merged, encoding, delimiter, error, created_at, finished_at, legal_basis, notice
+                duplicates_listed, duplicates_merged, encoding, delimiter, error, created_at,
+                finished_at, legal_basis, notice
          FROM imports WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
