@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::consent::{Channel, LegalBasis};
 use crate::domain::custom_field::Definitions;
 use crate::domain::nfc;
+use crate::domain::territory;
 
 pub use expr::{ConsentLeaf, Expr, FieldOp, Leaf, MAX_CONDITIONS, MAX_DEPTH, QUOTE_LENGTH};
 
@@ -108,19 +109,36 @@ impl Filter {
         if !prefixes.is_empty() {
             leaf(Leaf::PostalPrefix(prefixes));
         }
-        let departements = clean(&filter.departements, "departements")?;
-        if !departements.is_empty() {
-            leaf(Leaf::Departement(
-                departements.iter().map(|d| d.to_uppercase()).collect(),
-            ));
-        }
-        let communes = clean(&filter.communes, "communes")?;
-        if !communes.is_empty() {
-            leaf(Leaf::Commune(communes));
-        }
-        let regions = clean(&filter.regions, "regions")?;
-        if !regions.is_empty() {
-            leaf(Leaf::Region(regions));
+        // Each territory list is checked against the official geography, so a
+        // mistyped code is an error rather than a segment of no one.
+        type Place = fn(&str) -> Result<String, String>;
+        type Condition = fn(Vec<String>) -> Leaf;
+        let places: [(&str, &[String], Place, Condition); 3] = [
+            (
+                "departements",
+                &filter.departements,
+                territory::departement,
+                Leaf::Departement,
+            ),
+            (
+                "communes",
+                &filter.communes,
+                territory::commune,
+                Leaf::Commune,
+            ),
+            ("regions", &filter.regions, territory::region, Leaf::Region),
+        ];
+        for (field, written, place, condition) in places {
+            let codes = clean(written, field)?
+                .iter()
+                .enumerate()
+                .map(|(n, value)| {
+                    place(value).map_err(|m| ApiError::invalid(format!("filter.{field}[{n}]"), m))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if !codes.is_empty() {
+                leaf(condition(codes));
+            }
         }
         if filter.require_email {
             leaf(Leaf::HasEmail(true));

@@ -51,7 +51,7 @@ pub struct SegmentArgs {
     #[arg(long = "postal-prefix", value_name = "PREFIX")]
     postal_prefixes: Vec<String>,
 
-    /// People living in one of these départements ("75", "2A", "971").
+    /// People living in one of these départements ("75", "2A", "971", or a name: "Gironde").
     #[arg(long = "departement", value_name = "CODE")]
     departements: Vec<String>,
 
@@ -59,7 +59,7 @@ pub struct SegmentArgs {
     #[arg(long = "commune", value_name = "INSEE")]
     communes: Vec<String>,
 
-    /// People living in one of these régions (code, "84").
+    /// People living in one of these régions (INSEE code, "84", or a name: "Bretagne").
     #[arg(long = "region", value_name = "CODE")]
     regions: Vec<String>,
 

@@ -27,7 +27,11 @@ struct Commune {
 struct Table {
     communes: Vec<Commune>,
     by_postal_code: HashMap<&'static str, Vec<usize>>,
+    by_insee_code: HashMap<&'static str, usize>,
     region_of: HashMap<&'static str, &'static str>,
+    /// Départements and régions by folded name ("cotes d armor" → "22").
+    departement_named: HashMap<String, &'static str>,
+    region_named: HashMap<String, &'static str>,
 }
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| parse(include_str!("../../data/territories.tsv")));
@@ -36,17 +40,25 @@ fn parse(source: &'static str) -> Table {
     let mut table = Table {
         communes: Vec::new(),
         by_postal_code: HashMap::new(),
+        by_insee_code: HashMap::new(),
         region_of: HashMap::new(),
+        departement_named: HashMap::new(),
+        region_named: HashMap::new(),
     };
     for line in source.lines().filter(|line| !line.starts_with('#')) {
         let fields: Vec<&'static str> = line.split('\t').collect();
         match fields.as_slice() {
-            ["D", code, _, region, _] => {
+            ["R", code, name, _, _] => {
+                table.region_named.insert(fold(name), code);
+            }
+            ["D", code, name, region, _] => {
                 table.region_of.insert(code, region);
+                table.departement_named.insert(fold(name), code);
             }
             ["C", code, name, departement, extra] => {
                 let (postal_codes, population) = extra.split_once(';').unwrap_or((extra, "0"));
                 let index = table.communes.len();
+                table.by_insee_code.insert(code, index);
                 table.communes.push(Commune {
                     code,
                     name,
@@ -88,6 +100,84 @@ pub fn locate(postal_code: &str, city: Option<&str>) -> Option<Place> {
             .copied()
             .unwrap_or(""),
     })
+}
+
+/// Whether some French commune has `postal_code` (CEDEX codes, given to
+/// companies, are not in the table).
+pub fn is_postal_code(postal_code: &str) -> bool {
+    TABLE.by_postal_code.contains_key(postal_code)
+}
+
+/// The département a filter names, by code as people write it ("9" → "09",
+/// "2a" → "2A") or by name ("Gironde" → "33"), or why it names none.
+pub fn departement(written: &str) -> Result<String, String> {
+    let table = &*TABLE;
+    let code = written.trim().to_uppercase();
+    let code = match code.len() {
+        1 if code.bytes().all(|b| b.is_ascii_digit()) => format!("0{code}"),
+        _ => code,
+    };
+    if table.region_of.contains_key(code.as_str()) {
+        return Ok(code);
+    }
+    if let Some(code) = table.departement_named.get(&fold(written)) {
+        return Ok((*code).to_owned());
+    }
+    Err(match code.as_str() {
+        "20" => "20 was Corsica's number until 1976: write 2A (Corse-du-Sud) or 2B \
+                 (Haute-Corse), or region:94 for both"
+            .to_owned(),
+        _ => format!(
+            "no département {}: write its number (01 to 95, 2A, 2B, or 971 to 976 \
+             overseas) or its name",
+            clipped(written)
+        ),
+    })
+}
+
+/// The région a filter names, by INSEE code ("53") or by name ("Bretagne"),
+/// or why it names none.
+pub fn region(written: &str) -> Result<String, String> {
+    let table = &*TABLE;
+    let code = written.trim();
+    if table.region_of.values().any(|region| *region == code) {
+        return Ok(code.to_owned());
+    }
+    match table.region_named.get(&fold(written)) {
+        Some(code) => Ok((*code).to_owned()),
+        None => Err(format!(
+            "no région {}: write its INSEE code (11 Île-de-France, 53 Bretagne, 94 Corse…) \
+             or its name",
+            clipped(written)
+        )),
+    }
+}
+
+/// The commune a filter names by its INSEE code, or why it names none; a
+/// postal code given instead gets the INSEE code to use.
+pub fn commune(written: &str) -> Result<String, String> {
+    let table = &*TABLE;
+    let code = written.trim().to_uppercase();
+    if table.by_insee_code.contains_key(code.as_str()) {
+        return Ok(code);
+    }
+    Err(match locate(&code, None) {
+        Some(place) => format!(
+            "{code} is a postal code, not a commune's INSEE code: write commune:{} ({}) or \
+             postal:{code}",
+            place.commune, place.commune_name
+        ),
+        None => format!(
+            "no commune has the INSEE code {}: it is five characters, 75056 for Paris",
+            clipped(written)
+        ),
+    })
+}
+
+/// `written` quoted for an error, cut at 20 characters.
+fn clipped(written: &str) -> String {
+    let cut: String = written.trim().chars().take(20).collect();
+    format!("{cut:?}")
 }
 
 /// The IANA time zone of a département (overseas ones differ from Paris).

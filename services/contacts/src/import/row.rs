@@ -323,7 +323,7 @@ fn country(fields: &mut Fields<'_>, column: Option<usize>, default: &str) -> Opt
 
 /// The postal code in `column`. A French one is read as people write it: spaces inside
 /// ("33 000"), a "F-" prefix, the leading zero that spreadsheets drop (`2820` for `02820`);
-/// one that is still not five digits is kept as written with an issue, so the person keeps
+/// one that is still not a postal code is kept as written with an issue, so the person keeps
 /// their address but gets no commune or département.
 fn postal_code(
     fields: &mut Fields<'_>,
@@ -335,8 +335,8 @@ fn postal_code(
         return Some(value.text.to_owned());
     }
     match french_postal_code(value.text) {
-        Some(code) if territory::departement_of(&code).is_some() => Some(code),
-        Some(code) => {
+        Ok(code) if territory::departement_of(&code).is_some() => Some(code),
+        Ok(code) => {
             fields.issue(
                 "postal_code",
                 value.raw,
@@ -344,53 +344,68 @@ fn postal_code(
             );
             Some(code)
         }
-        None => {
-            fields.issue(
-                "postal_code",
-                value.raw,
-                "not a French postal code (five digits): kept as written, without commune",
-            );
+        Err(reason) => {
+            fields.issue("postal_code", value.raw, reason);
             Some(value.text.to_owned())
         }
     }
 }
 
-/// `text` as a five-digit French postal code, `None` when it is not one.
-/// Reads the forms spreadsheets and mail merges leave: Excel's text mark
-/// (`'02820`), a number exported with a decimal (`33000.0`), a CEDEX code
-/// (`75008 CEDEX 08`, `CEDEX 75008`).
-fn french_postal_code(text: &str) -> Option<String> {
+/// `text` as a five-digit French postal code, or why it is not one.
+/// Reads the forms spreadsheets and mail merges leave: Excel's text marks
+/// (`'02820`, `="02820"`), a number exported with a decimal (`33000.0`,
+/// `33000,0`), a country prefix (`F-75011`, `F75011`), a CEDEX code
+/// (`75008 CEDEX 08`, `CEDEX 75008`), the town after the code (`75011 Paris`).
+fn french_postal_code(text: &str) -> Result<String, String> {
+    const NOT_ONE: &str =
+        "not a French postal code (five digits): kept as written, without commune";
     let text = text.trim();
     let text = text.strip_prefix('\'').unwrap_or(text);
+    let text = text
+        .strip_prefix("=\"")
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or(text);
     let text = match text.to_ascii_lowercase().find("cedex") {
         Some(at) if text[..at].trim().is_empty() => text[at + "cedex".len()..].trim(),
         Some(at) => text[..at].trim(),
         None => text,
     };
-    let text = text
-        .strip_suffix(".0")
+    let text = [".0", ",0"]
+        .iter()
+        .find_map(|decimal| text.strip_suffix(decimal))
         .filter(|number| number.bytes().all(|b| b.is_ascii_digit()))
         .unwrap_or(text);
-    let text = ["F-", "FR-", "F ", "FR "]
+    let text = ["FR-", "FR ", "FR", "F-", "F ", "F"]
         .iter()
         .find_map(|prefix| {
             text.get(..prefix.len())
                 .filter(|head| head.eq_ignore_ascii_case(prefix))
                 .map(|_| &text[prefix.len()..])
+                .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
         })
         .unwrap_or(text);
+    // A town written after the code: letters only from the first letter on.
+    let text = match text.find(char::is_alphabetic) {
+        Some(at) if at > 0 && !text[at..].contains(|c: char| c.is_ascii_digit()) => &text[..at],
+        _ => text,
+    };
     // Spaces, no-break spaces and dots people put between thousands.
     let digits: String = text
         .chars()
         .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '.'))
         .collect();
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        return Err(NOT_ONE.to_owned());
     }
     match digits.len() {
-        5 => Some(digits),
-        4 => Some(format!("0{digits}")),
-        _ => None,
+        5 => Ok(digits),
+        // A spreadsheet dropped the leading zero, unless no place has the code it gives.
+        4 if territory::is_postal_code(&format!("0{digits}")) => Ok(format!("0{digits}")),
+        4 => Err(format!(
+            "four digits, and 0{digits} is no French postal code either: kept as written, \
+             without commune; check the code"
+        )),
+        _ => Err(NOT_ONE.to_owned()),
     }
 }
 

@@ -813,7 +813,12 @@ fn french_postal_codes_are_read_as_people_write_them() {
         J;J;j@example.org;CEDEX 75008;Paris\n\
         K;K;k@example.org;75008 Cedex 08;Paris\n\
         L;L;l@example.org;99999;Nulle part\n\
-        M;M;m@example.org;98000;Monaco\n"
+        M;M;m@example.org;98000;Monaco\n\
+        N;N;n@example.org;33000,0;Bordeaux\n\
+        O;O;o@example.org;75011 Paris;\n\
+        P;P;p@example.org;F75011;Paris\n\
+        Q;Q;q@example.org;=\"02820\";Urvillers\n\
+        R;R;r@example.org;7501;Paris\n"
         .as_bytes();
 
     let outcomes = read_str(input, Preset::FrExcel);
@@ -835,6 +840,11 @@ fn french_postal_codes_are_read_as_people_write_them() {
             Some("75008"),
             Some("99999"),
             Some("98000"),
+            Some("33000"),
+            Some("75011"),
+            Some("75011"),
+            Some("02820"),
+            Some("7501"),
         ]
     );
     let flagged: Vec<u64> = rows
@@ -844,8 +854,16 @@ fn french_postal_codes_are_read_as_people_write_them() {
         .collect();
     assert_eq!(
         flagged,
-        [6, 7, 12, 13],
+        [6, 7, 12, 13, 18],
         "a code that is not one, or of no département, is named"
+    );
+    let four_digits = &rows[16].issues[0];
+    assert!(
+        four_digits
+            .reason
+            .contains("07501 is no French postal code"),
+        "a dropped zero is restored only where it gives a real code: {}",
+        four_digits.reason
     );
 }
 

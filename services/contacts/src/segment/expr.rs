@@ -12,6 +12,7 @@ use muster_runtime::ApiError;
 
 use crate::consent::{Channel, LegalBasis, PURPOSES};
 use crate::domain::custom_field::Definitions;
+use crate::domain::territory;
 
 /// The deepest nesting of and/or/not a tree may have.
 pub const MAX_DEPTH: usize = 12;
@@ -543,10 +544,14 @@ fn check(
             postal_prefix(prefix).map_err(invalid)?,
         ])),
         Node::Departement(code) => Expr::Leaf(Leaf::Departement(vec![
-            text(code, "département")?.to_uppercase(),
+            territory::departement(&text(code, "département")?).map_err(invalid)?,
         ])),
-        Node::Commune(code) => Expr::Leaf(Leaf::Commune(vec![text(code, "commune")?])),
-        Node::Region(code) => Expr::Leaf(Leaf::Region(vec![text(code, "région")?])),
+        Node::Commune(code) => Expr::Leaf(Leaf::Commune(vec![
+            territory::commune(&text(code, "commune")?).map_err(invalid)?,
+        ])),
+        Node::Region(code) => Expr::Leaf(Leaf::Region(vec![
+            territory::region(&text(code, "région")?).map_err(invalid)?,
+        ])),
         Node::Created(range) => created(range).map_err(invalid)?,
         Node::HasEmail(has) => Expr::Leaf(Leaf::HasEmail(*has)),
         Node::HasPhone(has) => Expr::Leaf(Leaf::HasPhone(*has)),

@@ -570,7 +570,7 @@ fn the_values_of_a_filter_are_capped_in_all_and_the_field_past_the_cap_is_named(
         ),
         (
             SegmentFilter {
-                communes: values(800, "c"),
+                tags_all: values(800, "c"),
                 expr: Some(or_of_tags(201)),
                 ..Default::default()
             },
@@ -853,4 +853,62 @@ fn only_filters_reading_donations_or_attendance_say_so() {
     assert!(reads("NOT (attended:e1 AND has:email)"));
     assert!(reads("donations.last>=2024-01-01"));
     assert!(!reads("tag:a AND (departement:75 OR NOT has:email)"));
+}
+
+#[test]
+fn territories_are_read_by_code_or_name_and_stored_as_their_code() {
+    let filter = SegmentFilter {
+        departements: vec!["9".into(), "gironde".into(), "2a".into()],
+        regions: vec!["Bretagne".into(), "84".into()],
+        communes: vec!["2a004".into()],
+        ..Default::default()
+    };
+
+    let conditions = Filter::parse(&filter).unwrap().conditions;
+
+    let codes = |list: &[&str]| list.iter().map(|code| code.to_string()).collect();
+    assert_eq!(
+        conditions,
+        [
+            Expr::Leaf(Leaf::Departement(codes(&["09", "33", "2A"]))),
+            Expr::Leaf(Leaf::Commune(codes(&["2A004"]))),
+            Expr::Leaf(Leaf::Region(codes(&["53", "84"]))),
+        ]
+    );
+}
+
+#[test]
+fn a_territory_that_names_no_place_is_refused_with_what_to_write() {
+    let refused = |query: &str| {
+        let filter = SegmentFilter {
+            query: query.into(),
+            ..Default::default()
+        };
+        Filter::parse(&filter).unwrap_err().to_string()
+    };
+    let cases = [
+        ("departement:20", "write 2A (Corse-du-Sud) or 2B"),
+        ("departement:99", "no département \"99\""),
+        ("département:Bretagne", "no département \"Bretagne\""),
+        (
+            "commune:75011",
+            "write commune:75056 (Paris) or postal:75011",
+        ),
+        ("commune:99999", "no commune has the INSEE code \"99999\""),
+        ("region:33", "no région \"33\""),
+    ];
+    for (query, expected) in cases {
+        let error = refused(query);
+        assert!(error.contains(expected), "{query}: {error}");
+    }
+
+    let flat = SegmentFilter {
+        departements: vec!["75".into(), "20".into()],
+        ..Default::default()
+    };
+    let error = Filter::parse(&flat).unwrap_err().to_string();
+    assert!(
+        error.starts_with("filter.departements[1]: 20 was"),
+        "{error}"
+    );
 }
