@@ -634,3 +634,69 @@ async fn a_definition_changes_its_label_and_choices_but_never_loses_a_value() ->
     );
     service.stop().await
 }
+
+#[tokio::test]
+async fn headers_name_fields_however_typed_and_a_field_the_preset_reads_is_named()
+-> anyhow::Result<()> {
+    let service = Service::start("fields").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    define_fields(&mut client).await?;
+    let ville = field("ville", "Ville de vote", pb::CustomFieldType::Text, &[]);
+    client
+        .define_custom_field(pb::DefineCustomFieldRequest { field: Some(ville) })
+        .await?;
+
+    // A curly apostrophe, a no-break space and a doubled space, as word
+    // processors and spreadsheets type them: still the label of "year".
+    let csv = "Prénom;Nom;E-mail;Ville;Année d\u{2019}adhésion;Membre\u{a0}depuis\n\
+               Ana;Roy;ana@example.org;Lille;2020;01/02/2020\n";
+    let header = pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let job = support::upload(&mut client, header, csv).await?;
+
+    let ana = person_by_email(&mut client, "ana@example.org").await?;
+    let mut held: Vec<String> = ana
+        .custom_fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    held.sort();
+    assert_eq!(held, ["since=2020-02-01", "year=2020"]);
+    let issues = client
+        .list_import_issues(pb::ListImportIssuesRequest {
+            import_id: job.id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .issues;
+    let reasons: Vec<&str> = issues.iter().map(|i| i.reason.as_str()).collect();
+    assert_eq!(issues.len(), 1, "{reasons:?}");
+    assert_eq!((issues[0].line, issues[0].value.as_str()), (1, "Ville"));
+    assert!(
+        reasons[0].starts_with(
+            "the custom field \"ville\" is not filled from column 4 (\"Ville\"): this format \
+             reads that column as the person's own field"
+        ),
+        "{}",
+        reasons[0]
+    );
+
+    // Typed another way, the label is still the one of "year".
+    let twin = field(
+        "adhesion",
+        "ANNEE  D’ADHESION",
+        pb::CustomFieldType::Text,
+        &[],
+    );
+    let refused = client
+        .define_custom_field(pb::DefineCustomFieldRequest { field: Some(twin) })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
+    assert!(refused.message().contains("\"year\""), "{refused:?}");
+    service.stop().await
+}

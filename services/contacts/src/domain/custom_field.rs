@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use serde_json::Value;
 
-use super::{FieldError, nfc, trim_blank};
+use super::{FieldError, header_key, nfc, trim_blank};
 
 /// The longest text value kept, in characters.
 pub const MAX_TEXT_CHARS: usize = 1_000;
@@ -239,13 +239,13 @@ impl Definitions {
         self.by_key.get(&key.to_lowercase())
     }
 
-    /// The definition whose key or label a file's column header names,
-    /// ignoring case and surrounding blanks.
+    /// The definition whose key or label a file's column header names, as
+    /// [`header_key`] compares them.
     pub fn by_header(&self, header: &str) -> Option<&Definition> {
-        let header = nfc(trim_blank(header)).to_lowercase();
+        let header = header_key(header);
         self.by_key
             .values()
-            .find(|d| d.key == header || d.label.to_lowercase() == header)
+            .find(|d| d.key == header || header_key(&d.label) == header)
     }
 
     /// The keys, sorted, for error messages.

@@ -50,9 +50,56 @@ pub fn nfc(text: &str) -> String {
     }
 }
 
+/// The form a file's column header is compared in, with preset columns and
+/// custom fields alike: composed, lowercase, without accents, curly
+/// apostrophes and dashes made plain, blanks of any kind made one space and
+/// trimmed. "Date d’inscription", "date  d'inscription" and "DATE
+/// D'INSCRIPTION" are one header.
+pub fn header_key(header: &str) -> String {
+    let folded: String = nfc(header)
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'â' | 'ä' | 'á' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' | 'í' => 'i',
+            'ô' | 'ö' | 'ó' => 'o',
+            'ù' | 'û' | 'ü' | 'ú' => 'u',
+            'ç' => 'c',
+            'ÿ' => 'y',
+            '\u{2018}' | '\u{2019}' | '\u{02BC}' | '\u{00B4}' | '`' => '\'',
+            '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+            c if is_blank(c) => ' ',
+            c => c,
+        })
+        .collect();
+    folded
+        .split(' ')
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_compare_ignoring_case_accents_apostrophes_and_spacing() {
+        let spellings = [
+            "Date d'inscription",
+            "date d\u{2019}inscription",
+            " DATE  D'INSCRIPTION\u{00A0}",
+            "Date\u{00A0}d'inscription",
+            "Date d\u{2018}inscription",
+            "Da\u{0302}te d'inscription",
+        ];
+        for spelling in spellings {
+            assert_eq!(header_key(spelling), "date d'inscription", "{spelling:?}");
+        }
+        assert_eq!(header_key("E\u{2013}mail"), "e-mail");
+        assert_ne!(header_key("Email"), header_key("E-mail"));
+    }
 
     #[test]
     fn decomposed_accents_are_composed() {

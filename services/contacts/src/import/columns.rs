@@ -2,6 +2,7 @@
 
 use super::{ColumnMapping, ImportError, Preset};
 use crate::domain::custom_field::{Definition, Definitions};
+use crate::domain::header_key;
 
 /// How a file states consent, which decides how a row's consent is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +53,10 @@ pub(crate) struct Columns {
     pub(crate) external_system: &'static str,
     /// The columns of custom fields, with their definitions.
     pub(crate) custom: Vec<(usize, Definition)>,
+    /// Custom fields whose key or label heads a column read as another field
+    /// (a field labelled "Ville" beside the preset's city), by (column, key):
+    /// they are not filled from it.
+    pub(crate) shadowed: Vec<(usize, String)>,
     /// How many columns the header names.
     pub(crate) width: usize,
 }
@@ -115,8 +120,8 @@ impl Columns {
     /// Adds the custom field columns: those `mapping` names as (key, header),
     /// then every other column whose header is the key or the label of a
     /// field not yet read, unless a person's own field is read from it (a
-    /// field labelled "Ville" does not copy every city). A mapped key must be
-    /// defined and its header present.
+    /// field labelled "Ville" does not copy every city: it is noted in
+    /// `shadowed`). A mapped key must be defined and its header present.
     pub(crate) fn resolve_custom(
         &mut self,
         fields: &Definitions,
@@ -146,14 +151,13 @@ impl Columns {
             let Some(definition) = fields.by_header(name) else {
                 continue;
             };
-            if self.reads(column) {
+            let filled = self.custom.iter().any(|(_, d)| d.key() == definition.key());
+            if filled {
                 continue;
             }
-            let known = self
-                .custom
-                .iter()
-                .any(|(at, d)| *at == column || d.key() == definition.key());
-            if !known {
+            if self.reads(column) {
+                self.shadowed.push((column, definition.key().to_owned()));
+            } else {
                 self.custom.push((column, definition.clone()));
             }
         }
@@ -309,23 +313,6 @@ impl Header<'_> {
             reason,
         }
     }
-}
-
-/// The form headers are compared in: lowercase, without accents, blanks trimmed.
-fn header_key(header: &str) -> String {
-    crate::domain::trim_blank(header)
-        .chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'à' | 'â' | 'ä' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'î' | 'ï' => 'i',
-            'ô' | 'ö' => 'o',
-            'ù' | 'û' | 'ü' => 'u',
-            'ç' => 'c',
-            other => other,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome, UnreadColumn,
+    ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome, ShadowedField,
+    UnreadColumn,
 };
 use crate::consent::{self, Channel, Kind, LegalBasis, State};
 use crate::domain::custom_field::Definitions;
@@ -179,6 +180,9 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
         if !opened.unread.is_empty() {
             note_unread_columns(pool, task, &opened.unread).await?;
         }
+        for field in &opened.shadowed {
+            note_shadowed_field(pool, task, field).await?;
+        }
     }
 
     let terms = consent_terms(pool, task).await?;
@@ -326,6 +330,8 @@ struct Opened {
     delimiter: String,
     /// The columns with a header that no field is read from.
     unread: Vec<UnreadColumn>,
+    /// The custom fields a header names that are not filled from its column.
+    shadowed: Vec<ShadowedField>,
 }
 
 /// The most column names one issue lists.
@@ -385,6 +391,25 @@ async fn note_unread_columns(
         header_warning(pool, task, &value, &reason).await?;
     }
     Ok(())
+}
+
+/// A warning of the header line that a custom field stays empty: its key or
+/// label heads a column the preset reads as a person's own field.
+async fn note_shadowed_field(
+    pool: &PgPool,
+    task: &ImportTask,
+    field: &ShadowedField,
+) -> anyhow::Result<()> {
+    let reason = format!(
+        "the custom field {:?} is not filled from column {} ({:?}): this format reads that \
+         column as the person's own field; to fill the custom field too, give it another \
+         label and name a column after it, or map both (preset custom, map.custom:{}=header)",
+        field.key,
+        field.column,
+        super::row::shown(&field.header),
+        field.key
+    );
+    header_warning(pool, task, &super::row::shown(&field.header), &reason).await
 }
 
 /// One warning of the file's header line (line 1).
@@ -471,11 +496,11 @@ fn read_file(
         b'\t' => "TAB".to_owned(),
         other => (other as char).to_string(),
     };
-    let unread = reader.unread_columns();
     let _ = header.send(Opened {
         encoding: reader.encoding().to_owned(),
         delimiter,
-        unread,
+        unread: reader.unread_columns(),
+        shadowed: reader.shadowed_fields(),
     });
 
     let mut batches: Vec<Batch> = writers.iter().map(|_| new_batch()).collect();

@@ -294,6 +294,16 @@ pub struct UnreadColumn {
     pub repeats: Option<usize>,
 }
 
+/// A custom field named by a column's header that is not filled from it,
+/// because the preset reads that column as a person's own field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowedField {
+    pub key: String,
+    pub header: String,
+    /// 1-based, as a spreadsheet counts them.
+    pub column: usize,
+}
+
 impl<R: Read> ImportReader<R> {
     /// Sniffs encoding (first 64 KiB) and delimiter, reads the header, resolves the preset's
     /// columns.
@@ -370,12 +380,14 @@ impl<R: Read> ImportReader<R> {
     /// The columns with a header that no field is read from, in file order;
     /// a header that repeats an earlier one says which.
     pub fn unread_columns(&self) -> Vec<UnreadColumn> {
-        // The first column of each header, ignoring case (a file may have
+        // The first column of each header, compared as headers are (a file may have
         // tens of thousands of columns: no comparing each with all before).
         let mut first: std::collections::HashMap<String, usize> = Default::default();
         let mut unread = Vec::new();
         for (index, name) in self.headers.iter().enumerate() {
-            let earlier = *first.entry(name.to_lowercase()).or_insert(index);
+            let earlier = *first
+                .entry(crate::domain::header_key(name))
+                .or_insert(index);
             if name.is_empty() || self.columns.reads(index) {
                 continue;
             }
@@ -386,6 +398,20 @@ impl<R: Read> ImportReader<R> {
             });
         }
         unread
+    }
+
+    /// The custom fields that a column's header names but that are not filled
+    /// from it, another field reading that column, in file order.
+    pub fn shadowed_fields(&self) -> Vec<ShadowedField> {
+        self.columns
+            .shadowed
+            .iter()
+            .map(|(index, key)| ShadowedField {
+                key: key.clone(),
+                header: self.headers[*index].clone(),
+                column: index + 1,
+            })
+            .collect()
     }
 
     /// The columns without a header that held a value in some row read so

@@ -10,6 +10,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::domain::custom_field::{Definition, Definitions, FieldType};
+use crate::domain::header_key;
 use crate::events;
 
 #[derive(sqlx::FromRow)]
@@ -234,30 +235,30 @@ pub async fn update(
     Ok(updated.into_proto())
 }
 
-/// Refuses a key or label that another field answers to as its key or label
-/// (ignoring case): an import reads a column by either, and could not tell
-/// the two fields apart.
+/// Refuses a key or label that another field answers to as its key or label,
+/// as an import compares headers ([`header_key`]: ignoring case, accents,
+/// apostrophes and spacing): an import could not tell the two fields apart.
 async fn refuse_shared_header<'e>(
     executor: impl PgExecutor<'e>,
     tenant: TenantId,
     field: &Definition,
 ) -> Result<(), ApiError> {
-    let other: Option<String> = sqlx::query_scalar(
-        "SELECT key FROM custom_fields
-         WHERE tenant_id = $1 AND key <> $2
-           AND (key = lower($3) OR lower(label) = $2 OR lower(label) = lower($3))
-         LIMIT 1",
-    )
-    .bind(tenant)
-    .bind(field.key())
-    .bind(field.label())
-    .fetch_optional(executor)
-    .await?;
-    match other {
+    let others: Vec<(String, String)> =
+        sqlx::query_as("SELECT key, label FROM custom_fields WHERE tenant_id = $1 AND key <> $2")
+            .bind(tenant)
+            .bind(field.key())
+            .fetch_all(executor)
+            .await?;
+    let names = [header_key(field.key()), header_key(field.label())];
+    let shared = others.iter().find(|(key, label)| {
+        names.contains(&header_key(key)) || names.contains(&header_key(label))
+    });
+    match shared {
         None => Ok(()),
-        Some(other) => Err(ApiError::AlreadyExists(format!(
-            "the custom field {other:?} already answers to {:?} or {:?} as its key or label; \
-             an import could not tell the two apart: choose another key or label",
+        Some((other, label)) => Err(ApiError::AlreadyExists(format!(
+            "the custom field {other:?} (label {label:?}) already answers to {:?} or {:?} as \
+             its key or label; an import could not tell the two apart: choose another key or \
+             label",
             field.key(),
             field.label()
         ))),
