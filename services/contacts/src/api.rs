@@ -39,10 +39,15 @@ fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::invalid(field, format!("{raw:?} is not a valid id")))
 }
 
-fn page_size(requested: i32) -> i64 {
+/// The rows a page holds: 0 (unset) means 100, more than 1,000 means 1,000.
+fn page_size(requested: i32) -> Result<i64, ApiError> {
     match requested {
-        n if n <= 0 => 100,
-        n => n.min(1_000) as i64,
+        0 => Ok(100),
+        n if n < 0 => Err(ApiError::invalid(
+            "page_size",
+            format!("{n} is negative; give 1 to 1000, or leave it out for 100"),
+        )),
+        n => Ok(i64::from(n.min(1_000))),
     }
 }
 
@@ -71,7 +76,7 @@ impl ContactsService for Api {
             "" => None,
             token => Some(parse_id(token, "page_token")?),
         };
-        let limit = page_size(request.page_size);
+        let limit = page_size(request.page_size)?;
         let found = people::list(&self.pool, tenant, &filter, after, limit).await?;
         let next_page_token = match found.last() {
             Some(last) if found.len() as i64 == limit => last.id.clone(),
@@ -210,7 +215,7 @@ impl ContactsService for Api {
                 ApiError::invalid("page_token", "not a token from a previous page")
             })?,
         };
-        let limit = page_size(request.page_size);
+        let limit = page_size(request.page_size)?;
         let (issues, next) = imports::issues(&self.pool, tenant, id, after, limit).await?;
         Ok(Response::new(pb::ListImportIssuesResponse {
             issues,
@@ -282,7 +287,7 @@ impl ContactsService for Api {
             "" => None,
             token => Some(parse_id(token, "page_token")?),
         };
-        let limit = page_size(request.page_size);
+        let limit = page_size(request.page_size)?;
         let found = segments::list(&self.pool, tenant, after, limit).await?;
         let next_page_token = match found.last() {
             Some(last) if found.len() as i64 == limit => last.id.clone(),
@@ -360,7 +365,7 @@ impl ContactsService for Api {
             token => Some(parse_id(token, "page_token")?),
         };
         let state = pb::DuplicateState::try_from(request.state).unwrap_or_default();
-        let limit = page_size(request.page_size);
+        let limit = page_size(request.page_size)?;
         let found = duplicates::list(&self.pool, tenant, state, after, limit).await?;
         let next_page_token = match found.last() {
             Some(last) if found.len() as i64 == limit => last.id.clone(),

@@ -56,3 +56,62 @@ async fn issues_are_listed_in_file_order_page_after_page() -> anyhow::Result<()>
     );
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_page_token_of_another_import_and_a_negative_page_size_are_refused() -> anyhow::Result<()>
+{
+    let service = Service::start("issues").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let csv = "email,phone\na@example.org,x\nb@example.org,y\nc@example.org,z\n";
+    let header = || pb::ImportHeader {
+        file_name: "issues.csv".into(),
+        preset: pb::ImportPreset::Custom as i32,
+        mapping: Some(pb::ColumnMapping {
+            email: "email".into(),
+            phone: "phone".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let first = support::upload(&mut client, header(), csv).await?;
+    let second = support::upload(&mut client, header(), csv).await?;
+    let list =
+        |import: &pb::ImportJob, page_size: i32, page_token: &str| pb::ListImportIssuesRequest {
+            import_id: import.id.clone(),
+            page_size,
+            page_token: page_token.into(),
+        };
+    let page = client
+        .list_import_issues(list(&first, 1, ""))
+        .await?
+        .into_inner();
+    assert_eq!(page.issues.len(), 1);
+    assert!(!page.next_page_token.is_empty());
+
+    let elsewhere = client
+        .list_import_issues(list(&second, 1, &page.next_page_token))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code(), tonic::Code::InvalidArgument);
+    assert!(
+        elsewhere
+            .message()
+            .starts_with("page_token: this token is from the listing of another"),
+        "{elsewhere:?}"
+    );
+    let next = client
+        .list_import_issues(list(&first, 5, &page.next_page_token))
+        .await?
+        .into_inner();
+    assert_eq!(next.issues.len(), 2, "the token goes on in its own import");
+
+    let negative = client
+        .list_import_issues(list(&first, -1, ""))
+        .await
+        .unwrap_err();
+    assert!(
+        negative.message().starts_with("page_size: -1 is negative"),
+        "{negative:?}"
+    );
+    service.stop().await
+}

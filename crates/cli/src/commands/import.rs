@@ -150,6 +150,19 @@ fn parse_mapping(raw: &str) -> Result<(String, String), String> {
     Ok((field.to_owned(), header.to_owned()))
 }
 
+/// Why `map` cannot be sent: a field given two columns, the last of which
+/// would silently win.
+fn mapped_twice(map: &[(String, String)]) -> Option<String> {
+    map.iter().enumerate().find_map(|(n, (field, header))| {
+        map[..n]
+            .iter()
+            .find(|(earlier, _)| earlier == field)
+            .map(|(_, first)| {
+                format!("--map {field} is given twice ({first:?}, then {header:?}); keep one")
+            })
+    })
+}
+
 pub async fn run(args: ImportArgs, gateway: &Gateway, output: &Output) -> anyhow::Result<()> {
     match args.command {
         Some(ImportCommand::Status { id }) => {
@@ -167,6 +180,9 @@ async fn upload(args: UploadArgs, gateway: &Gateway, output: &Output) -> anyhow:
     };
     if !args.map.is_empty() && !matches!(preset, Preset::Custom) {
         anyhow::bail!("--map names columns for --preset custom only");
+    }
+    if let Some(twice) = mapped_twice(&args.map) {
+        anyhow::bail!("{twice}");
     }
     let file = tokio::fs::File::open(&path)
         .await
@@ -384,6 +400,22 @@ mod tests {
             ("custom:membership_year".into(), "Année".into())
         );
         assert!(parse_mapping("custom:=Année").is_err());
+    }
+
+    #[test]
+    fn a_field_mapped_twice_is_refused() {
+        let map = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(f, h)| (f.to_string(), h.to_string()))
+                .collect()
+        };
+
+        assert_eq!(mapped_twice(&map(&[("email", "A"), ("phone", "B")])), None);
+        assert_eq!(
+            mapped_twice(&map(&[("email", "A"), ("phone", "B"), ("email", "C")])).as_deref(),
+            Some("--map email is given twice (\"A\", then \"C\"); keep one")
+        );
     }
 
     #[test]

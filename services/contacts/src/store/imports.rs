@@ -116,6 +116,22 @@ pub async fn issues(
     limit: i64,
 ) -> Result<(Vec<pb::ImportIssue>, Option<IssueCursor>), ApiError> {
     get(pool, tenant, import).await?;
+    if after != IssueCursor::default() {
+        let ours: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM import_issues WHERE import_id = $1 AND id = $2)",
+        )
+        .bind(import)
+        .bind(after.id)
+        .fetch_one(pool)
+        .await?;
+        if !ours {
+            return Err(ApiError::invalid(
+                "page_token",
+                "this token is from the listing of another import; list this one from its \
+                 first page (no token)",
+            ));
+        }
+    }
     let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
         "SELECT id, line, field, value, reason, severity FROM import_issues
          WHERE import_id = $1 AND (line, id) > ($2, $3) ORDER BY line, id LIMIT $4",

@@ -90,8 +90,16 @@ fn import_header(params: Vec<(String, String)>) -> Result<ImportHeader, HttpErro
     let mut preset = None;
     let mut mapping = ColumnMapping::default();
     let mut mapped = false;
+    let mut given = std::collections::HashMap::new();
 
     for (name, value) in params {
+        // A second value would silently replace the first (`--map email=A --map email=B`).
+        if let Some(first) = given.insert(name.clone(), value.clone()) {
+            return Err(HttpError::invalid(
+                &name,
+                format!("given twice ({first:?}, then {value:?}); give it once"),
+            ));
+        }
         match name.as_str() {
             "preset" => {
                 preset = Some(ImportPreset::parse(&value).ok_or_else(|| {
@@ -271,6 +279,23 @@ mod tests {
         let error =
             import_header(params(&[("preset", "custom"), ("map.emial", "Mail")])).unwrap_err();
         assert!(error.to_string().contains("map.emial"), "{error}");
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused_rather_than_the_last_winning() {
+        let error = import_header(params(&[
+            ("preset", "custom"),
+            ("map.email", "E-mail"),
+            ("map.email", "Courriel"),
+        ]))
+        .unwrap_err();
+
+        let message = error.to_string();
+        assert!(message.contains("map.email"), "{message}");
+        assert!(
+            message.contains("given twice (\"E-mail\", then \"Courriel\")"),
+            "{message}"
+        );
     }
 
     #[test]
