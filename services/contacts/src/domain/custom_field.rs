@@ -4,13 +4,15 @@
 //! A value is parsed from what a user types or a file holds ("12,5",
 //! "31/12/2024", "oui") into one canonical JSON value, so that the database
 //! compares numbers as numbers, dates as ISO strings and choices in the
-//! spelling of their definition.
+//! spelling of their definition. Dates and yes/no answers are read as the
+//! import reads them ([`super::date`], [`super::yes_no`]).
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate};
 use serde_json::Value;
 
+use super::date::parse_date;
+use super::yes_no::{YES_NO_FORMS, parse_yes_no};
 use super::{FieldError, header_key, nfc, trim_blank};
 
 /// The longest text value kept, in characters.
@@ -165,15 +167,10 @@ impl Definition {
             }),
             FieldType::Date => parse_date(text)
                 .map(|date| Value::String(date.format("%Y-%m-%d").to_string()))
-                .ok_or_else(|| {
-                    FieldError::new(format!(
-                        "{} is not a date; write 2024-09-01 or 01/09/2024",
-                        shown(text)
-                    ))
-                }),
-            FieldType::Boolean => parse_boolean(text).map(Value::Bool).ok_or_else(|| {
+                .map_err(|error| FieldError::new(format!("{} is {error}", shown(text)))),
+            FieldType::Boolean => parse_yes_no(text).map(Value::Bool).ok_or_else(|| {
                 FieldError::new(format!(
-                    "{} is not a yes or no; write true/false, oui/non, yes/no or 1/0",
+                    "{} is not a yes or no; write {YES_NO_FORMS}",
                     shown(text)
                 ))
             }),
@@ -366,23 +363,6 @@ fn parse_number(text: &str) -> Option<Value> {
     }
 }
 
-/// `2024-09-01` or `01/09/2024` (day first, as in France).
-fn parse_date(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(text, "%d/%m/%Y"))
-        .ok()
-        // chrono reads a 1- or 5-digit year; a field holds calendar dates.
-        .filter(|date| (1000..=9999).contains(&date.year()))
-}
-
-fn parse_boolean(text: &str) -> Option<bool> {
-    match text.to_lowercase().as_str() {
-        "true" | "oui" | "yes" | "1" => Some(true),
-        "false" | "non" | "no" | "0" => Some(false),
-        _ => None,
-    }
-}
-
 /// A value quoted for an error, cut at 40 characters.
 fn shown(value: &str) -> String {
     let mut cut: String = value.chars().take(40).collect();
@@ -443,34 +423,74 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_read_as_iso_or_day_first_and_stored_as_iso() {
-        assert_eq!(
-            value(FieldType::Date, "2024-09-01"),
-            Ok("2024-09-01".into())
-        );
-        assert_eq!(
-            value(FieldType::Date, "01/09/2024"),
-            Ok("2024-09-01".into())
-        );
-        for bad in ["2024-13-01", "31/02/2024", "09/01/24", "hier"] {
-            let error = value(FieldType::Date, bad).unwrap_err();
-            assert!(
-                error.contains("write 2024-09-01 or 01/09/2024"),
-                "{bad}: {error}"
+    fn dates_are_read_in_every_form_the_import_reads_and_stored_as_iso() {
+        for raw in [
+            "2024-09-01",
+            "01/09/2024",
+            "1/9/2024",
+            "01.09.2024",
+            "01-09-2024",
+            "01/09/2024 00:00",
+            "2024-09-01 00:00:00",
+            "45536",
+            "45536,0",
+        ] {
+            assert_eq!(
+                value(FieldType::Date, raw),
+                Ok("2024-09-01".into()),
+                "{raw}"
             );
         }
     }
 
     #[test]
-    fn booleans_accept_french_english_and_digits() {
-        for yes in ["true", "OUI", "Yes", "1"] {
+    fn a_date_that_is_not_one_is_refused_saying_what_to_write() {
+        let cases = [
+            (
+                "hier",
+                "\"hier\" is not a date: write it dd/mm/yyyy, dd.mm.yyyy",
+            ),
+            (
+                "2024-13-01",
+                "\"2024-13-01\" is not a date: there is no such day",
+            ),
+            (
+                "31/02/2024",
+                "\"31/02/2024\" is not a date: there is no such day",
+            ),
+            (
+                "09/01/24",
+                "\"09/01/24\" is not a date: its year has two digits",
+            ),
+            (
+                "2024",
+                "\"2024\" is a year alone, not a date: give the full date",
+            ),
+            (
+                "01/09/2024 18:30",
+                "\"01/09/2024 18:30\" is a date with a time of day",
+            ),
+        ];
+        for (raw, expected) in cases {
+            let error = value(FieldType::Date, raw).unwrap_err();
+            assert!(error.starts_with(expected), "{raw}: {error}");
+        }
+    }
+
+    #[test]
+    fn booleans_accept_what_the_import_accepts_french_excel_included() {
+        for yes in ["true", "OUI", "Yes", "1", "VRAI", "vrai", "o", "Y"] {
             assert_eq!(value(FieldType::Boolean, yes), Ok("true".into()), "{yes}");
         }
-        for no in ["false", "non", "NO", "0"] {
+        for no in ["false", "non", "NO", "0", "FAUX", "Faux", "n"] {
             assert_eq!(value(FieldType::Boolean, no), Ok("false".into()), "{no}");
         }
         let error = value(FieldType::Boolean, "peut-être").unwrap_err();
-        assert!(error.contains("oui/non"), "{error}");
+        assert_eq!(
+            error,
+            "\"peut-être\" is not a yes or no; write oui/non, vrai/faux, yes/no, true/false, \
+             o/n, y/n or 1/0"
+        );
     }
 
     #[test]

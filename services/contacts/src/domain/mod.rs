@@ -1,9 +1,11 @@
 //! Parsed contact values: a value of these types that exists is valid.
 
 pub mod custom_field;
+pub mod date;
 mod email;
 mod phone;
 pub mod territory;
+pub mod yes_no;
 
 pub use email::EmailAddress;
 pub use phone::PhoneNumber;

@@ -75,11 +75,13 @@ pub struct ColumnMapping {
     pub city: Option<String>,
     /// Column of the ISO 3166 alpha-2 country code.
     pub country: Option<String>,
-    /// Column of the birth date (`yyyy-mm-dd` or `dd/mm/yyyy`).
+    /// Column of the birth date (`dd/mm/yyyy`, `dd.mm.yyyy`, `dd-mm-yyyy`, `yyyy-mm-dd` or an
+    /// Excel serial day; see [`crate::domain::date`]).
     pub birth_date: Option<String>,
     /// Column of the comma-separated tags.
     pub tags: Option<String>,
-    /// Column saying whether the person agreed to receive e-mail (oui/yes/true/1/y/o).
+    /// Column saying whether the person agreed to receive e-mail (oui, vrai, yes, true, o, y
+    /// or 1 for yes; see [`crate::domain::yes_no`]).
     pub email_consent: Option<String>,
     /// Column of the time of that agreement.
     pub email_consent_time: Option<String>,

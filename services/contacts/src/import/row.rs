@@ -1,12 +1,14 @@
 //! Turning one CSV record into a contact row, keeping only valid values.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use csv::ByteRecord;
 use phonenumber::country::Id;
 
 use super::columns::{Columns, Layout};
-use super::time::{parse_date, parse_instant};
+use super::time::{INSTANT_FORMS, parse_instant};
 use super::{ConsentStatement, ImportRow, RowIssue, RowOutcome};
+use crate::domain::date::parse_date;
+use crate::domain::yes_no::{YES_NO_FORMS, parse_yes_no};
 use crate::domain::{EmailAddress, PhoneNumber, nfc, territory, trim_blank};
 
 /// The contact in `record`, which starts on `line` of a file decoded from `encoding`.
@@ -43,19 +45,7 @@ pub(crate) fn read(
     });
     let address_line1 = fields.text(columns.address_line1, "address_line1");
     let city = fields.words(columns.city, "city");
-    let birth_date = fields
-        .get(columns.birth_date, "birth_date")
-        .and_then(|value| {
-            let date = parse_date(value.text);
-            if date.is_none() {
-                fields.issue(
-                    "birth_date",
-                    value.raw,
-                    "not a date: expected dd/mm/yyyy or yyyy-mm-dd",
-                );
-            }
-            date
-        });
+    let birth_date = birth_date(&mut fields, columns.birth_date, Utc::now().date_naive());
     let tags = fields
         .get(columns.tags, "tags")
         .map_or_else(Vec::new, |value| parse_tags(value.text));
@@ -108,6 +98,38 @@ pub(crate) fn read(
         custom_fields,
         issues: fields.issues,
     })
+}
+
+/// The birth date in `column`; one that is not a date, or not one a person
+/// alive on `today` can have, is reported and left out.
+fn birth_date(
+    fields: &mut Fields<'_>,
+    column: Option<usize>,
+    today: NaiveDate,
+) -> Option<NaiveDate> {
+    let value = fields.get(column, "birth_date")?;
+    let checked = parse_date(value.text)
+        .map_err(|error| error.reason)
+        .and_then(|date| plausible_birth_date(date, today));
+    checked
+        .map_err(|reason| fields.issue("birth_date", value.raw, reason))
+        .ok()
+}
+
+/// The earliest year of birth kept: an earlier one is a mistyped year.
+const EARLIEST_BIRTH_YEAR: i32 = 1900;
+
+/// `date` if a person can have been born on it by `today`. A date in the
+/// future is most often a day and month swapped by a spreadsheet or a year
+/// mistyped, which the reason points at.
+fn plausible_birth_date(date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, String> {
+    if date > today {
+        Err("in the future: check the day/month order or the year".to_owned())
+    } else if date.year() < EARLIEST_BIRTH_YEAR {
+        Err("before 1900: check the year".to_owned())
+    } else {
+        Ok(date)
+    }
 }
 
 /// The custom field values of a row; a value that does not fit its type is
@@ -290,7 +312,7 @@ fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
         .map_err(|error| fields.issue("email", value.raw, error.reason))
         .ok()?;
     let flagged_bad = fields.get(columns.email_is_bad, "email_is_bad");
-    if flagged_bad.and_then(|flag| yes_or_no(flag.text)) == Some(true) {
+    if flagged_bad.and_then(|flag| parse_yes_no(flag.text)) == Some(true) {
         fields.issue(
             "email",
             value.raw,
@@ -409,19 +431,6 @@ fn french_postal_code(text: &str) -> Result<String, String> {
     }
 }
 
-/// Yes/no answers in French and English; `None` for anything else.
-fn yes_or_no(text: &str) -> Option<bool> {
-    const YES: [&str; 6] = ["oui", "yes", "true", "1", "y", "o"];
-    const NO: [&str; 5] = ["non", "no", "false", "0", "n"];
-    if YES.iter().any(|yes| text.eq_ignore_ascii_case(yes)) {
-        Some(true)
-    } else if NO.iter().any(|no| text.eq_ignore_ascii_case(no)) {
-        Some(false)
-    } else {
-        None
-    }
-}
-
 /// Tags from a comma-separated list, whose items may be double-quoted (Mailchimp writes
 /// `"sympathisant","jeunes"`).
 fn parse_tags(text: &str) -> Vec<String> {
@@ -504,11 +513,12 @@ fn yes_no_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatemen
     let Some(answer) = fields.get(columns.consent, "email_consent") else {
         return ConsentStatement::None;
     };
-    match yes_or_no(answer.text) {
+    match parse_yes_no(answer.text) {
         Some(true) => {}
         Some(false) => return ConsentStatement::None,
         None => {
-            fields.issue("email_consent", answer.raw, "not a yes/no answer");
+            let reason = format!("not a yes/no answer: write {YES_NO_FORMS}");
+            fields.issue("email_consent", answer.raw, reason);
             return ConsentStatement::None;
         }
     }
@@ -521,7 +531,7 @@ fn yes_no_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatemen
         return ConsentStatement::None;
     };
     let Some(time) = parse_instant(when.text) else {
-        let reason = "not a date and time: expected dd/mm/yyyy HH:MM; consent not recorded";
+        let reason = format!("not a date and time: write {INSTANT_FORMS}; consent not recorded");
         fields.issue("email_consent_time", when.raw, reason);
         return ConsentStatement::None;
     };
@@ -537,7 +547,7 @@ fn nation_builder_consent(fields: &mut Fields<'_>, columns: &Columns) -> Consent
     let is_true = |fields: &mut Fields<'_>, column, field| {
         fields
             .get(column, field)
-            .is_some_and(|value| yes_or_no(value.text) == Some(true))
+            .is_some_and(|value| parse_yes_no(value.text) == Some(true))
     };
     let withdrawn = is_true(fields, columns.do_not_contact, "do_not_contact");
     let granted = is_true(fields, columns.consent, "email_opt_in");
@@ -623,11 +633,8 @@ fn instant(
     let value = fields.get(column, field)?;
     let instant = parse_instant(value.text);
     if instant.is_none() {
-        fields.issue(
-            field,
-            value.raw,
-            "not a date and time: expected yyyy-mm-dd HH:MM:SS",
-        );
+        let reason = format!("not a date and time: write {INSTANT_FORMS}");
+        fields.issue(field, value.raw, reason);
     }
     instant
 }
@@ -671,14 +678,193 @@ mod tests {
         assert_eq!(tags, ["porte-à-porte", "R&D", "comité, 2026", "jeunes"]);
     }
 
+    fn day(year: i32, month: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(year, month, day).unwrap()
+    }
+
+    /// A French Excel row: e-mail, birth date, consent and its date.
+    fn read_french(birth: &str, consent: &str, consent_time: &str) -> ImportRow {
+        let columns = Columns {
+            email: Some(0),
+            birth_date: Some(1),
+            consent: Some(2),
+            consent_time: Some(3),
+            consent_header: "Consentement e-mail".to_owned(),
+            width: 4,
+            ..Columns::default()
+        };
+        let record = ByteRecord::from(vec!["ada@example.org", birth, consent, consent_time]);
+        match read(&record, 2, &columns, "UTF-8", "FR") {
+            RowOutcome::Row(row) => row,
+            other => panic!("expected a row, got {other:?}"),
+        }
+    }
+
+    fn issue(row: &ImportRow) -> (&str, &str, &str) {
+        let issue = &row.issues[0];
+        (issue.field, issue.value.as_str(), issue.reason.as_str())
+    }
+
     #[test]
-    fn yes_and_no_are_understood_in_french_and_english() {
-        for yes in ["oui", "OUI", "yes", "True", "1", "y", "O"] {
-            assert_eq!(yes_or_no(yes), Some(true), "{yes}");
+    fn a_birth_date_is_read_in_every_form_a_french_spreadsheet_writes() {
+        for raw in [
+            "18/02/1981",
+            "18.02.1981",
+            "18-02-1981",
+            "1981-02-18",
+            "18/02/1981 00:00",
+            "18/02/1981 00:00:00",
+            "1981-02-18 00:00:00",
+            "29635",
+            "29635.0",
+        ] {
+            let row = read_french(raw, "", "");
+
+            assert_eq!(row.birth_date, Some(day(1981, 2, 18)), "{raw}");
+            assert!(row.issues.is_empty(), "{raw}: {:?}", row.issues);
         }
-        for no in ["non", "No", "false", "0", "N"] {
-            assert_eq!(yes_or_no(no), Some(false), "{no}");
-        }
-        assert_eq!(yes_or_no("peut-être"), None);
+    }
+
+    #[test]
+    fn a_year_alone_as_birth_date_is_reported_and_the_row_kept() {
+        let row = read_french("1981", "", "");
+
+        assert_eq!(row.birth_date, None);
+        assert_eq!(
+            row.email.as_ref().map(EmailAddress::as_str),
+            Some("ada@example.org")
+        );
+        assert_eq!(
+            issue(&row),
+            (
+                "birth_date",
+                "1981",
+                "a year alone, not a date: give the full date, as 18/02/1981"
+            )
+        );
+    }
+
+    #[test]
+    fn a_birth_date_with_a_time_of_day_is_reported() {
+        let row = read_french("18/02/1981 14:30", "", "");
+
+        assert_eq!(row.birth_date, None);
+        assert_eq!(
+            issue(&row),
+            (
+                "birth_date",
+                "18/02/1981 14:30",
+                "a date with a time of day (14:30): give the date alone, as 18/02/1981"
+            )
+        );
+    }
+
+    #[test]
+    fn a_birth_date_that_is_not_a_date_lists_the_forms() {
+        let row = read_french("18/02/81", "", "");
+
+        assert_eq!(row.birth_date, None);
+        assert!(
+            issue(&row).2.contains("write the year in full"),
+            "{:?}",
+            row.issues
+        );
+
+        let row = read_french("le 18 février", "", "");
+        assert_eq!(
+            issue(&row).2,
+            "not a date: write it dd/mm/yyyy, dd.mm.yyyy, dd-mm-yyyy or yyyy-mm-dd"
+        );
+    }
+
+    #[test]
+    fn a_birth_date_after_today_or_before_1900_is_implausible() {
+        let today = day(2026, 5, 10);
+
+        assert_eq!(
+            plausible_birth_date(day(2026, 5, 11), today),
+            Err("in the future: check the day/month order or the year".to_owned())
+        );
+        assert_eq!(
+            plausible_birth_date(day(1899, 12, 31), today),
+            Err("before 1900: check the year".to_owned())
+        );
+        assert_eq!(plausible_birth_date(today, today), Ok(today));
+        assert_eq!(
+            plausible_birth_date(day(1900, 1, 1), today),
+            Ok(day(1900, 1, 1))
+        );
+    }
+
+    #[test]
+    fn a_birth_date_in_the_future_is_reported_and_the_row_kept() {
+        let tomorrow = Utc::now().date_naive() + chrono::Days::new(1);
+        let raw = tomorrow.format("%d/%m/%Y").to_string();
+
+        let row = read_french(&raw, "", "");
+
+        assert_eq!(row.birth_date, None);
+        assert!(row.email.is_some());
+        assert_eq!(
+            issue(&row),
+            (
+                "birth_date",
+                raw.as_str(),
+                "in the future: check the day/month order or the year"
+            )
+        );
+    }
+
+    #[test]
+    fn a_birth_date_before_1900_is_reported() {
+        let row = read_french("18.02.1881", "", "");
+
+        assert_eq!(row.birth_date, None);
+        assert_eq!(
+            issue(&row),
+            ("birth_date", "18.02.1881", "before 1900: check the year")
+        );
+    }
+
+    #[test]
+    fn french_excel_true_grants_consent_and_false_does_not() {
+        let granted = read_french("", "VRAI", "01.09.2024");
+        let refused = read_french("", "faux", "01.09.2024");
+
+        let ConsentStatement::Granted { time, .. } = granted.consent else {
+            panic!("{:?}", granted.consent);
+        };
+        assert_eq!(time.to_rfc3339(), "2024-08-31T22:00:00+00:00");
+        assert_eq!(refused.consent, ConsentStatement::None);
+        assert!(granted.issues.is_empty() && refused.issues.is_empty());
+    }
+
+    #[test]
+    fn an_answer_that_is_not_yes_or_no_lists_the_answers() {
+        let row = read_french("", "peut-être", "01/09/2024");
+
+        assert_eq!(row.consent, ConsentStatement::None);
+        assert_eq!(
+            issue(&row),
+            (
+                "email_consent",
+                "peut-être",
+                "not a yes/no answer: write oui/non, vrai/faux, yes/no, true/false, o/n, y/n \
+                 or 1/0"
+            )
+        );
+    }
+
+    #[test]
+    fn a_consent_date_that_is_not_one_lists_the_forms() {
+        let row = read_french("", "oui", "29635");
+
+        assert_eq!(row.consent, ConsentStatement::None);
+        assert_eq!(issue(&row).0, "email_consent_time");
+        assert_eq!(
+            issue(&row).2,
+            "not a date and time: write dd/mm/yyyy HH:MM (French time), yyyy-mm-dd HH:MM:SS \
+             (UTC) or a date alone (midnight, French time); consent not recorded"
+        );
     }
 }

@@ -1,76 +1,41 @@
-//! Dates and instants as written in supporter files.
+//! Instants as written in supporter files.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 
-/// Parses an instant written as RFC 3339, as `yyyy-mm-dd HH:MM[:SS]` (UTC, as machine exports
-/// write it), or as `dd/mm/yyyy[ HH:MM[:SS]]` (French local time, as people write it).
+use crate::domain::date::{Order, calendar_date, split_time, time_of_day};
+
+/// What [`parse_instant`] reads, for the texts that ask for an instant.
+pub(crate) const INSTANT_FORMS: &str = "dd/mm/yyyy HH:MM (French time), yyyy-mm-dd HH:MM:SS \
+    (UTC) or a date alone (midnight, French time)";
+
+/// Parses an instant written as RFC 3339, or as a date in any form
+/// [`calendar_date`] reads (`yyyy-mm-dd`, `dd/mm/yyyy`, `dd.mm.yyyy`,
+/// `dd-mm-yyyy`) followed by an optional `HH:MM[:SS]`.
+///
+/// A date alone is midnight in France, whichever order it is written in: a
+/// consent given "on 01/09/2024" or "on 2024-09-01" was given that French
+/// day. A time after a day-first date is French local time, as people write
+/// it; after a year-first date it is UTC, as machine exports write it.
 pub(crate) fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
     let instant = match DateTime::parse_from_rfc3339(raw) {
         Ok(instant) => instant.with_timezone(&Utc),
-        Err(_) => {
-            let (date, time) = raw.split_once([' ', 'T']).unwrap_or((raw, ""));
-            let time = if time.is_empty() {
-                NaiveTime::MIN
-            } else {
-                parse_time(time)?
-            };
-            match (year_first(date), day_first(date)) {
-                (Some(date), _) => date.and_time(time).and_utc(),
-                (_, Some(date)) => paris_to_utc(date.and_time(time)),
-                _ => return None,
-            }
-        }
+        Err(_) => written_instant(raw)?,
     };
     Some(instant).filter(|instant| instant.year() >= 1900)
 }
 
-/// Parses a calendar date written `yyyy-mm-dd` or `dd/mm/yyyy`.
-pub(crate) fn parse_date(raw: &str) -> Option<NaiveDate> {
-    year_first(raw).or_else(|| day_first(raw))
-}
-
-/// `yyyy-mm-dd`.
-fn year_first(raw: &str) -> Option<NaiveDate> {
-    let [year, month, day] = numbers(raw, '-', [4, 2, 2])?;
-    NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
-}
-
-/// `dd/mm/yyyy`, the day and month possibly on one digit.
-fn day_first(raw: &str) -> Option<NaiveDate> {
-    let [day, month, year] = numbers(raw, '/', [2, 2, 4])?;
-    if year < 1000 {
-        return None;
-    }
-    NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
-}
-
-/// `HH:MM` or `HH:MM:SS`.
-fn parse_time(raw: &str) -> Option<NaiveTime> {
-    let (hour_minute, second) = match numbers(raw, ':', [2, 2, 2]) {
-        Some([hour, minute, second]) => ([hour, minute], second),
-        None => (numbers(raw, ':', [2, 2])?, 0),
+/// An instant written as a date and an optional time (see [`parse_instant`]).
+fn written_instant(raw: &str) -> Option<DateTime<Utc>> {
+    let (date, time) = split_time(raw);
+    let (date, order) = calendar_date(date).ok()?;
+    let Some(time) = time else {
+        return Some(paris_to_utc(date.and_time(NaiveTime::MIN)));
     };
-    NaiveTime::from_hms_opt(hour_minute[0], hour_minute[1], second)
-}
-
-/// The N numbers of `raw` separated by `separator`, each of at most `widths` digits (the
-/// four-digit ones exactly).
-fn numbers<const N: usize>(raw: &str, separator: char, widths: [usize; N]) -> Option<[u32; N]> {
-    let mut parts = raw.split(separator);
-    let mut values = [0; N];
-    for (value, width) in values.iter_mut().zip(widths) {
-        let part = parts.next()?;
-        let fits = if width == 4 {
-            part.len() == 4
-        } else {
-            (1..=width).contains(&part.len())
-        };
-        if !fits || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        *value = part.parse().ok()?;
-    }
-    parts.next().is_none().then_some(values)
+    let local = date.and_time(time_of_day(time)?);
+    Some(match order {
+        Order::YearFirst => local.and_utc(),
+        Order::DayFirst => paris_to_utc(local),
+    })
 }
 
 /// The instant of a Europe/Paris wall-clock time, under the EU summer-time rule.
@@ -186,13 +151,47 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_read_in_both_orders() {
-        let expected = NaiveDate::from_ymd_opt(1981, 4, 25);
+    fn a_date_alone_is_midnight_in_france_whichever_order_it_is_written_in() {
+        let cases = [
+            ("2024-09-01", "2024-08-31T22:00:00Z"),
+            ("01/09/2024", "2024-08-31T22:00:00Z"),
+            ("1/9/2024", "2024-08-31T22:00:00Z"),
+            ("01.09.2024", "2024-08-31T22:00:00Z"),
+            ("01-09-2024", "2024-08-31T22:00:00Z"),
+            ("2025-01-15", "2025-01-14T23:00:00Z"),
+            ("15/01/2025", "2025-01-14T23:00:00Z"),
+        ];
 
-        assert_eq!(parse_date("25/04/1981"), expected);
-        assert_eq!(parse_date("1981-04-25"), expected);
-        assert_eq!(parse_date("25/4/1981"), expected);
-        assert_eq!(parse_date("25/04/81"), None);
-        assert_eq!(parse_date("31/02/1981"), None);
+        for (raw, expected) in cases {
+            assert_eq!(parse_instant(raw), Some(utc(expected)), "for {raw}");
+        }
+    }
+
+    #[test]
+    fn a_time_after_a_day_first_date_is_french_time_whatever_the_separator() {
+        let cases = [
+            ("17.09.2026 10:04", "2026-09-17T08:04:00Z"),
+            ("17-09-2026 10:04:30", "2026-09-17T08:04:30Z"),
+            ("17-9-2026 10:04", "2026-09-17T08:04:00Z"),
+        ];
+
+        for (raw, expected) in cases {
+            assert_eq!(parse_instant(raw), Some(utc(expected)), "for {raw}");
+        }
+    }
+
+    #[test]
+    fn a_year_first_date_with_a_time_stays_utc_even_at_midnight() {
+        assert_eq!(
+            parse_instant("2024-09-01 00:00:00"),
+            Some(utc("2024-09-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn excel_serial_days_and_years_alone_are_not_instants() {
+        for raw in ["45536", "45536.0", "2024", "17.09.26 10:00", "17-09-26"] {
+            assert_eq!(parse_instant(raw), None, "for {raw:?}");
+        }
     }
 }
