@@ -632,6 +632,23 @@ async fn a_definition_changes_its_label_and_choices_but_never_loses_a_value() ->
         ana.custom_fields.get("color").map(String::as_str),
         Some("Rouge")
     );
+
+    // A held choice respelled in another case is renamed, values included.
+    let respelled = client
+        .update_custom_field(update(
+            "",
+            pb::CustomFieldType::Unspecified,
+            &["ROUGE", "Vert"],
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(respelled.choices, ["ROUGE", "Vert"]);
+    let ana = person_by_email(&mut client, "ana@example.org").await?;
+    assert_eq!(
+        ana.custom_fields.get("color").map(String::as_str),
+        Some("ROUGE")
+    );
+    assert_eq!(count(&mut client, "field:color=rouge").await?, 1);
     service.stop().await
 }
 

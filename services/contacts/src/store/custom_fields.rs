@@ -113,7 +113,8 @@ pub async fn define(
 /// Changes the label or the choices of the field of `change`'s key (an empty
 /// label, no type or no choices keep the current ones); its key and type
 /// stay. Refused, saying what to do first, when a choice to remove is held by
-/// people or tested by a saved segment.
+/// people or tested by a saved segment. A choice given again in another case
+/// is respelled, in the values people hold too.
 pub async fn update(
     pool: &PgPool,
     tenant: TenantId,
@@ -163,12 +164,21 @@ pub async fn update(
         },
         create_time: None,
     })?;
-    let removed: Vec<String> = current
+    // A choice left out but given again in another case ("rouge" for
+    // "Rouge") is respelled, with the values people hold; any other is removed.
+    let mut respelled = Vec::new();
+    let mut removed = Vec::new();
+    for choice in current
         .choices
         .iter()
-        .filter(|choice| !field.choices().contains(choice))
-        .cloned()
-        .collect();
+        .filter(|c| !field.choices().contains(c))
+    {
+        let wanted = choice.to_lowercase();
+        match field.choices().iter().find(|c| c.to_lowercase() == wanted) {
+            Some(spelling) => respelled.push((choice.clone(), spelling.clone())),
+            None => removed.push(choice.clone()),
+        }
+    }
     if !removed.is_empty() {
         let held: Vec<(String, i64)> = sqlx::query_as(
             "SELECT custom_fields ->> $2, count(*) FROM people
@@ -231,6 +241,20 @@ pub async fn update(
         }
         Err(error) => return Err(error.into()),
     };
+    for (old, new) in &respelled {
+        sqlx::query(
+            "UPDATE people
+             SET custom_fields = jsonb_set(custom_fields, ARRAY[$2], to_jsonb($4::text)),
+                 updated_at = now()
+             WHERE tenant_id = $1 AND custom_fields ->> $2 = $3",
+        )
+        .bind(tenant)
+        .bind(field.key())
+        .bind(old)
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(updated.into_proto())
 }
