@@ -414,6 +414,10 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
         (json!({"type": "text"}), "type cannot change"),
         (json!({"choices": []}), "an empty list"),
         (json!({}), "nothing to change"),
+        (
+            json!({"key": "shade", "label": "Nuance"}),
+            "a field's key never changes",
+        ),
     ] {
         let (status, refused) = gateway
             .call(
@@ -425,6 +429,17 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
         assert_eq!(status, 400, "{refused}");
         assert!(refused.to_string().contains(says), "{refused}");
     }
+    let (status, same_key) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/custom-fields/color",
+            Some(json!({"key": "color", "label": "Couleur"})),
+        )
+        .await?;
+    assert_eq!(
+        status, 200,
+        "a body copied from a GET names the field's own key: {same_key}"
+    );
 
     let (status, _) = gateway
         .call(reqwest::Method::DELETE, "/v1/custom-fields/color", None)

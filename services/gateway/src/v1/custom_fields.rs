@@ -124,6 +124,10 @@ pub struct FieldChange {
     /// Accepted only as the field's own type: a type never changes.
     #[serde(default)]
     pub r#type: Option<FieldType>,
+    /// Accepted only as the field's own key (a body copied from a GET):
+    /// segments and imports name the field by it.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// `PATCH /v1/custom-fields/{key}`: a new label, or choices added or removed.
@@ -137,6 +141,19 @@ pub async fn update(
     Path(key): Path<String>,
     JsonBody(change): JsonBody<FieldChange>,
 ) -> Result<Json<CustomField>, HttpError> {
+    if let Some(other) = change
+        .key
+        .as_deref()
+        .filter(|k| !k.trim().eq_ignore_ascii_case(&key))
+    {
+        return Err(HttpError::invalid(
+            "key",
+            format!(
+                "a field's key never changes ({key:?}, not {other:?}): segments and imports \
+                 name the field by it; define a new field to use another key"
+            ),
+        ));
+    }
     if change.choices.as_ref().is_some_and(Vec::is_empty) {
         return Err(HttpError::invalid(
             "choices",
