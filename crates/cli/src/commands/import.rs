@@ -280,9 +280,14 @@ fn summary(job: &ImportJob) -> String {
     } else {
         "not detected yet"
     };
+    let title = format!("Import {} ({}): {}", job.id, job.file_name, job.state);
+    // A file refused at its header: zero counts would only hide the reason.
+    if job.state == "failed" && counts.rows_read == 0 {
+        return format!("{title}: nothing imported\n");
+    }
     let delimiter = job.delimiter.as_deref().map(|d| format!("{d:?}"));
     let lines = [
-        format!("Import {} ({}): {}", job.id, job.file_name, job.state),
+        title,
         format!(
             "  encoding         {}",
             job.encoding.as_deref().unwrap_or(undetected)
@@ -419,6 +424,21 @@ mod tests {
     }
 
     #[test]
+    fn an_import_refused_at_its_header_shows_no_counts_before_its_reason() {
+        let job = ImportJob {
+            id: "i1".into(),
+            file_name: "a.csv".into(),
+            state: "failed".into(),
+            ..ImportJob::default()
+        };
+
+        assert_eq!(
+            summary(&job),
+            "Import i1 (a.csv): failed: nothing imported\n"
+        );
+    }
+
+    #[test]
     fn a_legal_basis_flag_is_sent_by_its_api_name() {
         for basis in LegalBasis::value_variants() {
             let flag = basis.to_possible_value().unwrap();
@@ -437,6 +457,7 @@ mod tests {
         assert!(summary(&job).contains("encoding         not detected yet\n"));
         assert!(summary(&job).contains("duplicates       3 to review, 0 merged by rule\n"));
         job.state = "failed".into();
+        job.counts.rows_read = 12;
         assert!(summary(&job).contains("encoding         not detected\n"));
         assert!(summary(&job).contains("delimiter        not detected\n"));
         job.encoding = Some("windows-1252".into());

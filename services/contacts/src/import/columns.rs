@@ -68,6 +68,26 @@ impl Columns {
         headers: &[String],
         file: &str,
     ) -> Result<Self, ImportError> {
+        match Self::resolve_as(preset, headers, file) {
+            Err(ImportError::MissingColumn {
+                file,
+                preset: chosen,
+                column,
+                found,
+                fits: None,
+            }) => Err(ImportError::MissingColumn {
+                fits: Self::preset_fitting(preset, headers, &file),
+                file,
+                preset: chosen,
+                column,
+                found,
+            }),
+            other => other,
+        }
+    }
+
+    /// The columns of `preset`, without looking for a preset that fits better.
+    fn resolve_as(preset: &Preset, headers: &[String], file: &str) -> Result<Self, ImportError> {
         let header = Header {
             keys: headers.iter().map(|h| header_key(h)).collect(),
             headers,
@@ -81,6 +101,20 @@ impl Columns {
             Preset::MailchimpUnsubscribed => mailchimp(&header, Layout::MailchimpUnsubscribed),
             Preset::Custom(mapping) => custom(&header, mapping),
         }
+    }
+
+    /// Another preset the header has every needed column of, for a file
+    /// imported with the wrong one.
+    fn preset_fitting(chosen: &Preset, headers: &[String], file: &str) -> Option<Preset> {
+        [
+            Preset::FrExcel,
+            Preset::NationBuilder,
+            Preset::MailchimpSubscribed,
+            Preset::MailchimpUnsubscribed,
+        ]
+        .into_iter()
+        .filter(|other| other != chosen)
+        .find(|other| Self::resolve_as(other, headers, file).is_ok())
     }
 }
 
@@ -299,6 +333,7 @@ impl Header<'_> {
             preset: self.preset,
             column: names[0].to_owned(),
             found: self.headers.to_vec(),
+            fits: None,
         })
     }
 
@@ -346,6 +381,24 @@ mod tests {
             "f.csv: the French Excel format needs a column \"E-mail\"; \
              the header has: Prénom, Nom, Mail"
         );
+    }
+
+    #[test]
+    fn a_file_imported_with_the_wrong_preset_is_told_the_one_it_fits() {
+        let found = headers(&["nationbuilder_id", "first_name", "email1", "tag_list"]);
+
+        let error = Columns::resolve(&Preset::FrExcel, &found, "nb.csv").unwrap_err();
+
+        assert!(
+            error.to_string().ends_with(
+                "; the header fits the NationBuilder format: import the file with the preset \
+                 nationbuilder"
+            ),
+            "{error}"
+        );
+        let unknown = headers(&["Prénom", "Nom", "Mail"]);
+        let error = Columns::resolve(&Preset::NationBuilder, &unknown, "f.csv").unwrap_err();
+        assert!(!error.to_string().contains("fits"), "{error}");
     }
 
     #[test]

@@ -52,6 +52,17 @@ impl Preset {
             Preset::Custom(_) => "custom",
         }
     }
+
+    /// The name the API and the CLI take (`--preset nationbuilder`).
+    pub fn api_name(&self) -> &'static str {
+        match self {
+            Preset::FrExcel => "fr_excel",
+            Preset::NationBuilder => "nationbuilder",
+            Preset::MailchimpSubscribed => "mailchimp_subscribed",
+            Preset::MailchimpUnsubscribed => "mailchimp_unsubscribed",
+            Preset::Custom(_) => "custom",
+        }
+    }
 }
 
 /// For each contact field, the header of the column that holds it, if any.
@@ -224,6 +235,17 @@ fn described(found: &[String]) -> String {
     format!("the header has: {}{more}", shown.join(", "))
 }
 
+/// The advice to import with the preset the header fits, if any.
+fn fitting(fits: Option<&Preset>) -> String {
+    fits.map_or_else(String::new, |preset| {
+        format!(
+            "; the header fits the {} format: import the file with the preset {}",
+            preset.name(),
+            preset.api_name()
+        )
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The file has no header line.
@@ -234,8 +256,9 @@ pub enum ImportError {
     },
     /// A column that the chosen format needs is not in the header.
     #[error(
-        "{file}: the {preset} format needs a column {column:?}; {}",
-        described(found)
+        "{file}: the {preset} format needs a column {column:?}; {}{}",
+        described(found),
+        fitting(fits.as_ref())
     )]
     MissingColumn {
         /// The file concerned.
@@ -246,6 +269,8 @@ pub enum ImportError {
         column: String,
         /// The headers of the file.
         found: Vec<String>,
+        /// Another format the header has every needed column of.
+        fits: Option<Preset>,
     },
     /// The header shows that the file is not in the chosen format.
     #[error("{file}: not a {preset} file: {reason}")]
