@@ -59,6 +59,9 @@ pub(crate) struct Columns {
     pub(crate) shadowed: Vec<(usize, String)>,
     /// How many columns the header names.
     pub(crate) width: usize,
+    /// Columns repeating the header of the e-mail or phone column: not read,
+    /// they may hold the only address of a row that is then rejected.
+    pub(crate) contact_repeats: Vec<usize>,
 }
 
 impl Columns {
@@ -68,7 +71,12 @@ impl Columns {
         headers: &[String],
         file: &str,
     ) -> Result<Self, ImportError> {
-        match Self::resolve_as(preset, headers, file) {
+        let resolved = Self::resolve_as(preset, headers, file).map(|mut columns| {
+            columns.width = headers.len();
+            columns.contact_repeats = columns.contact_repeats(headers);
+            columns
+        });
+        match resolved {
             Err(ImportError::MissingColumn {
                 file,
                 preset: chosen,
@@ -101,6 +109,18 @@ impl Columns {
             Preset::MailchimpUnsubscribed => mailchimp(&header, Layout::MailchimpUnsubscribed),
             Preset::Custom(mapping) => custom(&header, mapping),
         }
+    }
+
+    /// The columns, other than the ones read, under the e-mail or the phone column's header.
+    fn contact_repeats(&self, headers: &[String]) -> Vec<usize> {
+        let keys: Vec<String> = [self.email, self.phone]
+            .into_iter()
+            .flatten()
+            .map(|at| header_key(&headers[at]))
+            .collect();
+        (0..headers.len())
+            .filter(|&at| !self.reads(at) && keys.contains(&header_key(&headers[at])))
+            .collect()
     }
 
     /// Another preset the header has every needed column of, for a file

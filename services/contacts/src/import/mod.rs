@@ -360,8 +360,7 @@ impl<R: Read> ImportReader<R> {
                 file: source_label.to_owned(),
             });
         }
-        let mut columns = Columns::resolve(&preset, &headers, source_label)?;
-        columns.width = headers.len();
+        let columns = Columns::resolve(&preset, &headers, source_label)?;
         let custom_mapping = match preset {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),

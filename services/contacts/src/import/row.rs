@@ -71,11 +71,15 @@ pub(crate) fn read(
     }
 
     if email.is_none() && phone.is_none() {
-        fields.issue(
-            "contact",
-            "",
-            "nothing to reach this person by: no valid e-mail or phone",
-        );
+        let reason = match repeated_contact(record, columns) {
+            Some(column) => format!(
+                "nothing to reach this person by: no valid e-mail or phone in the columns read; \
+                 column {column} repeats their header and is not read (see the header's \
+                 warning): rename it or merge it into the first, and import again"
+            ),
+            None => "nothing to reach this person by: no valid e-mail or phone".to_owned(),
+        };
+        fields.issue("contact", "", reason);
         return RowOutcome::Rejected {
             line,
             issues: fields.issues,
@@ -130,6 +134,20 @@ fn plausible_birth_date(date: NaiveDate, today: NaiveDate) -> Result<NaiveDate, 
     } else {
         Ok(date)
     }
+}
+
+/// The first column (1-based) repeating the e-mail or phone header that
+/// holds a value in `record`: the address the row may have been meant to have.
+fn repeated_contact(record: &ByteRecord, columns: &Columns) -> Option<usize> {
+    columns
+        .contact_repeats
+        .iter()
+        .find(|&&at| {
+            record
+                .get(at)
+                .is_some_and(|value| !value.trim_ascii().is_empty())
+        })
+        .map(|at| at + 1)
 }
 
 /// The custom field values of a row; a value that does not fit its type is

@@ -917,6 +917,33 @@ fn the_columns_no_field_reads_are_named() {
 }
 
 #[test]
+fn a_row_whose_only_address_is_under_a_repeated_header_points_to_it() {
+    let input = "Prénom;Nom;E-mail;Ville;E-mail\n\
+        Ada;Lovelace;;Lyon;ada@example.org\n\
+        Bob;Byron;;Paris;\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let reasons: Vec<&str> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            RowOutcome::Rejected { issues, .. } => issues[0].reason.as_str(),
+            other => panic!("expected a rejection, got {other:?}"),
+        })
+        .collect();
+    assert!(
+        reasons[0].contains("column 5 repeats their header and is not read"),
+        "{}",
+        reasons[0]
+    );
+    assert_eq!(
+        reasons[1],
+        "nothing to reach this person by: no valid e-mail or phone"
+    );
+}
+
+#[test]
 fn a_custom_field_labelled_like_a_column_the_preset_reads_does_not_copy_it() {
     use crate::domain::custom_field::{Definition, Definitions, FieldType};
     let input = "Prénom;Nom;E-mail;Ville;Antenne\n\
