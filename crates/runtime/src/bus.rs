@@ -124,9 +124,7 @@ impl Bus {
             ..Default::default()
         };
 
-        channel
-            .queue_declare(dead.as_str().into(), options, quorum())
-            .await?;
+        self.declare_dead_letters(&dead).await?;
         channel
             .queue_bind(
                 dead.as_str().into(),
@@ -175,10 +173,61 @@ impl Bus {
         Ok(())
     }
 
+    /// Declares the dead-letter queue `dead`, whose messages expire after
+    /// `dead_letter_days`. One declared before that retention existed keeps
+    /// its arguments (the broker refuses to change them) with a warning, so
+    /// that an upgrade neither stops nor loses the letters it holds.
+    async fn declare_dead_letters(&self, dead: &str) -> anyhow::Result<()> {
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut arguments = quorum();
+        let retention = u64::from(self.settings.dead_letter_days.max(1)) * 86_400_000;
+        arguments.insert("x-message-ttl".into(), long(retention as i64));
+        let channel = self.connection.create_channel().await?;
+        match channel.queue_declare(dead.into(), options, arguments).await {
+            Ok(_) => {
+                let _ = channel.close(200, "declared".into()).await;
+                Ok(())
+            }
+            Err(error) if is_precondition_failed(&error) => {
+                let channel = self.connection.create_channel().await?;
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..options
+                };
+                channel
+                    .queue_declare(dead.into(), passive, FieldTable::default())
+                    .await?;
+                let _ = channel.close(200, "declared".into()).await;
+                tracing::warn!(
+                    queue = dead,
+                    "dead-letter queue declared without retention: its letters are kept until \
+                     purged; once it is empty, delete it (rabbitmqctl delete_queue) and restart \
+                     to apply amqp.dead_letter_days"
+                );
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Closes the connection, letting in-flight acks go out first.
     pub async fn close(&self) {
         let _ = self.connection.close(200, "shutting down".into()).await;
     }
+}
+
+/// Whether the broker refused a declaration for arguments other than those
+/// the queue already has.
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e)
+            if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
 }
 
 /// The name of step `step` of `queue`'s retry ladder.

@@ -46,6 +46,9 @@ pub struct AmqpSettings {
     pub prefetch: u16,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
+    /// Days a dead-lettered message is kept for an operator to inspect or
+    /// replay; it may hold personal data, so it is not kept for ever.
+    pub dead_letter_days: u32,
 }
 
 /// Where a service listens.
@@ -93,6 +96,7 @@ url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 prefix = ""
 prefetch = 64
 delivery_limit = 5
+dead_letter_days = 30
 
 [telemetry]
 format = "pretty"

@@ -213,3 +213,66 @@ async fn a_redelivered_message_is_applied_once() -> anyhow::Result<()> {
     pool.close().await;
     muster_testkit::drop_database(&database).await
 }
+
+/// Declares `queue` as a dead-letter queue with a retention of `days`
+/// (none: as before retention existed), on a channel of its own: the broker
+/// refuses, closing the channel, when the queue exists with other arguments.
+async fn declare_dead(bus: &Bus, queue: &str, days: Option<u32>) -> Result<(), lapin::Error> {
+    use lapin::types::{AMQPValue, LongString};
+    let text = |value: &str| AMQPValue::LongString(LongString::from(value));
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), text("quorum"));
+    arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    arguments.insert("x-overflow".into(), text("reject-publish"));
+    if let Some(days) = days {
+        let ttl = i64::from(days) * 86_400_000;
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+    }
+    let options = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let channel = bus.channel().await.expect("a channel");
+    channel
+        .queue_declare(queue.into(), options, arguments)
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn dead_letters_expire_after_the_configured_days_and_an_older_queue_is_kept()
+-> anyhow::Result<()> {
+    let mut amqp = muster_testkit::fresh_amqp();
+    amqp.dead_letter_days = 7;
+    let bus = Bus::connect(&amqp, "test").await?;
+    bus.declare(TOPOLOGY).await?;
+    let dead = format!("{}.dead", bus.name(QUEUE));
+
+    // The broker accepts a declaration only with the arguments the queue has.
+    declare_dead(&bus, &dead, Some(7)).await?;
+    assert!(declare_dead(&bus, &dead, Some(30)).await.is_err());
+    assert!(declare_dead(&bus, &dead, None).await.is_err());
+    muster_testkit::drop_topology(&amqp).await?;
+
+    // A dead-letter queue of a version without retention: the service still
+    // starts, and the letters in it stay where they are.
+    let older = muster_testkit::fresh_amqp();
+    let bus = Bus::connect(&older, "test").await?;
+    let dead = format!("{}.dead", bus.name(QUEUE));
+    declare_dead(&bus, &dead, None).await?;
+    let channel = bus.confirm_channel().await?;
+    channel
+        .basic_publish(
+            "".into(),
+            dead.as_str().into(),
+            BasicPublishOptions::default(),
+            b"an old letter",
+            BasicProperties::default(),
+        )
+        .await?
+        .await?;
+    bus.declare(TOPOLOGY).await?;
+    declare_dead(&bus, &dead, None).await?;
+    assert_eq!(depth(&bus, &dead).await?, 1);
+    muster_testkit::drop_topology(&older).await
+}

@@ -54,6 +54,7 @@ pub fn fresh_amqp() -> AmqpSettings {
         prefix: format!("t{}.", unique()),
         prefetch: 32,
         delivery_limit: 3,
+        dead_letter_days: 30,
     }
 }
 
