@@ -39,7 +39,7 @@ const FILTERS: [(&str, &str); 10] = [
     (
         "created>=2025-01-01 AND NOT tag:presse",
         "SELECT count(*) FROM people WHERE tenant_id = $1 \
-         AND created_at >= '2025-01-01' AND NOT tags @> '{presse}'",
+         AND created_at >= '2025-01-01 00:00+01' AND NOT tags @> '{presse}'",
     ),
     (
         "region:84 AND (tag:bénévole OR tag:jeunes) AND consent:email=granted",

@@ -7,7 +7,7 @@
 //! The import (birth dates, the dates of consent instants) and custom date
 //! fields read dates here, so that a value one accepts the other accepts too.
 
-use chrono::{Duration, NaiveDate, NaiveTime};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 
 use super::{FieldError, trim_blank};
 
@@ -178,6 +178,43 @@ fn not_a_day_number(digits: &str) -> FieldError {
         4 => FieldError::new("a year alone, not a date: give the full date, as 18/02/1981"),
         _ => Shape::Unknown.error(),
     }
+}
+
+/// The instant of a Europe/Paris wall-clock time, under the EU summer-time rule.
+///
+/// Summer time (UTC+2) runs from 01:00 UTC on the last Sunday of March to 01:00 UTC on the
+/// last Sunday of October; UTC+1 otherwise. A time skipped by the spring change is read as
+/// winter time (02:30 becomes 03:30 summer time); a time repeated in autumn is taken as the
+/// first one, in summer time.
+pub fn paris_to_utc(local: NaiveDateTime) -> DateTime<Utc> {
+    let as_summer = (local - Duration::hours(2)).and_utc();
+    let as_winter = (local - Duration::hours(1)).and_utc();
+    if is_summer_time(as_summer) {
+        as_summer
+    } else {
+        as_winter
+    }
+}
+
+fn is_summer_time(instant: DateTime<Utc>) -> bool {
+    let year = instant.year();
+    let start = last_sunday(year, 3)
+        .and_hms_opt(1, 0, 0)
+        .map(|t| t.and_utc());
+    let end = last_sunday(year, 10)
+        .and_hms_opt(1, 0, 0)
+        .map(|t| t.and_utc());
+    match (start, end) {
+        (Some(start), Some(end)) => start <= instant && instant < end,
+        _ => false,
+    }
+}
+
+fn last_sunday(year: i32, month: u32) -> NaiveDate {
+    let first_of_next = NaiveDate::from_ymd_opt(year, month + 1, 1).unwrap_or(NaiveDate::MAX);
+    let last = first_of_next.pred_opt().unwrap_or(first_of_next);
+    let back = last.weekday().days_since(Weekday::Sun);
+    last - Duration::days(i64::from(back))
 }
 
 #[cfg(test)]

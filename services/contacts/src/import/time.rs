@@ -1,8 +1,8 @@
 //! Instants as written in supporter files.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveTime, Utc};
 
-use crate::domain::date::{Order, calendar_date, split_time, time_of_day};
+use crate::domain::date::{Order, calendar_date, paris_to_utc, split_time, time_of_day};
 
 /// What [`parse_instant`] reads, for the texts that ask for an instant.
 pub(crate) const INSTANT_FORMS: &str = "dd/mm/yyyy HH:MM (French time), yyyy-mm-dd HH:MM:SS \
@@ -36,43 +36,6 @@ fn written_instant(raw: &str) -> Option<DateTime<Utc>> {
         Order::YearFirst => local.and_utc(),
         Order::DayFirst => paris_to_utc(local),
     })
-}
-
-/// The instant of a Europe/Paris wall-clock time, under the EU summer-time rule.
-///
-/// Summer time (UTC+2) runs from 01:00 UTC on the last Sunday of March to 01:00 UTC on the
-/// last Sunday of October; UTC+1 otherwise. A time skipped by the spring change is read as
-/// winter time (02:30 becomes 03:30 summer time); a time repeated in autumn is taken as the
-/// first one, in summer time.
-pub(crate) fn paris_to_utc(local: NaiveDateTime) -> DateTime<Utc> {
-    let as_summer = (local - Duration::hours(2)).and_utc();
-    let as_winter = (local - Duration::hours(1)).and_utc();
-    if is_summer_time(as_summer) {
-        as_summer
-    } else {
-        as_winter
-    }
-}
-
-fn is_summer_time(instant: DateTime<Utc>) -> bool {
-    let year = instant.year();
-    let start = last_sunday(year, 3)
-        .and_hms_opt(1, 0, 0)
-        .map(|t| t.and_utc());
-    let end = last_sunday(year, 10)
-        .and_hms_opt(1, 0, 0)
-        .map(|t| t.and_utc());
-    match (start, end) {
-        (Some(start), Some(end)) => start <= instant && instant < end,
-        _ => false,
-    }
-}
-
-fn last_sunday(year: i32, month: u32) -> NaiveDate {
-    let first_of_next = NaiveDate::from_ymd_opt(year, month + 1, 1).unwrap_or(NaiveDate::MAX);
-    let last = first_of_next.pred_opt().unwrap_or(first_of_next);
-    let back = last.weekday().days_since(Weekday::Sun);
-    last - Duration::days(i64::from(back))
 }
 
 #[cfg(test)]

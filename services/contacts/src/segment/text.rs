@@ -2,7 +2,7 @@
 //! `tag:adhérent AND (departement:75 OR departement:93) AND NOT consent:email=withdrawn`.
 //! The grammar is in docs/segments.md; errors name the column (1-based, in characters).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use muster_proto::Timestamp;
 use muster_proto::contacts::v1::segment_expr::Node;
 use muster_proto::contacts::v1::{
@@ -15,6 +15,7 @@ use super::expr::{
 };
 use super::{MAX_CONDITIONS, MAX_DEPTH};
 use crate::domain::custom_field::{Definitions, canonical_text};
+use crate::domain::date;
 
 /// The longest query accepted, in characters.
 pub const MAX_LENGTH: usize = 10_000;
@@ -618,17 +619,18 @@ fn amount(value: &str) -> Result<DonationTotal, String> {
     })
 }
 
-/// A date (`2024-09-01`, midnight UTC) or an RFC 3339 instant.
+/// A day (`2024-09-01`, `01/09/2024`), from midnight in France as the
+/// import reads a date alone, or an RFC 3339 instant.
 fn instant(value: &str) -> Result<Timestamp, String> {
-    let time = match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        Ok(date) => date.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+    let time = match date::calendar_date(value) {
+        Ok((day, _)) => Some(date::paris_to_utc(day.and_time(NaiveTime::MIN))),
         Err(_) => DateTime::parse_from_rfc3339(value)
             .ok()
             .map(|t| t.with_timezone(&Utc)),
     };
     let time = time.ok_or_else(|| {
         format!(
-            "{} is not a date; write 2024-09-01 or 2024-09-01T18:30:00+02:00",
+            "{} is not a date; write 2024-09-01, 01/09/2024 or 2024-09-01T18:30:00+02:00",
             quote(value)
         )
     })?;
@@ -718,22 +720,29 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(range.start.unwrap().seconds, 1_704_067_200);
+        // A day starts at midnight in France (23:00 UTC the day before in
+        // winter); an instant is taken as written.
+        assert_eq!(range.start.unwrap().seconds, 1_704_063_600);
         assert_eq!(range.end.unwrap().seconds, 1_706_745_600);
         let Some(Node::Created(range)) = parse("created<2024-01-01").unwrap().node else {
             panic!()
         };
         assert_eq!(
             (range.start, range.end.map(|t| t.seconds)),
-            (None, Some(1_704_067_200))
+            (None, Some(1_704_063_600))
         );
         let Some(Node::Created(range)) = parse("created>=2024-01-01").unwrap().node else {
             panic!()
         };
         assert_eq!(
             (range.start.map(|t| t.seconds), range.end),
-            (Some(1_704_067_200), None)
+            (Some(1_704_063_600), None)
         );
+        let Some(Node::Created(range)) = parse("created>=01/09/2024").unwrap().node else {
+            panic!()
+        };
+        let summer = DateTime::parse_from_rfc3339("2024-08-31T22:00:00Z").unwrap();
+        assert_eq!(range.start.map(|t| t.seconds), Some(summer.timestamp()));
     }
 
     #[test]
