@@ -125,7 +125,11 @@ impl Columns {
 
     /// Another preset the header has every needed column of, for a file
     /// imported with the wrong one.
-    fn preset_fitting(chosen: &Preset, headers: &[String], file: &str) -> Option<Preset> {
+    fn preset_fitting(
+        chosen: &Preset,
+        headers: &[String],
+        file: &str,
+    ) -> Option<(&'static str, &'static str)> {
         [
             Preset::FrExcel,
             Preset::NationBuilder,
@@ -135,6 +139,7 @@ impl Columns {
         .into_iter()
         .filter(|other| other != chosen)
         .find(|other| Self::resolve_as(other, headers, file).is_ok())
+        .map(|preset| (preset.name(), preset.api_name()))
     }
 }
 

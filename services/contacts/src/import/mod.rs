@@ -236,13 +236,9 @@ fn described(found: &[String]) -> String {
 }
 
 /// The advice to import with the preset the header fits, if any.
-fn fitting(fits: Option<&Preset>) -> String {
-    fits.map_or_else(String::new, |preset| {
-        format!(
-            "; the header fits the {} format: import the file with the preset {}",
-            preset.name(),
-            preset.api_name()
-        )
+fn fitting(fits: Option<&(&'static str, &'static str)>) -> String {
+    fits.map_or_else(String::new, |(name, api_name)| {
+        format!("; the header fits the {name} format: import the file with the preset {api_name}")
     })
 }
 
@@ -269,8 +265,9 @@ pub enum ImportError {
         column: String,
         /// The headers of the file.
         found: Vec<String>,
-        /// Another format the header has every needed column of.
-        fits: Option<Preset>,
+        /// Another format the header has every needed column of, as (name
+        /// shown, name the API takes).
+        fits: Option<(&'static str, &'static str)>,
     },
     /// The header shows that the file is not in the chosen format.
     #[error("{file}: not a {preset} file: {reason}")]
