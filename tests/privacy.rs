@@ -5,9 +5,14 @@
 
 use std::time::Duration;
 
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use muster_e2e::Stack;
 use muster_proto::contacts::v1 as contacts;
+use muster_proto::events::v1::PersonErased;
 use muster_runtime::TenantId;
+use muster_runtime::bus::{self, Bus};
+use prost::Message;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -387,6 +392,27 @@ async fn an_erased_phone_number_does_not_bring_the_person_back() -> anyhow::Resu
             .fetch_one(&stack.contacts_pool)
             .await?;
 
+    // A queue of this test's own sees the erasure announced.
+    let bus = Bus::connect(&stack.amqp, "privacy-test").await?;
+    let watching = bus.channel().await?;
+    let watch = bus.name("test.person-erased");
+    watching
+        .queue_declare(
+            watch.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    watching
+        .queue_bind(
+            watch.as_str().into(),
+            bus.name(bus::EVENTS_EXCHANGE).as_str().into(),
+            "contacts.person.erased".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
     let channel = tonic::transport::Endpoint::from_shared(stack.contacts_endpoint())?
         .connect()
         .await?;
@@ -410,6 +436,32 @@ async fn an_erased_phone_number_does_not_bring_the_person_back() -> anyhow::Resu
                   ON r.id = e.erasure_id WHERE r.person_id = $1
                   AND length(e.phone_hash) = 64 AND e.phone_hash NOT LIKE '%33646972216%'";
     assert_eq!(count(&stack.contacts_pool, hashed, person).await?, 1);
+    // And announced, so that a service that texts or calls keeps the opt-out.
+    let stored: String = sqlx::query_scalar(
+        "SELECT e.phone_hash FROM erased_phones e JOIN erasure_requests r
+         ON r.id = e.erasure_id WHERE r.person_id = $1",
+    )
+    .bind(person)
+    .fetch_one(&stack.contacts_pool)
+    .await?;
+    let mut announced = None;
+    for _ in 0..100 {
+        let got = watching
+            .basic_get(watch.as_str().into(), BasicGetOptions { no_ack: true })
+            .await?;
+        if let Some(message) = got {
+            announced = Some(PersonErased::decode(message.delivery.data.as_slice())?);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let announced = announced.expect("contacts.person.erased is published");
+    assert_eq!(announced.person_id, person.to_string());
+    assert_eq!(announced.phone_hashes, [stored]);
+    assert_eq!(announced.email_hashes.len(), 1);
+    watching
+        .queue_delete(watch.as_str().into(), Default::default())
+        .await?;
 
     // The phone alone, in E.164 form and in national form, with another
     // address: each row is refused, and the issue hides the number.

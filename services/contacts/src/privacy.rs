@@ -246,6 +246,7 @@ pub async fn erase(
         erasure_id: erasure.to_string(),
         email_hashes: hashes,
         time: Some(to_proto(now)),
+        phone_hashes,
     }
     .encode_to_vec();
     events::person_erased(tenant)
