@@ -230,6 +230,10 @@ pub async fn detect(
             continue;
         }
         let (survivor, merged) = (survivor.min(merged), survivor.max(merged));
+        if rule == Kind::Phone && !same_or_unnamed(&mut tx, survivor, merged).await? {
+            done.listed += u64::from(inserted);
+            continue;
+        }
         let by = format!("rule:{}", rule.as_str());
         let reason = format!("same {}", rule.as_str().replace('_', " "));
         match merge_in(&mut tx, tenant, survivor, merged, &reason, &by).await {
@@ -244,6 +248,27 @@ pub async fn detect(
         }
     }
     Ok(done)
+}
+
+/// Whether two people sharing a number may be merged by the phone rule: no
+/// first name and no last name that both give differ (folded). A couple or
+/// a family on one line ("Marie" and "Jean Dupont") is listed for review.
+async fn same_or_unnamed(tx: &mut sqlx::PgConnection, a: Uuid, b: Uuid) -> sqlx::Result<bool> {
+    let agree: Option<bool> = sqlx::query_scalar(
+        "WITH names AS (
+             SELECT id, nullif(muster_fold(first_name), '') AS first,
+                    nullif(muster_fold(last_name), '') AS last
+             FROM people WHERE id IN ($1, $2)
+         )
+         SELECT (x.first IS NULL OR y.first IS NULL OR x.first = y.first)
+            AND (x.last IS NULL OR y.last IS NULL OR x.last = y.last)
+         FROM names x JOIN names y ON x.id = $1 AND y.id = $2",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(agree.unwrap_or(false))
 }
 
 async fn current(tx: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> sqlx::Result<Uuid> {
