@@ -1,6 +1,7 @@
 //! The consent ledger over REST in front of the real services: an import
 //! that declares its legal basis, statements recorded per channel and
-//! purpose, the history, and the organization's policy on legal bases.
+//! purpose, the history, and the organization's policy on legal bases; the
+//! public subscription form, its pages and its confirmation e-mail.
 
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ struct Gateway {
     key: String,
     tenant: muster_runtime::TenantId,
     http: reqwest::Client,
+    /// The gateway's database.
+    pool: sqlx::PgPool,
+    /// The `Accept-Language` the visitor's browser sends, if any.
+    accept_language: Option<&'static str>,
 }
 
 impl Gateway {
@@ -26,14 +31,27 @@ impl Gateway {
         shutdown: &CancellationToken,
         adjust: impl FnOnce(&mut muster_gateway::Settings),
     ) -> anyhow::Result<Self> {
+        Self::start_named(stack, shutdown, adjust, "Collectif des quais").await
+    }
+
+    /// A gateway serving one organization named `name`, in France (the
+    /// default country).
+    async fn start_named(
+        stack: &Stack,
+        shutdown: &CancellationToken,
+        adjust: impl FnOnce(&mut muster_gateway::Settings),
+        name: &str,
+    ) -> anyhow::Result<Self> {
         let started = stack.start_gateway(shutdown, adjust).await?;
         let pool = sqlx::PgPool::connect(&started.database.url).await?;
-        let (tenant, key) = muster_gateway::create_tenant(&pool, "Collectif des quais").await?;
+        let (tenant, key) = muster_gateway::create_tenant(&pool, name).await?;
         Ok(Self {
             base: started.base,
             key,
             tenant,
             http: reqwest::Client::new(),
+            pool,
+            accept_language: None,
         })
     }
 
@@ -236,24 +254,28 @@ impl Gateway {
             ("first_name", "Zoe"),
             ("notice", "newsletter form v4"),
         ];
-        let reply = self
+        let mut request = self
             .http
             .post(format!("{}/subscribe", self.base))
             .header("x-forwarded-for", ip)
-            .form(&form)
-            .send()
-            .await?;
+            .form(&form);
+        if let Some(accepted) = self.accept_language {
+            request = request.header("accept-language", accepted);
+        }
+        let reply = request.send().await?;
         Ok((reply.status().as_u16(), reply.text().await?))
     }
 
     /// `GET` or `POST` of a public confirmation page.
     async fn page(&self, method: reqwest::Method, token: &str) -> anyhow::Result<(u16, String)> {
-        let reply = self
+        let mut request = self
             .http
             .request(method, format!("{}/confirm/{token}", self.base))
-            .header("x-forwarded-for", "198.51.100.9")
-            .send()
-            .await?;
+            .header("x-forwarded-for", "198.51.100.9");
+        if let Some(accepted) = self.accept_language {
+            request = request.header("accept-language", accepted);
+        }
+        let reply = request.send().await?;
         Ok((reply.status().as_u16(), reply.text().await?))
     }
 
@@ -299,33 +321,75 @@ fn token_in(raw: &str) -> Option<String> {
     Some(token)
 }
 
+/// The subject and plain-text body of a received message, decoded.
+fn subject_and_text(raw: &str) -> anyhow::Result<(String, String)> {
+    let message = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .ok_or_else(|| anyhow::anyhow!("not a message: {raw}"))?;
+    let subject = message.subject().unwrap_or_default().to_owned();
+    let text = message.body_text(0).unwrap_or_default().into_owned();
+    Ok((subject, text))
+}
+
+/// The first message `recipient` received, once it has.
+async fn first_email(stack: &Stack, recipient: &str) -> anyhow::Result<(String, String)> {
+    confirmation_tokens(stack, recipient, 1).await?;
+    let received = stack.received_by_recipient()?;
+    let message = received
+        .get(recipient)
+        .and_then(|messages| messages.first())
+        .ok_or_else(|| anyhow::anyhow!("{recipient} received nothing"))?;
+    subject_and_text(&message.raw)
+}
+
 #[tokio::test]
 async fn a_form_subscription_counts_only_once_the_emailed_link_is_confirmed() -> anyhow::Result<()>
 {
     use reqwest::Method;
     let stack = Stack::start().await?;
     let shutdown = CancellationToken::new();
-    let gateway = Gateway::start(&stack, &shutdown).await?;
+    let mut gateway = Gateway::start(&stack, &shutdown).await?;
+    // A British visitor on a French organization's form reads English.
+    gateway.accept_language = Some("en-GB,en;q=0.9");
 
     let (status, page) = gateway.subscribe("zoe@example.org").await?;
     assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<html lang=\"en\">"), "{page}");
     assert!(page.contains("Check your inbox"), "{page}");
-    let (status, _) = gateway.subscribe("not an address").await?;
+    assert!(
+        page.contains("<strong>Collectif des quais</strong>"),
+        "{page}"
+    );
+    let (status, page) = gateway.subscribe("not an address").await?;
     assert_eq!(status, 400);
+    assert!(
+        page.contains("Check it, then send the form again"),
+        "{page}"
+    );
     assert_eq!(gateway.granted().await?, 0);
 
     let tokens = confirmation_tokens(&stack, "zoe@example.org", 1).await?;
     let token = tokens.first().cloned().unwrap_or_default();
-    let raw = &stack.received_by_recipient()?["zoe@example.org"][0].raw;
-    assert!(
-        raw.contains("Subject: Please confirm your subscription"),
-        "{raw}"
+    let (subject, text) = first_email(&stack, "zoe@example.org").await?;
+    assert_eq!(
+        subject,
+        "Collectif des quais: please confirm your subscription"
     );
-    assert!(raw.contains("newsletter form v4"), "{raw}");
+    assert!(text.starts_with("Hello Zoe,"), "{text}");
+    assert!(
+        text.contains("receive e-mails from Collectif des quais by opening this link"),
+        "{text}"
+    );
+    assert!(
+        text.contains("What you agreed to: newsletter form v4"),
+        "{text}"
+    );
 
     let (status, page) = gateway.page(Method::GET, &token).await?;
     assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<html lang=\"en\">"), "{page}");
     assert!(page.contains("<form method=\"post\">"), "{page}");
+    assert!(page.contains("Collectif des quais"), "{page}");
     assert_eq!(gateway.granted().await?, 0, "a GET confirms nothing");
 
     let mut tampered = token.clone();
@@ -347,6 +411,10 @@ async fn a_form_subscription_counts_only_once_the_emailed_link_is_confirmed() ->
         let (status, page) = gateway.page(Method::POST, &token).await?;
         assert_eq!(status, 200, "{page}");
         assert!(page.contains("Subscription confirmed"), "{page}");
+        assert!(
+            page.contains("e-mails from <strong>Collectif des quais"),
+            "{page}"
+        );
     }
     assert_eq!(gateway.granted().await?, 1);
     let people = gateway.ok(Method::GET, "/v1/people", None).await?;
@@ -418,7 +486,7 @@ async fn one_address_sends_a_few_subscriptions_an_hour_and_a_silent_redis_stops_
         .subscribe_from("v2@example.org", "198.51.100.7")
         .await?;
     assert_eq!(status, 429, "{page}");
-    assert!(page.contains("try again in an hour"), "{page}");
+    assert!(page.contains("Réessayez dans une heure"), "{page}");
     let (status, _) = gateway
         .subscribe_from("w@example.org", "198.51.100.8")
         .await?;
@@ -493,6 +561,116 @@ async fn an_unsubscribed_person_who_subscribes_again_stays_out_until_confirmed()
         1,
         "one confirmation e-mail"
     );
+
+    shutdown.cancel();
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn a_french_organization_writes_its_pages_and_its_email_in_french_and_signs_them()
+-> anyhow::Result<()> {
+    use reqwest::Method;
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let mut gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let (status, page) = gateway.subscribe("zoe@example.org").await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<html lang=\"fr\">"), "{page}");
+    assert!(page.contains("Vérifiez votre boîte de réception"), "{page}");
+    assert!(
+        page.contains("<strong>Collectif des quais</strong>"),
+        "{page}"
+    );
+
+    let (subject, text) = first_email(&stack, "zoe@example.org").await?;
+    assert_eq!(
+        subject,
+        "Collectif des quais\u{a0}: confirmez votre inscription"
+    );
+    assert!(text.starts_with("Bonjour Zoe,"), "{text}");
+    assert!(
+        text.contains("recevoir les e-mails de «\u{a0}Collectif des quais\u{a0}»"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Ce que vous avez accepté\u{a0}: newsletter form v4"),
+        "{text}"
+    );
+
+    // A browser that reads neither French nor English gets the organization's.
+    gateway.accept_language = Some("de-DE,de;q=0.9");
+    let token = confirmation_tokens(&stack, "zoe@example.org", 1).await?[0].clone();
+    let (status, page) = gateway.page(Method::GET, &token).await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<html lang=\"fr\">"), "{page}");
+    assert!(page.contains("Confirmez votre inscription"), "{page}");
+    assert!(
+        page.contains("<button type=\"submit\">Confirmer</button>"),
+        "{page}"
+    );
+    let (status, page) = gateway.page(Method::POST, &token).await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Inscription confirmée"), "{page}");
+    assert!(
+        page.contains("«&nbsp;<strong>Collectif des quais</strong>&nbsp;»"),
+        "{page}"
+    );
+    assert_eq!(gateway.granted().await?, 1);
+
+    let (status, page) = gateway.page(Method::GET, "cut-short").await?;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Ce lien n’est pas valide"), "{page}");
+
+    shutdown.cancel();
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn an_organization_name_shows_as_text_and_cannot_add_an_email_header() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let name = "<script>alert(1)</script> Les \"Verts\" & co";
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start_named(&stack, &shutdown, |_| {}, name).await?;
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt; Les &quot;Verts&quot; &amp; co";
+
+    let (status, page) = gateway.subscribe("zoe@example.org").await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains(escaped), "{page}");
+    let (subject, _) = first_email(&stack, "zoe@example.org").await?;
+    assert_eq!(
+        subject,
+        format!("{name}\u{a0}: confirmez votre inscription")
+    );
+    let token = confirmation_tokens(&stack, "zoe@example.org", 1).await?[0].clone();
+    for method in [Method::GET, Method::POST] {
+        let (status, page) = gateway.page(method, &token).await?;
+        assert_eq!(status, 200, "{page}");
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains(escaped), "{page}");
+    }
+
+    // A name stored before line breaks were refused.
+    sqlx::query("UPDATE tenants SET name = $2 WHERE id = $1")
+        .bind(gateway.tenant)
+        .bind("Verts\r\nBcc: all@example.org")
+        .execute(&gateway.pool)
+        .await?;
+    gateway.subscribe("bob@example.org").await?;
+    let (subject, _) = first_email(&stack, "bob@example.org").await?;
+    assert_eq!(
+        subject,
+        "Verts Bcc: all@example.org\u{a0}: confirmez votre inscription"
+    );
+    let received = stack.sink.messages()?;
+    assert!(
+        received.iter().all(|m| m.recipients.len() == 1),
+        "{received:?}"
+    );
+    let raw = &stack.received_by_recipient()?["bob@example.org"][0].raw;
+    assert!(!raw.lines().any(|line| line.starts_with("Bcc:")), "{raw}");
 
     shutdown.cancel();
     stack.stop().await

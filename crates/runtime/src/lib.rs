@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod ids;
+pub mod language;
 pub mod outbox;
 pub mod privacy;
 pub mod service;

@@ -741,3 +741,66 @@ async fn a_form_never_brings_back_an_erased_address() -> anyhow::Result<()> {
     assert_eq!(reply.state, pb::ConsentState::Pending as i32);
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_form_confirmation_request_carries_the_page_language_and_the_organization()
+-> anyhow::Result<()> {
+    use muster_proto::events::v1::ConsentConfirmationRequested;
+    use prost::Message;
+
+    let service = Service::start("consent_letterhead").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let subscribe = |email: &str, language: &str| pb::SubscribeRequest {
+        email: email.into(),
+        first_name: "Zoé".into(),
+        organization_name: "  Les \"Verts\" & co ".into(),
+        language: language.into(),
+        ..Default::default()
+    };
+
+    clients
+        .ledger
+        .subscribe(subscribe("zoe@example.org", "fr-FR"))
+        .await?;
+    clients
+        .ledger
+        .subscribe(subscribe("old@example.org", ""))
+        .await?;
+    let refused = clients
+        .ledger
+        .subscribe(subscribe("de@example.org", "de"))
+        .await
+        .expect_err("German is not a language of ours");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().starts_with("language"), "{refused:?}");
+
+    let bodies: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT body FROM outbox
+         WHERE routing_key = 'contacts.consent.confirmation_requested' ORDER BY id",
+    )
+    .fetch_all(&service.pool)
+    .await?;
+    let asked = bodies
+        .iter()
+        .map(|body| ConsentConfirmationRequested::decode(body.as_slice()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let letterheads: Vec<(&str, &str, &str)> = asked
+        .iter()
+        .map(|a| {
+            (
+                a.email.as_str(),
+                a.organization_name.as_str(),
+                a.language.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        letterheads,
+        [
+            ("zoe@example.org", "Les \"Verts\" & co", "fr"),
+            ("old@example.org", "Les \"Verts\" & co", ""),
+        ]
+    );
+    service.stop().await
+}

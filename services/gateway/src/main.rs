@@ -29,7 +29,9 @@ enum Command {
         #[arg(long)]
         name: String,
         /// The country it works in (ISO 3166-1 alpha-2): rows without a
-        /// country and national phone numbers are read as being there.
+        /// country and national phone numbers are read as being there, and
+        /// its form's pages speak French there (FR) unless the visitor reads
+        /// only English.
         #[arg(long, default_value = "FR")]
         country: String,
     },

@@ -5,13 +5,14 @@
 use chrono::Utc;
 use muster_proto::contacts::v1 as pb;
 use muster_runtime::confirmation::{ConfirmationTokens, Unusable};
+use muster_runtime::language::Language;
 use muster_runtime::privacy::AddressHasher;
 use muster_runtime::{ApiError, TenantId};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::api::parse_purpose;
-use super::store::{self, Statement};
+use super::store::{self, Letterhead, Statement};
 use super::{Channel, Kind, LegalBasis, State};
 use crate::domain::{EmailAddress, nfc};
 use crate::events;
@@ -30,6 +31,29 @@ fn name(raw: &str, field: &str) -> Result<Option<String>, ApiError> {
         ));
     }
     Ok((!name.is_empty()).then_some(name))
+}
+
+/// How the confirmation e-mail is headed: the organization's name (kept as
+/// the gateway sent it; messaging puts it on one line) and the language of
+/// the page the person saw.
+fn letterhead(organization: &str, language: &str) -> Result<Letterhead, ApiError> {
+    let organization = nfc(organization.trim());
+    if organization.chars().count() > MAX_NAME {
+        return Err(ApiError::invalid(
+            "organization_name",
+            format!("at most {MAX_NAME} characters"),
+        ));
+    }
+    let language = match language.trim() {
+        "" => "",
+        tag => Language::from_tag(tag)
+            .map(Language::tag)
+            .ok_or_else(|| ApiError::invalid("language", "give fr, en, or nothing"))?,
+    };
+    Ok(Letterhead {
+        organization,
+        language: language.to_owned(),
+    })
 }
 
 fn evidence(raw: std::collections::HashMap<String, String>) -> Result<serde_json::Value, ApiError> {
@@ -65,6 +89,7 @@ pub async fn subscribe(
             "give the notice's version, or its text in at most 10,000 characters",
         ));
     }
+    let letterhead = letterhead(&request.organization_name, &request.language)?;
     let evidence = evidence(request.evidence)?;
 
     let mut tx = pool.begin().await?;
@@ -118,7 +143,13 @@ pub async fn subscribe(
         occurred_at: Utc::now(),
         evidence,
     };
-    store::record(&mut tx, tenant, std::slice::from_ref(&statement)).await?;
+    store::record_headed(
+        &mut tx,
+        tenant,
+        std::slice::from_ref(&statement),
+        &letterhead,
+    )
+    .await?;
     tx.commit().await?;
 
     tracing::info!(tenant_id = %tenant, person_id = %person, purpose, created = created.is_some(),

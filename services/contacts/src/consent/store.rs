@@ -33,6 +33,16 @@ pub struct Statement {
     pub evidence: serde_json::Value,
 }
 
+/// How the confirmation e-mails that pending statements ask for are headed:
+/// the organization they name and the language they are written in (a
+/// [`muster_runtime::language::Language`] tag). Empty fields leave messaging
+/// to its defaults: no name, English.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Letterhead {
+    pub organization: String,
+    pub language: String,
+}
+
 /// A statement that changed a state: its index in the call and the new state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
@@ -76,7 +86,19 @@ pub async fn record(
     tenant: TenantId,
     statements: &[Statement],
 ) -> anyhow::Result<Vec<Applied>> {
-    record_under(tx, tenant, statements, Locks::Take).await
+    record_under(tx, tenant, statements, Locks::Take, &Letterhead::default()).await
+}
+
+/// [`record`] for statements whose confirmation e-mail, if one is asked,
+/// is headed by `letterhead` (a form subscription knows its page's language
+/// and the organization's name).
+pub async fn record_headed(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[Statement],
+    letterhead: &Letterhead,
+) -> anyhow::Result<Vec<Applied>> {
+    record_under(tx, tenant, statements, Locks::Take, letterhead).await
 }
 
 /// [`record`] for a transaction that has itself inserted or updated every
@@ -87,7 +109,7 @@ pub async fn record_written(
     tenant: TenantId,
     statements: &[Statement],
 ) -> anyhow::Result<Vec<Applied>> {
-    record_under(tx, tenant, statements, Locks::Held).await
+    record_under(tx, tenant, statements, Locks::Held, &Letterhead::default()).await
 }
 
 /// Whether [`record_under`] locks the people rows or the caller holds them.
@@ -102,6 +124,7 @@ async fn record_under(
     tenant: TenantId,
     statements: &[Statement],
     locks: Locks,
+    letterhead: &Letterhead,
 ) -> anyhow::Result<Vec<Applied>> {
     let mut ids: Vec<Uuid> = statements.iter().map(|s| s.person).collect();
     ids.sort_unstable();
@@ -230,6 +253,8 @@ async fn record_under(
                 purpose: s.purpose.to_owned(),
                 notice: s.notice.clone(),
                 time: Some(to_proto(s.occurred_at)),
+                organization_name: letterhead.organization.clone(),
+                language: letterhead.language.clone(),
             }
             .encode_to_vec()
         })

@@ -2,13 +2,17 @@
 //! key; the form names its organization) and contacts records it pending;
 //! the e-mail messaging then sends links to `/confirm/{token}`, where a GET
 //! only shows a button (mail scanners follow links) and the POST confirms.
+//!
+//! The pages speak French or English ([`language::negotiate`]) and name the
+//! organization; the subscription carries both to contacts, so that the
+//! confirmation e-mail reads in the page's language and says who asks.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::StatusCode;
-use axum::http::header::USER_AGENT;
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT_LANGUAGE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -16,16 +20,20 @@ use chrono::Utc;
 use muster_proto::contacts::v1::{ConfirmConsentRequest, SubscribeRequest};
 use muster_runtime::TenantId;
 use muster_runtime::confirmation::Unusable;
+use muster_runtime::language::Language;
 use serde::Deserialize;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
+mod language;
 mod limit;
+mod pages;
 
 pub use limit::FormLimiter;
 
+use self::pages::{Audience, Refusal, WITHOUT_ORGANIZATION};
 use crate::startup::AppState;
-use crate::unsubscribe::page::{escape, page};
+use crate::tenants::{self, PublicProfile};
 
 /// Form bodies are small; anything larger is not a subscription.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -150,39 +158,68 @@ impl Client {
     }
 }
 
+/// The visitor's `Accept-Language`, if it is text.
+fn accepted(headers: &HeaderMap) -> Option<&str> {
+    headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())
+}
+
+/// The audience of a page about `profile`'s organization, in the language
+/// the visitor reads, else the organization's.
+fn audience(profile: PublicProfile, accepted: Option<&str>) -> Audience {
+    let default = Language::for_country(&profile.country);
+    Audience {
+        language: language::negotiate(accepted, default),
+        organization: Some(profile.name),
+    }
+}
+
+/// The audience of a page about `tenant`, found from a link: unnamed when
+/// the organization cannot be read, since the page works without its name.
+async fn audience_of(state: &AppState, tenant: TenantId, accepted: Option<&str>) -> Audience {
+    match tenants::public_profile(&state.pool, tenant).await {
+        Ok(Some(profile)) => audience(profile, accepted),
+        Ok(None) => unnamed(accepted),
+        Err(error) => {
+            tracing::warn!(%error, tenant_id = %tenant, "could not read the organization's name");
+            unnamed(accepted)
+        }
+    }
+}
+
+fn unnamed(accepted: Option<&str>) -> Audience {
+    Audience {
+        language: language::negotiate(accepted, WITHOUT_ORGANIZATION),
+        organization: None,
+    }
+}
+
 /// `POST /subscribe`: records the subscription pending and answers the same
 /// page whether the address was known or not.
 #[tracing::instrument(name = "gateway.subscribe", skip_all)]
 async fn subscribe(
     State(state): State<AppState>,
     client: Client,
+    headers: HeaderMap,
     axum::Form(form): axum::Form<SubscribeForm>,
 ) -> Response {
+    let accepted = accepted(&headers);
+    let unknown =
+        |detail| pages::refused(unnamed(accepted).language, Refusal::Organization(detail));
     let Ok(tenant) = Uuid::parse_str(form.organization.trim()) else {
-        return refused("organization: not an organization id; check the form's address");
+        return unknown("organization: not an organization id; check the form's address");
     };
-    let known: Result<Option<Uuid>, sqlx::Error> =
-        sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
-            .bind(tenant)
-            .fetch_optional(&state.pool)
-            .await;
-    match known {
-        Ok(Some(_)) => {}
-        Ok(None) => return refused("organization: no such organization; check the form"),
+    let tenant = TenantId::from_uuid(tenant);
+    let audience = match tenants::public_profile(&state.pool, tenant).await {
+        Ok(Some(profile)) => audience(profile, accepted),
+        Ok(None) => return unknown("organization: no such organization; check the form"),
         Err(error) => {
             tracing::error!(%error, "could not read the organizations");
-            return unavailable();
+            return pages::unavailable(unnamed(accepted).language);
         }
-    }
-    let tenant = TenantId::from_uuid(tenant);
+    };
     if !state.forms.admit(tenant, &client.ip).await {
         tracing::warn!(tenant_id = %tenant, "form subscriptions over the hourly limit refused");
-        return page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many subscriptions",
-            "<h1>Too many subscriptions</h1><p>Too many subscriptions came from your network \
-             this hour. Please try again in an hour.</p>",
-        );
+        return pages::too_many(audience.language);
     }
     let request = SubscribeRequest {
         email: form.email,
@@ -191,38 +228,26 @@ async fn subscribe(
         purpose: form.purpose,
         notice: form.notice,
         evidence: client.evidence(),
+        organization_name: audience.organization.clone().unwrap_or_default(),
+        language: audience.language.tag().to_owned(),
     };
     match state.upstreams.consent_for(tenant).subscribe(request).await {
-        Ok(_) => page(
-            StatusCode::OK,
-            "Check your inbox",
-            "<h1>Check your inbox</h1><p>We sent you an e-mail with a link. \
-             Open it to confirm your subscription: until then we will not write to you.</p>",
-        ),
-        Err(status) => failure(&status),
+        Ok(_) => pages::check_inbox(&audience),
+        Err(status) => failure(audience.language, &status),
     }
 }
 
 /// `GET /confirm/{token}`: a button to confirm; nothing changes on a GET.
 #[tracing::instrument(name = "gateway.confirm.show", skip_all)]
-async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    if token.len() > MAX_TOKEN_CHARS {
-        return invalid_link();
-    }
-    match state
-        .upstreams
-        .confirmation_tokens()
-        .read(&token, Utc::now())
-    {
-        Ok(_) => page(
-            StatusCode::OK,
-            "Confirm your subscription",
-            "<h1>Confirm your subscription</h1>\
-             <p>Press the button to confirm that you want to receive our e-mails.</p>\
-             <form method=\"post\"><button type=\"submit\">Confirm</button></form>",
-        ),
-        Err(Unusable::Expired) => expired(),
-        Err(Unusable::Invalid) => invalid_link(),
+async fn show(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let accepted = accepted(&headers);
+    match read_token(&state, &token) {
+        Ok(tenant) => pages::confirm_button(&audience_of(&state, tenant, accepted).await),
+        Err(page) => page(unnamed(accepted).language),
     }
 }
 
@@ -231,11 +256,14 @@ async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Respo
 async fn confirm(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    headers: HeaderMap,
     client: Client,
 ) -> Response {
-    if token.len() > MAX_TOKEN_CHARS {
-        return invalid_link();
-    }
+    let accepted = accepted(&headers);
+    let audience = match read_token(&state, &token) {
+        Ok(tenant) => audience_of(&state, tenant, accepted).await,
+        Err(page) => return page(unnamed(accepted).language),
+    };
     let request = ConfirmConsentRequest {
         token,
         evidence: client.evidence(),
@@ -246,75 +274,42 @@ async fn confirm(
         .confirm_consent(request)
         .await
     {
-        Ok(_) => page(
-            StatusCode::OK,
-            "Subscription confirmed",
-            "<h1>Subscription confirmed</h1><p>Thank you. You can unsubscribe at any time \
-             from the link at the bottom of every e-mail.</p>",
-        ),
-        Err(status) => failure(&status),
+        Ok(_) => pages::confirmed(&audience),
+        Err(status) => failure(audience.language, &status),
     }
 }
 
-fn invalid_link() -> Response {
-    page(
-        StatusCode::BAD_REQUEST,
-        "Invalid link",
-        "<h1>This link is not valid</h1><p>It may have been cut or changed when it was \
-         copied. Open it again straight from the e-mail.</p>",
-    )
-}
-
-fn expired() -> Response {
-    page(
-        StatusCode::GONE,
-        "Link expired",
-        "<h1>This link has expired</h1><p>Subscribe again from the form to receive a new \
-         one.</p>",
-    )
-}
-
-fn refused(message: &str) -> Response {
-    let body = format!(
-        "<h1>The form could not be sent</h1><p>{}</p>",
-        escape(message)
-    );
-    page(StatusCode::BAD_REQUEST, "Not sent", &body)
-}
-
-fn unavailable() -> Response {
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Please try again",
-        "<h1>Please try again</h1><p>We cannot handle your request right now. Please try \
-         again in a few minutes.</p>",
-    )
+/// The organization a confirmation link is for, or the page that says why
+/// the link cannot be used. Contacts reads the token again to confirm.
+fn read_token(state: &AppState, token: &str) -> Result<TenantId, fn(Language) -> Response> {
+    if token.len() > MAX_TOKEN_CHARS {
+        return Err(pages::invalid_link);
+    }
+    match state
+        .upstreams
+        .confirmation_tokens()
+        .read(token, Utc::now())
+    {
+        Ok(confirmation) => Ok(confirmation.tenant),
+        Err(Unusable::Expired) => Err(pages::expired),
+        Err(Unusable::Invalid) => Err(pages::invalid_link),
+    }
 }
 
 /// A page for a contacts error: the visitor's input, a stale link, or ours.
-fn failure(status: &Status) -> Response {
+fn failure(language: Language, status: &Status) -> Response {
+    let message = status.message();
     match status.code() {
-        Code::InvalidArgument if status.message().starts_with("token") => invalid_link(),
-        Code::InvalidArgument => refused(status.message()),
-        Code::FailedPrecondition => {
-            let body = format!(
-                "<h1>Nothing to confirm</h1><p>{}</p>",
-                escape(status.message())
-            );
-            page(StatusCode::CONFLICT, "Nothing to confirm", &body)
+        Code::InvalidArgument if message.starts_with("token") => pages::invalid_link(language),
+        Code::InvalidArgument if message.starts_with("email") => {
+            pages::refused(language, Refusal::Email)
         }
-        Code::Unavailable => unavailable(),
+        Code::InvalidArgument => pages::refused(language, Refusal::Field(message)),
+        Code::FailedPrecondition => pages::nothing_to_confirm(language, message),
+        Code::Unavailable => pages::unavailable(language),
         code => {
-            tracing::error!(
-                ?code,
-                error = status.message(),
-                "public subscription failed"
-            );
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "<h1>Something went wrong</h1><p>Please try again later.</p>",
-            )
+            tracing::error!(?code, error = message, "public subscription failed");
+            pages::went_wrong(language)
         }
     }
 }

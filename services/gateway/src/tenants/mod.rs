@@ -24,6 +24,11 @@ pub async fn create_tenant(pool: &PgPool, name: &str) -> anyhow::Result<(TenantI
         name.chars().count() <= TENANT_NAME_MAX_CHARS,
         "an organization name has at most {TENANT_NAME_MAX_CHARS} characters"
     );
+    // The name is shown on public pages and in e-mail subjects: one line.
+    anyhow::ensure!(
+        !name.chars().any(char::is_control),
+        "an organization name is one line of text: remove line breaks and tabs"
+    );
 
     let tenant = TenantId::new();
     let mut tx = pool.begin().await.context("starting a transaction")?;
@@ -109,6 +114,28 @@ pub struct Organization {
     pub id: TenantId,
     /// ISO 3166-1 alpha-2: where rows without a country are read to be.
     pub default_country: String,
+}
+
+/// What the public pages of an organization's forms show of it.
+#[derive(Debug, Clone)]
+pub struct PublicProfile {
+    /// As stored: escape it before putting it in HTML.
+    pub name: String,
+    /// ISO 3166-1 alpha-2: the country its default language follows.
+    pub country: String,
+}
+
+/// The public profile of `tenant`, if this gateway serves it.
+pub async fn public_profile(
+    pool: &PgPool,
+    tenant: TenantId,
+) -> sqlx::Result<Option<PublicProfile>> {
+    let found: Option<(String, String)> =
+        sqlx::query_as("SELECT name, default_country FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.map(|(name, country)| PublicProfile { name, country }))
 }
 
 /// A country code as stored: two ASCII letters, uppercased.

@@ -8,6 +8,7 @@ use axum::http::header::{
 };
 use axum::response::{Html, IntoResponse, Response};
 use muster_proto::messaging::v1::UnsubscribeResponse;
+use muster_runtime::language::Language;
 use tonic::{Code, Status};
 
 const POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
@@ -76,11 +77,17 @@ pub fn failure(status: &Status) -> Response {
     }
 }
 
-/// A complete page around `body`, which must already be escaped.
+/// A complete English page around `body`, which must already be escaped.
 pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_in(Language::English, status, title, body)
+}
+
+/// A complete page in `language` around `body`, which must already be escaped.
+pub(crate) fn page_in(language: Language, status: StatusCode, title: &str, body: &str) -> Response {
     let title = escape(title);
+    let lang = language.tag();
     let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"robots\" content=\"noindex\"><title>{title}</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;\

@@ -91,6 +91,22 @@ async fn an_organization_needs_a_name() {
     assert!(error.to_string().contains("name"), "{error}");
 }
 
+#[tokio::test]
+async fn an_organization_name_is_one_line_since_pages_and_subjects_show_it() {
+    let gateway = spawn_gateway(stopped_services().await).await;
+
+    let error = create_tenant(&gateway.pool, "Verts\r\nBcc: all@example.org")
+        .await
+        .unwrap_err();
+
+    assert!(error.to_string().contains("line breaks"), "{error}");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+        .fetch_one(&gateway.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+}
+
 /// `create-tenant` is used in scripts: what it prints on standard output is
 /// the tenant and its key alone, its log lines go to standard error.
 #[tokio::test]

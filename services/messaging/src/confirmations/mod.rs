@@ -1,6 +1,7 @@
 //! Double opt-in e-mails: when contacts records a pending e-mail consent,
 //! one message with a signed, expiring link to the gateway's confirmation
-//! page goes to the address through the SMTP relay.
+//! page goes to the address through the SMTP relay, in the language of the
+//! page the person subscribed on and naming the organization ([`letter`]).
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::smtp::{Failure, Relay};
+
+mod letter;
 
 /// The queue, and the inbox name, of confirmation requests.
 pub const QUEUE: &str = "messaging.consent-confirmations";
@@ -43,34 +46,21 @@ pub struct Confirmations {
     pub hasher: AddressHasher,
 }
 
-impl Confirmations {
-    fn email(&self, event: &ConsentConfirmationRequested, link: &str) -> anyhow::Result<Email> {
-        let to: Mailbox = event.email.parse().context("the address of the request")?;
-        let greeting = match event.first_name.trim() {
-            "" => "Hello,".to_owned(),
-            name => format!("Hello {name},"),
-        };
-        let what = match event.purpose.as_str() {
-            "" => "our e-mails".to_owned(),
-            purpose => format!("our e-mails ({purpose})"),
-        };
-        let notice = match event.notice.trim() {
-            "" => String::new(),
-            notice => format!("\nWhat you agreed to: {notice}\n"),
-        };
-        let text = format!(
-            "{greeting}\n\nPlease confirm that you want to receive {what} by opening this \
-             link and pressing the button:\n\n{link}\n{notice}\nThe link works for {} hours. \
-             If you did not ask for this, ignore this message: nothing will be sent to you.\n",
-            self.link_ttl.as_secs() / 3_600
-        );
-        Email::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject("Please confirm your subscription")
-            .singlepart(SinglePart::plain(text))
-            .context("building the confirmation e-mail")
-    }
+/// The confirmation e-mail from `from` to the person of `event`.
+fn email(
+    from: &Mailbox,
+    event: &ConsentConfirmationRequested,
+    link: &str,
+    link_hours: u64,
+) -> anyhow::Result<Email> {
+    let to: Mailbox = event.email.parse().context("the address of the request")?;
+    let letter = letter::compose(event, link, link_hours);
+    Email::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(letter.subject)
+        .singlepart(SinglePart::plain(letter.text))
+        .context("building the confirmation e-mail")
 }
 
 impl Handler for Confirmations {
@@ -111,7 +101,8 @@ impl Handler for Confirmations {
             expires_at,
         });
         let link = format!("{}/confirm/{token}", self.public_url);
-        let email = self.email(&event, &link).map_err(HandleError::Permanent)?;
+        let hours = self.link_ttl.as_secs() / 3_600;
+        let email = email(&self.from, &event, &link, hours).map_err(HandleError::Permanent)?;
         match self.smtp.send(email.envelope(), &email.formatted()).await {
             Ok(_) => {}
             Err(Failure::Refused {
@@ -136,5 +127,38 @@ impl Handler for Confirmations {
         tracing::info!(tenant_id = %message.tenant_id, person_id = %person,
             "confirmation e-mail sent");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_organization_name_cannot_add_a_header() {
+        let from: Mailbox = "Muster <no-reply@example.org>".parse().unwrap();
+        let event = ConsentConfirmationRequested {
+            email: "zoe@example.org".into(),
+            organization_name: "Verts\r\nBcc: all@example.org\nX-Evil: 1".into(),
+            language: "en".into(),
+            ..Default::default()
+        };
+        let email = email(&from, &event, "https://x/confirm/t", 72).unwrap();
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        let (headers, _) = raw.split_once("\r\n\r\n").unwrap();
+        let names: Vec<&str> = headers
+            .split("\r\n")
+            .filter(|line| !line.starts_with([' ', '\t']))
+            .filter_map(|line| line.split_once(':').map(|(name, _)| name))
+            .collect();
+        assert!(
+            !names.contains(&"Bcc") && !names.contains(&"X-Evil"),
+            "{headers}"
+        );
+        assert_eq!(email.envelope().to().len(), 1);
+        assert!(
+            headers.contains("Subject: Verts Bcc: all@example.org X-Evil: 1: please confirm"),
+            "{headers}"
+        );
     }
 }
