@@ -115,3 +115,91 @@ async fn a_page_token_of_another_import_and_a_negative_page_size_are_refused() -
     );
     service.stop().await
 }
+
+/// The issues of `job` as (line, field, reason).
+async fn issues_of(
+    client: &mut support::Client,
+    job: &pb::ImportJob,
+) -> anyhow::Result<Vec<(u64, String, String)>> {
+    let issues = client
+        .list_import_issues(pb::ListImportIssuesRequest {
+            import_id: job.id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .issues;
+    Ok(issues
+        .into_iter()
+        .map(|issue| (issue.line, issue.field, issue.reason))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_aside()
+-> anyhow::Result<()> {
+    let service = Service::start("shared_phone").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = || pb::ImportHeader {
+        file_name: "famille.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let first = "Prénom;Nom;E-mail;Téléphone\nJean;Famille;;01 44 55 66 77\n";
+    support::upload(&mut client, header(), first).await?;
+
+    // The same number: Jean again (any case or accent), a row without a name,
+    // then Marie, twice, and Paul, who are other people.
+    let second = "Prénom;Nom;E-mail;Téléphone\n\
+                  JEAN;FAMILLE;;01 44 55 66 77\n\
+                  ;;;+33144556677\n\
+                  Marie;Famille;;01 44 55 66 77\n\
+                  Paul;Autre;;01.44.55.66.77\n\
+                  Marie;Famille;marie@example.org;01 44 55 66 77\n";
+    let job = support::upload(&mut client, header(), second).await?;
+
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!(
+        (counts.created, counts.merged, counts.rejected),
+        (1, 2, 2),
+        "Jean and the nameless row are Jean; Marie with her e-mail is new"
+    );
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(4, "phone"), (5, "phone")], "{issues:?}");
+    assert!(
+        issues[0].2.starts_with(
+            "no e-mail address, and this phone number is already the one of another person \
+             without e-mail (another name)"
+        ),
+        "{issues:?}"
+    );
+    let names: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT first_name, email FROM people WHERE phone = '+33144556677' ORDER BY created_at",
+    )
+    .fetch_all(&service.pool)
+    .await?;
+    assert_eq!(
+        names,
+        [
+            (Some("Jean".into()), None),
+            (Some("Marie".into()), Some("marie@example.org".into()))
+        ]
+    );
+
+    // Two outside records on one number, in one file: the second is set aside.
+    let nation = pb::ImportHeader {
+        file_name: "nb.csv".into(),
+        preset: pb::ImportPreset::Nationbuilder as i32,
+        ..Default::default()
+    };
+    let rows = "nationbuilder_id,first_name,last_name,email1,mobile_number\n\
+                101,Lou,Roy,,06 12 34 56 78\n\
+                102,Lou,Roy,,06 12 34 56 78\n";
+    let job = support::upload(&mut client, nation, rows).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.created, counts.rejected), (1, 1));
+    let issues = issues_of(&mut client, &job).await?;
+    assert!(issues[0].2.contains("(another outside id)"), "{issues:?}");
+    service.stop().await
+}

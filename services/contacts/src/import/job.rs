@@ -259,6 +259,13 @@ async fn write_one(
         .await?;
     set_aside_erased(&mut tx, task, batch).await?;
     merge::addresses::match_secondaries(&mut tx, task.tenant_id, &mut batch.rows).await?;
+    super::shared_phone::set_aside_other_people(
+        &mut tx,
+        task.tenant_id,
+        &mut batch.rows,
+        &mut batch.rejected,
+    )
+    .await?;
     phases.lap(clock, Phase::Matching);
     let counts = write_batch(&mut tx, task, terms, batch, phases, clock).await?;
     record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;

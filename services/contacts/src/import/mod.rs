@@ -7,6 +7,7 @@ mod columns;
 mod decode;
 pub mod job;
 mod row;
+mod shared_phone;
 mod time;
 
 #[cfg(test)]
