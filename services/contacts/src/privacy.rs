@@ -189,6 +189,19 @@ pub async fn erase(
     let Some((email_key, phone)) = deleted else {
         return earlier_erasure(&mut tx, tenant, person).await;
     };
+    // A pair would tell that an erased person matched another, and can no
+    // longer be merged: the person's pairs go, by their own id or one merged
+    // into them.
+    sqlx::query(
+        "DELETE FROM duplicates d WHERE d.tenant_id = $1
+           AND (d.person_a = $2 OR d.person_b = $2 OR EXISTS (
+                SELECT 1 FROM merges m WHERE m.tenant_id = $1 AND m.survivor_id = $2
+                  AND m.merged_id IN (d.person_a, d.person_b)))",
+    )
+    .bind(tenant)
+    .bind(person)
+    .execute(&mut *tx)
+    .await?;
 
     let erasure = Uuid::now_v7();
     let now = Utc::now();

@@ -654,6 +654,31 @@ async fn erasing_a_survivor_hashes_every_address_and_empties_the_snapshots() -> 
     )
     .await?;
     merge(&mut service.client, ann, old).await?;
+    // Ann shares a number with Bea: a pair to review, through a merged id too.
+    let bea = insert(
+        &service,
+        New {
+            email: Some("bea@example.org"),
+            phone: Some("+33633333333"),
+            ..New::default()
+        },
+    )
+    .await?;
+    sqlx::query("UPDATE people SET phone = '+33633333333' WHERE id = $1")
+        .bind(ann)
+        .execute(&service.pool)
+        .await?;
+    find(&mut service.client).await?;
+    sqlx::query(
+        "INSERT INTO duplicates (id, tenant_id, person_a, person_b, reasons)
+         SELECT $1, tenant_id, $2, $3, '{phone}' FROM people WHERE id = $3",
+    )
+    .bind(Uuid::now_v7())
+    .bind(old)
+    .bind(bea)
+    .execute(&service.pool)
+    .await?;
+    assert_eq!(open_pairs(&mut service.client).await?.len(), 2);
     let mut privacy = PersonDataServiceClient::with_interceptor(
         service.channel.clone(),
         Bearer::new(&service.token),
@@ -682,6 +707,10 @@ async fn erasing_a_survivor_hashes_every_address_and_empties_the_snapshots() -> 
         serde_json::json!({"erased": true}),
         "the audit keeps no address"
     );
+    let pairs: i64 = sqlx::query_scalar("SELECT count(*) FROM duplicates")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(pairs, 0, "no pair tells that an erased person matched another");
     Ok(())
 }
 
