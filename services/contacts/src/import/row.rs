@@ -61,13 +61,20 @@ pub(crate) fn read(
         .map(trim_blank)
         .filter(|value| !value.is_empty())
         .collect();
+    // The row's values have shifted: which one belongs where is anyone's guess,
+    // and a postal code stored as a tag is worse than a row to import again.
     if !beyond.is_empty() {
         let reason = format!(
-            "{} value(s) past the last column, not imported: a separator inside a field (an \
-             address with a ';')? quote that field and import the file again",
+            "{} value(s) past the last column: a separator inside a field (an address with a \
+             ';') shifted the row's values, so the row is not imported: quote that field and \
+             import the file again",
             beyond.len()
         );
         fields.issue("row", &beyond.join(" | "), reason);
+        return RowOutcome::Rejected {
+            line,
+            issues: fields.issues,
+        };
     }
 
     if email.is_none() && phone.is_none() {

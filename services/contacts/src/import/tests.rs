@@ -1026,7 +1026,7 @@ fn an_address_left_open_over_the_rows_below_it_is_named() {
 }
 
 #[test]
-fn values_past_the_last_column_are_named() {
+fn a_row_with_values_past_the_last_column_is_rejected_not_stored_shifted() {
     let input = "Prénom;Nom;E-mail;Code postal\n\
         A;Ragged;ragged@example.org;33000;extra;more\n\
         B;Trailing;trailing@example.org;33000;;\n"
@@ -1034,10 +1034,13 @@ fn values_past_the_last_column_are_named() {
 
     let outcomes = read_str(input, Preset::FrExcel);
 
-    let ragged = row(&outcomes[0]);
-    assert_eq!(ragged.issues.len(), 1, "{:?}", ragged.issues);
-    assert_eq!(ragged.issues[0].field, "row");
-    assert_eq!(ragged.issues[0].value, "extra | more");
+    let RowOutcome::Rejected { issues, .. } = &outcomes[0] else {
+        panic!("expected a rejection, got {:?}", outcomes[0]);
+    };
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0].field, "row");
+    assert_eq!(issues[0].value, "extra | more");
+    assert!(issues[0].reason.contains("the row is not imported"), "{issues:?}");
     assert!(
         row(&outcomes[1]).issues.is_empty(),
         "empty trailing fields are nothing"
