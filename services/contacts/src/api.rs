@@ -77,7 +77,8 @@ impl ContactsService for Api {
             token => Some(parse_id(token, "page_token")?),
         };
         let limit = page_size(request.page_size)?;
-        let found = people::list(&self.pool, tenant, &filter, after, limit).await?;
+        let lookup = people::Lookup::parse(&request.email, &request.phone)?;
+        let found = people::list(&self.pool, tenant, &filter, &lookup, after, limit).await?;
         let next_page_token = match found.last() {
             Some(last) if found.len() as i64 == limit => last.id.clone(),
             _ => String::new(),

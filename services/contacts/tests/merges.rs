@@ -710,7 +710,10 @@ async fn erasing_a_survivor_hashes_every_address_and_empties_the_snapshots() -> 
     let pairs: i64 = sqlx::query_scalar("SELECT count(*) FROM duplicates")
         .fetch_one(&service.pool)
         .await?;
-    assert_eq!(pairs, 0, "no pair tells that an erased person matched another");
+    assert_eq!(
+        pairs, 0,
+        "no pair tells that an erased person matched another"
+    );
     Ok(())
 }
 
@@ -1169,5 +1172,67 @@ async fn a_placeholder_id_and_a_common_name_pair_no_one() -> anyhow::Result<()> 
     let pairs = open_pairs(&mut service.client).await?;
     let reasons: Vec<i32> = pairs[0].reasons.clone();
     assert_eq!(reasons, [pb::DuplicateKind::NamePostalCode as i32]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_person_is_found_by_an_address_or_number_of_theirs_or_merged_into_them()
+-> anyhow::Result<()> {
+    let mut service = start("lookup").await?;
+    let ann = insert(
+        &service,
+        New {
+            email: Some("Ann@Example.org"),
+            phone: Some("+33644444444"),
+            ..New::default()
+        },
+    )
+    .await?;
+    let old = insert(
+        &service,
+        New {
+            email: Some("ann@old.example"),
+            phone: Some("+33655555555"),
+            ..New::default()
+        },
+    )
+    .await?;
+    insert(
+        &service,
+        New {
+            email: Some("someone@example.org"),
+            ..New::default()
+        },
+    )
+    .await?;
+    merge(&mut service.client, ann, old).await?;
+    let lookup = |email: &str, phone: &str| pb::ListPeopleRequest {
+        email: email.into(),
+        phone: phone.into(),
+        ..Default::default()
+    };
+
+    for (email, phone) in [
+        ("ANN@example.org", ""),
+        (" ann@OLD.example ", ""),
+        ("", "06 55 55 55 55"),
+        ("ann@example.org", "+33644444444"),
+    ] {
+        let found = service.client.list_people(lookup(email, phone)).await?;
+        let ids: Vec<String> = found.into_inner().people.into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, [ann.to_string()], "{email:?} {phone:?}");
+    }
+    let nobody = service
+        .client
+        .list_people(lookup("nobody@example.org", ""))
+        .await?;
+    assert!(nobody.into_inner().people.is_empty());
+    let refused = service
+        .client
+        .list_people(lookup("not an address", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().starts_with("email: "), "{refused:?}");
     Ok(())
 }

@@ -1040,7 +1040,10 @@ fn a_row_with_values_past_the_last_column_is_rejected_not_stored_shifted() {
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!(issues[0].field, "row");
     assert_eq!(issues[0].value, "extra | more");
-    assert!(issues[0].reason.contains("the row is not imported"), "{issues:?}");
+    assert!(
+        issues[0].reason.contains("the row is not imported"),
+        "{issues:?}"
+    );
     assert!(
         row(&outcomes[1]).issues.is_empty(),
         "empty trailing fields are nothing"

@@ -6,10 +6,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use muster_proto::contacts::v1 as pb;
 use muster_runtime::time::{opt_to_proto, to_proto};
 use muster_runtime::{ApiError, TenantId};
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::domain::custom_field::canonical_text;
+use crate::domain::{EmailAddress, PhoneNumber};
 use crate::merge;
 use crate::segment::Filter;
 
@@ -97,11 +98,13 @@ pub async fn list(
     pool: &PgPool,
     tenant: TenantId,
     filter: &Filter,
+    lookup: &Lookup,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<pb::Person>, ApiError> {
     let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM people"));
     filter.push_where(&mut query, tenant);
+    lookup.push_where(&mut query, tenant);
     if let Some(after) = after {
         query.push(" AND id > ").push_bind(after);
     }
@@ -116,6 +119,64 @@ pub async fn list(
     let mut people: Vec<pb::Person> = rows.into_iter().map(into_proto).collect();
     merge::addresses::attach(pool, tenant, &mut people).await?;
     Ok(people)
+}
+
+/// The address or number a listing looks a person up by, in the form
+/// people are stored in.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    email_key: Option<String>,
+    phone: Option<String>,
+}
+
+impl Lookup {
+    /// Reads the `email` and `phone` of a request; empty ones look nothing up.
+    pub fn parse(email: &str, phone: &str) -> Result<Self, ApiError> {
+        let email_key = match email.trim() {
+            "" => None,
+            email => Some(
+                EmailAddress::parse(email)
+                    .map_err(|e| ApiError::invalid("email", e.reason))?
+                    .key()
+                    .to_owned(),
+            ),
+        };
+        let phone = match phone.trim() {
+            "" => None,
+            phone => Some(
+                PhoneNumber::parse(phone, phonenumber::country::Id::FR, None)
+                    .map_err(|e| ApiError::invalid("phone", e.reason))?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
+        Ok(Self { email_key, phone })
+    }
+
+    /// Adds the conditions: the person's own address or number, or one
+    /// merged into them.
+    fn push_where(&self, query: &mut QueryBuilder<Postgres>, tenant: TenantId) {
+        if let Some(key) = &self.email_key {
+            query
+                .push(" AND (email_key = ")
+                .push_bind(key.clone())
+                .push(" OR id IN (SELECT person_id FROM person_emails WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND email_key = ")
+                .push_bind(key.clone())
+                .push("))");
+        }
+        if let Some(phone) = &self.phone {
+            query
+                .push(" AND (phone = ")
+                .push_bind(phone.clone())
+                .push(" OR id IN (SELECT person_id FROM person_phones WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND phone = ")
+                .push_bind(phone.clone())
+                .push("))");
+        }
+    }
 }
 
 fn into_proto(row: PersonRow) -> pb::Person {

@@ -3,23 +3,38 @@
 use axum::Json;
 use axum::extract::Path;
 use muster_proto::contacts::v1::{GetPersonRequest, ListPeopleRequest};
+use serde::Deserialize;
 
-use super::PageParams;
 use super::models::{Page, People, Person};
 use crate::error::HttpError;
 use crate::extract::QueryParams;
 use crate::upstream::{Reply, TenantApi, Upstream};
 
-/// `GET /v1/people`: one page of people.
+/// `?page_size=&page_token=&email=&phone=` of the people listing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeopleParams {
+    page_size: i32,
+    page_token: String,
+    /// The person with this address (theirs or merged into them).
+    email: String,
+    /// The people with this number (theirs or merged into them).
+    phone: String,
+}
+
+/// `GET /v1/people`: one page of people, or the person of an address or
+/// number (`?email=`, `?phone=`), as an access or erasure request names them.
 #[tracing::instrument(name = "gateway.people.list", skip_all, fields(tenant_id = %api.tenant))]
 pub async fn list(
     mut api: TenantApi,
-    QueryParams(page): QueryParams<PageParams>,
+    QueryParams(params): QueryParams<PeopleParams>,
 ) -> Result<Json<Page<People>>, HttpError> {
     let request = ListPeopleRequest {
-        page_size: page.page_size,
-        page_token: page.page_token,
+        page_size: params.page_size,
+        page_token: params.page_token,
         filter: None,
+        email: params.email,
+        phone: params.phone,
     };
     let reply = api
         .contacts
