@@ -206,6 +206,25 @@ async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_res
         !page.contains(&message.recipients[0]),
         "the page shows the whole address"
     );
+    // A French organization's page, unless the browser reads English.
+    assert!(page.contains("<html lang=\"fr\">"), "{page}");
+    assert!(
+        page.contains("les e-mails de «&nbsp;<strong>Fédération du Rhône</strong>&nbsp;»"),
+        "{page}"
+    );
+    let english = gateway
+        .http
+        .get(format!("{}/u/{token}", gateway.base))
+        .header("accept-language", "en")
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(english.contains("<html lang=\"en\">"), "{english}");
+    assert!(
+        english.contains("e-mails from <strong>Fédération du Rhône</strong>"),
+        "{english}"
+    );
 
     let one_click = gateway
         .http
@@ -215,6 +234,9 @@ async fn an_organizer_imports_counts_sends_and_a_recipient_unsubscribes_over_res
         .send()
         .await?;
     assert_eq!(one_click.status().as_u16(), 200);
+    let done = one_click.text().await?;
+    assert!(done.contains("Désinscription confirmée"), "{done}");
+    assert!(done.contains("Fédération du Rhône"), "{done}");
     let forged = gateway
         .http
         .post(format!("{}/u/{token}x", gateway.base))

@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod spreadsheet;
 pub mod telemetry;
 pub mod time;
+pub mod unsubscribe;
 
 pub use error::ApiError;
 pub use ids::TenantId;

@@ -4,6 +4,7 @@
 //! organization), and serves the public unsubscribe pages and the webhooks
 //! through which providers and mail relays report bounces and complaints.
 
+mod audience;
 mod auth;
 mod error;
 mod extract;

@@ -14,6 +14,7 @@ use muster_proto::messaging::v1::messaging_service_client::MessagingServiceClien
 use muster_proto::messaging::v1::person_data_service_client as messaging_people;
 use muster_runtime::auth::{Bearer, Signer};
 use muster_runtime::confirmation::ConfirmationTokens;
+use muster_runtime::unsubscribe::UnsubscribeTokens;
 use muster_runtime::{ApiError, TenantId};
 
 use crate::tenants::Organization;
@@ -128,6 +129,11 @@ impl Upstreams {
     /// Reads the confirmation links messaging signs with the same secret.
     pub fn confirmation_tokens(&self) -> ConfirmationTokens {
         ConfirmationTokens::with_signer(self.signer.clone())
+    }
+
+    /// Reads the unsubscribe links messaging signs with the same secret.
+    pub fn unsubscribe_tokens(&self) -> UnsubscribeTokens {
+        UnsubscribeTokens::with_signer(self.signer.clone())
     }
 
     /// A messaging client acting for no organization, for the public pages.

@@ -5,6 +5,7 @@ use muster_proto::messaging::v1 as pb;
 use muster_proto::messaging::v1::ingest_bounce_request::Source;
 use muster_proto::messaging::v1::messaging_service_server::MessagingService;
 use muster_runtime::outbox::{Destination, Outgoing};
+use muster_runtime::unsubscribe::UnsubscribeTokens;
 use muster_runtime::{ApiError, TenantId, auth};
 use prost::Message;
 use sqlx::PgPool;
@@ -20,14 +21,13 @@ use crate::launch::Launcher;
 use crate::ratelimit;
 use crate::render::Templates;
 use crate::store::{self, CAMPAIGN_COLUMNS, CampaignRow};
-use crate::unsubscribe::Tokens;
 
 /// The service's handlers.
 #[derive(Clone)]
 pub struct Api {
     pub pool: PgPool,
     pub launcher: Launcher,
-    pub tokens: Tokens,
+    pub tokens: UnsubscribeTokens,
     /// A claim older than this belongs to a sender that died mid-send.
     pub stale_claim: std::time::Duration,
     /// When transient bounces suppress an address.

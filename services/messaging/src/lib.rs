@@ -18,7 +18,6 @@ pub mod segment;
 pub mod sender;
 pub mod smtp;
 pub mod store;
-pub mod unsubscribe;
 
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ use muster_runtime::confirmation::ConfirmationTokens;
 use muster_runtime::consumer::ConsumerOptions;
 use muster_runtime::privacy::{AddressHasher, PrivacySettings};
 use muster_runtime::service::{Service, Tasks, bind};
+use muster_runtime::unsubscribe::UnsubscribeTokens;
 use muster_runtime::{db, grpc};
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -255,7 +255,7 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = &self.settings;
         let signer = Signer::new(&settings.auth.token_secret);
-        let tokens = unsubscribe::Tokens::new(&settings.auth.token_secret);
+        let tokens = UnsubscribeTokens::new(&settings.auth.token_secret);
         let hasher = AddressHasher::new(&settings.privacy);
         let mut tasks = Tasks::new(shutdown);
 

@@ -17,6 +17,7 @@ use lettre::transport::smtp::response::Response;
 use muster_proto::events::v1::SendJob;
 use muster_runtime::TenantId;
 use muster_runtime::consumer::{HandleError, Handler, Incoming};
+use muster_runtime::unsubscribe::UnsubscribeTokens;
 use prost::Message;
 use sqlx::PgPool;
 use tokio::sync::{RwLock, Semaphore};
@@ -29,7 +30,6 @@ use crate::ratelimit::Limiter;
 use crate::render::{MergeFields, Rendered, Templates};
 use crate::smtp::{Failure, Relay};
 use crate::store;
-use crate::unsubscribe::Tokens;
 
 /// Attempts of one delivery before it is failed.
 const MAX_ATTEMPTS: i32 = 5;
@@ -126,7 +126,7 @@ pub struct Sender {
     /// re-sent, while claims (which guard against sending twice) stay durable.
     pub results: PgPool,
     pub smtp: Relay,
-    pub tokens: Tokens,
+    pub tokens: UnsubscribeTokens,
     /// Base of the public unsubscribe links, e.g. `https://act.example.org`.
     pub public_url: String,
     pacing: Pacing,
@@ -180,7 +180,7 @@ impl Sender {
         pool: PgPool,
         results: PgPool,
         smtp: Relay,
-        tokens: Tokens,
+        tokens: UnsubscribeTokens,
         public_url: String,
         pacing: Pacing,
         capacity: Capacity,

@@ -3,16 +3,17 @@
 //! the e-mail messaging then sends links to `/confirm/{token}`, where a GET
 //! only shows a button (mail scanners follow links) and the POST confirms.
 //!
-//! The pages speak French or English ([`language::negotiate`]) and name the
-//! organization; the subscription carries both to contacts, so that the
-//! confirmation e-mail reads in the page's language and says who asks.
+//! The pages speak French or English and name the organization
+//! ([`crate::audience`]); the subscription carries both to contacts, so
+//! that the confirmation e-mail reads in the page's language and says who
+//! asks.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::HeaderMap;
-use axum::http::header::{ACCEPT_LANGUAGE, USER_AGENT};
+use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -25,15 +26,15 @@ use serde::Deserialize;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-mod language;
 mod limit;
 mod pages;
 
 pub use limit::FormLimiter;
 
-use self::pages::{Audience, Refusal, WITHOUT_ORGANIZATION};
+use self::pages::Refusal;
+use crate::audience::{Audience, accepted};
 use crate::startup::AppState;
-use crate::tenants::{self, PublicProfile};
+use crate::tenants;
 
 /// Form bodies are small; anything larger is not a subscription.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -158,41 +159,6 @@ impl Client {
     }
 }
 
-/// The visitor's `Accept-Language`, if it is text.
-fn accepted(headers: &HeaderMap) -> Option<&str> {
-    headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok())
-}
-
-/// The audience of a page about `profile`'s organization, in the language
-/// the visitor reads, else the organization's.
-fn audience(profile: PublicProfile, accepted: Option<&str>) -> Audience {
-    let default = Language::for_country(&profile.country);
-    Audience {
-        language: language::negotiate(accepted, default),
-        organization: Some(profile.name),
-    }
-}
-
-/// The audience of a page about `tenant`, found from a link: unnamed when
-/// the organization cannot be read, since the page works without its name.
-async fn audience_of(state: &AppState, tenant: TenantId, accepted: Option<&str>) -> Audience {
-    match tenants::public_profile(&state.pool, tenant).await {
-        Ok(Some(profile)) => audience(profile, accepted),
-        Ok(None) => unnamed(accepted),
-        Err(error) => {
-            tracing::warn!(%error, tenant_id = %tenant, "could not read the organization's name");
-            unnamed(accepted)
-        }
-    }
-}
-
-fn unnamed(accepted: Option<&str>) -> Audience {
-    Audience {
-        language: language::negotiate(accepted, WITHOUT_ORGANIZATION),
-        organization: None,
-    }
-}
-
 /// `POST /subscribe`: records the subscription pending and answers the same
 /// page whether the address was known or not.
 #[tracing::instrument(name = "gateway.subscribe", skip_all)]
@@ -203,18 +169,22 @@ async fn subscribe(
     axum::Form(form): axum::Form<SubscribeForm>,
 ) -> Response {
     let accepted = accepted(&headers);
-    let unknown =
-        |detail| pages::refused(unnamed(accepted).language, Refusal::Organization(detail));
+    let unknown = |detail| {
+        pages::refused(
+            Audience::unnamed(accepted).language,
+            Refusal::Organization(detail),
+        )
+    };
     let Ok(tenant) = Uuid::parse_str(form.organization.trim()) else {
         return unknown("organization: not an organization id; check the form's address");
     };
     let tenant = TenantId::from_uuid(tenant);
     let audience = match tenants::public_profile(&state.pool, tenant).await {
-        Ok(Some(profile)) => audience(profile, accepted),
+        Ok(Some(profile)) => Audience::of(profile, accepted),
         Ok(None) => return unknown("organization: no such organization; check the form"),
         Err(error) => {
             tracing::error!(%error, "could not read the organizations");
-            return pages::unavailable(unnamed(accepted).language);
+            return pages::unavailable(Audience::unnamed(accepted).language);
         }
     };
     if !state.forms.admit(tenant, &client.ip).await {
@@ -246,8 +216,10 @@ async fn show(
 ) -> Response {
     let accepted = accepted(&headers);
     match read_token(&state, &token) {
-        Ok(tenant) => pages::confirm_button(&audience_of(&state, tenant, accepted).await),
-        Err(page) => page(unnamed(accepted).language),
+        Ok(tenant) => {
+            pages::confirm_button(&Audience::of_tenant(&state.pool, tenant, accepted).await)
+        }
+        Err(page) => page(Audience::unnamed(accepted).language),
     }
 }
 
@@ -261,8 +233,8 @@ async fn confirm(
 ) -> Response {
     let accepted = accepted(&headers);
     let audience = match read_token(&state, &token) {
-        Ok(tenant) => audience_of(&state, tenant, accepted).await,
-        Err(page) => return page(unnamed(accepted).language),
+        Ok(tenant) => Audience::of_tenant(&state.pool, tenant, accepted).await,
+        Err(page) => return page(Audience::unnamed(accepted).language),
     };
     let request = ConfirmConsentRequest {
         token,

@@ -6,35 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use muster_runtime::language::Language;
 
+use crate::audience::Audience;
 use crate::unsubscribe::page::{escape, page_in};
-
-/// The language of pages that cannot tell their organization (an unknown
-/// form, a broken link) and whose visitor names none of ours: French, as
-/// organizations are unless told otherwise (`tenants.default_country`).
-pub const WITHOUT_ORGANIZATION: Language = Language::French;
-
-/// Whom a page speaks to and for.
-#[derive(Debug, Clone)]
-pub struct Audience {
-    pub language: Language,
-    /// The organization's name as stored; `None` when it is not known.
-    pub organization: Option<String>,
-}
-
-impl Audience {
-    /// `name` in HTML, or `None` when the organization is not known.
-    fn name(&self) -> Option<String> {
-        self.organization.as_deref().map(escape)
-    }
-
-    /// `title`, followed by the organization's name when it is known.
-    fn title(&self, title: &str) -> String {
-        match &self.organization {
-            Some(name) => format!("{title} – {name}"),
-            None => title.to_owned(),
-        }
-    }
-}
 
 /// Why a form was not taken.
 #[derive(Debug, Clone, Copy)]

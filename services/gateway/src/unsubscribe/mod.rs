@@ -2,6 +2,10 @@
 //! `GET /u/{token}` asks for confirmation (link scanners follow GETs, so a
 //! GET never unsubscribes); `POST /u/{token}` unsubscribes, from the page's
 //! button or from a mail client's RFC 8058 one-click request.
+//!
+//! Messaging decides what a token does. The gateway reads the token too,
+//! only to name the link's organization on the pages and to speak the
+//! visitor's language, else the organization's ([`crate::audience`]).
 
 mod one_click;
 pub(crate) mod page;
@@ -15,6 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use muster_proto::messaging::v1::UnsubscribeRequest;
 
+use crate::audience::{Audience, accepted};
 use crate::startup::AppState;
 
 /// Form bodies are a few bytes; anything larger is not ours.
@@ -31,10 +36,16 @@ pub fn router() -> Router<AppState> {
 
 /// `GET /u/{token}`: the confirmation page, with the masked address.
 #[tracing::instrument(name = "gateway.unsubscribe.show", skip_all)]
-async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+async fn show(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let accepted = accepted(&headers);
     if token.len() > MAX_TOKEN_CHARS {
-        return page::invalid_link();
+        return page::invalid_link(Audience::unnamed(accepted).language);
     }
+    let audience = audience(&state, &token, accepted).await;
     let request = UnsubscribeRequest {
         token,
         method: String::new(),
@@ -45,8 +56,8 @@ async fn show(State(state): State<AppState>, Path(token): Path<String>) -> Respo
         .inspect_unsubscribe(request)
         .await
     {
-        Ok(reply) => page::confirm(&reply.into_inner()),
-        Err(status) => page::failure(&status),
+        Ok(reply) => page::confirm(&audience, &reply.into_inner()),
+        Err(status) => page::failure(audience.language, &status),
     }
 }
 
@@ -58,8 +69,9 @@ async fn confirm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let accepted = accepted(&headers);
     if token.len() > MAX_TOKEN_CHARS {
-        return page::invalid_link();
+        return page::invalid_link(Audience::unnamed(accepted).language);
     }
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -72,16 +84,27 @@ async fn confirm(
     tracing::Span::current().record("method", method);
 
     let request = UnsubscribeRequest {
-        token,
+        token: token.clone(),
         method: method.into(),
     };
-    match state
+    let unsubscribed = state
         .upstreams
         .public_messaging()
         .unsubscribe(request)
-        .await
-    {
-        Ok(reply) => page::done(&reply.into_inner()),
-        Err(status) => page::failure(&status),
+        .await;
+    // Only the page waits for the organization's name, never the unsubscribe.
+    let audience = audience(&state, &token, accepted).await;
+    match unsubscribed {
+        Ok(reply) => page::done(&audience, &reply.into_inner()),
+        Err(status) => page::failure(audience.language, &status),
+    }
+}
+
+/// The audience of a link's page: its organization's when the token is
+/// genuine, else unnamed. Messaging still judges the token on its own.
+async fn audience(state: &AppState, token: &str, accepted: Option<&str>) -> Audience {
+    match state.upstreams.unsubscribe_tokens().read(token) {
+        Some((tenant, _)) => Audience::of_tenant(&state.pool, tenant, accepted).await,
+        None => Audience::unnamed(accepted),
     }
 }

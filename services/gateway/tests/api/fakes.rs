@@ -10,6 +10,7 @@ use muster_proto::messaging::v1::messaging_service_server::{
 };
 use muster_runtime::TenantId;
 use muster_runtime::auth::{Authenticate, Signer, caller};
+use muster_runtime::unsubscribe::UnsubscribeTokens;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -73,7 +74,8 @@ pub enum Call {
     },
 }
 
-/// Tokens the fake messaging service knows.
+/// Tokens the fake messaging service knows, besides any token signed with
+/// [`SECRET`], which it answers like [`GOOD_TOKEN`].
 pub const GOOD_TOKEN: &str = "good-token";
 pub const ALREADY_TOKEN: &str = "already-token";
 /// A bounce report containing this is about a delivery messaging does not know.
@@ -322,9 +324,11 @@ impl ContactsService for FakeContacts {
 
 impl FakeMessaging {
     fn answer(token: &str) -> Result<Response<messaging::UnsubscribeResponse>, Status> {
+        let genuine = UnsubscribeTokens::new(SECRET).read(token).is_some();
         let (masked, already) = match token {
             GOOD_TOKEN => (MASKED, false),
             ALREADY_TOKEN => ("a***@example.org", true),
+            _ if genuine => (MASKED, false),
             _ => return Err(Status::invalid_argument("token: signature does not verify")),
         };
         let reply = messaging::UnsubscribeResponse {

@@ -1,4 +1,6 @@
-use crate::helpers::{json_error, spawn_gateway, stopped_services};
+use muster_runtime::unsubscribe::UnsubscribeTokens;
+
+use crate::helpers::{SECRET, json_error, spawn_gateway, stopped_services};
 
 #[tokio::test]
 async fn a_call_while_contacts_is_stopped_is_a_503_naming_contacts() {
@@ -92,10 +94,29 @@ async fn an_import_with_an_unknown_preset_is_a_400() {
 async fn the_unsubscribe_page_asks_to_retry_while_messaging_is_stopped() {
     let gateway = spawn_gateway(stopped_services().await).await;
 
-    let response = gateway.get("/u/some-token").send().await.unwrap();
+    let response = gateway
+        .get("/u/some-token")
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status().as_u16(), 503);
     assert!(response.text().await.unwrap().contains("try again"));
+}
+
+#[tokio::test]
+async fn a_genuine_link_speaks_its_organizations_language_while_messaging_is_stopped() {
+    let gateway = spawn_gateway(stopped_services().await).await;
+    let (tenant, _) = gateway.tenant().await;
+    let token = UnsubscribeTokens::new(SECRET).issue(tenant, uuid::Uuid::now_v7());
+
+    let response = gateway.get(&format!("/u/{token}")).send().await.unwrap();
+
+    assert_eq!(response.status().as_u16(), 503);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    assert!(html.contains("Réessayez dans quelques minutes"), "{html}");
 }
 
 #[tokio::test]

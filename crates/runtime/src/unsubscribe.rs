@@ -1,22 +1,31 @@
 //! Signed unsubscribe tokens: they name one delivery of one organization and
-//! cannot be forged or altered without the service's secret.
+//! cannot be forged or altered without the service's secret. Messaging issues
+//! them and honours them; the gateway reads them too, so that a link's pages
+//! name its organization and speak its language even when messaging cannot
+//! answer.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use muster_runtime::TenantId;
-use muster_runtime::auth::Signer;
 use uuid::Uuid;
+
+use crate::TenantId;
+use crate::auth::Signer;
 
 const CONTEXT: &str = "unsubscribe";
 
 /// Makes and reads unsubscribe tokens.
 #[derive(Clone)]
-pub struct Tokens(Signer);
+pub struct UnsubscribeTokens(Signer);
 
-impl Tokens {
-    /// Tokens signed with `secret`.
+impl UnsubscribeTokens {
+    /// Tokens signed with `secret` (`auth.token_secret`).
     pub fn new(secret: &str) -> Self {
         Self(Signer::new(secret))
+    }
+
+    /// Tokens signed by `signer` (over `auth.token_secret`).
+    pub fn with_signer(signer: Signer) -> Self {
+        Self(signer)
     }
 
     /// The token of one delivery.
@@ -50,7 +59,7 @@ mod tests {
 
     #[test]
     fn a_token_reads_back_to_its_delivery() {
-        let tokens = Tokens::new("secret");
+        let tokens = UnsubscribeTokens::new("secret");
         let (tenant, delivery) = (TenantId::new(), Uuid::now_v7());
         assert_eq!(
             tokens.read(&tokens.issue(tenant, delivery)),
@@ -60,12 +69,12 @@ mod tests {
 
     #[test]
     fn an_altered_or_foreign_token_reads_as_nothing() {
-        let tokens = Tokens::new("secret");
+        let tokens = UnsubscribeTokens::new("secret");
         let token = tokens.issue(TenantId::new(), Uuid::now_v7());
         let mut altered = token.clone().into_bytes();
         altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
         assert_eq!(tokens.read(std::str::from_utf8(&altered).unwrap()), None);
-        assert_eq!(Tokens::new("other").read(&token), None);
+        assert_eq!(UnsubscribeTokens::new("other").read(&token), None);
         assert_eq!(tokens.read("garbage"), None);
     }
 }
