@@ -627,6 +627,53 @@ async fn a_french_organization_writes_its_pages_and_its_email_in_french_and_sign
 }
 
 #[tokio::test]
+async fn a_grant_recorded_over_rest_asks_in_the_organizations_language_and_names_it()
+-> anyhow::Result<()> {
+    use reqwest::Method;
+    let stack = Stack::start().await?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::start(&stack, &shutdown).await?;
+
+    let csv = "email;optin;quand\nada@example.org;oui;01/03/2026 10:00\n";
+    gateway.import(MAPPING, csv).await?;
+    let people = gateway.ok(Method::GET, "/v1/people", None).await?;
+    let id = people["people"][0]["id"].as_str().unwrap_or_default();
+    let consents = format!("/v1/people/{id}/consents");
+    let withdraw = json!({ "channel": "email", "state": "withdrawn", "client": "crm" });
+    gateway.ok(Method::POST, &consents, Some(withdraw)).await?;
+    let again = json!({
+        "channel": "email", "state": "granted", "legal_basis": "consent",
+        "notice": "adhésion v3"
+    });
+    let reply = gateway.ok(Method::POST, &consents, Some(again)).await?;
+    assert_eq!(reply["current"]["state"], "pending", "{reply}");
+
+    let (subject, text) = first_email(&stack, "ada@example.org").await?;
+    assert_eq!(
+        subject,
+        "Collectif des quais\u{a0}: confirmez votre inscription"
+    );
+    assert!(text.starts_with("Bonjour,"), "{text}");
+    assert!(
+        text.contains("recevoir les e-mails de «\u{a0}Collectif des quais\u{a0}»"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Ce que vous avez accepté\u{a0}: adhésion v3"),
+        "{text}"
+    );
+
+    let token = confirmation_tokens(&stack, "ada@example.org", 1).await?[0].clone();
+    let (status, page) = gateway.page(Method::POST, &token).await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Inscription confirmée"), "{page}");
+    assert_eq!(gateway.granted().await?, 1);
+
+    shutdown.cancel();
+    stack.stop().await
+}
+
+#[tokio::test]
 async fn an_organization_name_shows_as_text_and_cannot_add_an_email_header() -> anyhow::Result<()> {
     use reqwest::Method;
     let name = "<script>alert(1)</script> Les \"Verts\" & co";

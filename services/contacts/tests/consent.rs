@@ -81,6 +81,8 @@ fn statement(
         notice: "privacy notice v2".into(),
         time: None,
         evidence: [("ip".to_owned(), "192.0.2.7".to_owned())].into(),
+        // A client from before the e-mail could name its organization.
+        ..Default::default()
     }
 }
 
@@ -802,5 +804,46 @@ async fn a_form_confirmation_request_carries_the_page_language_and_the_organizat
             ("old@example.org", "Les \"Verts\" & co", ""),
         ]
     );
+    service.stop().await
+}
+
+#[tokio::test]
+async fn an_api_grant_over_a_withdrawal_asks_for_a_confirmation_headed_as_the_gateway_says()
+-> anyhow::Result<()> {
+    use muster_proto::events::v1::ConsentConfirmationRequested;
+    use pb::ConsentState::{Granted, Withdrawn};
+    use prost::Message;
+
+    let service = Service::start("consent_api_letterhead").await?;
+    let tenant = TenantId::new();
+    let mut clients = service.clients(tenant).await?;
+    let ada = service.person(tenant, "ada@example.org").await?;
+    let headed = |state, language: &str| pb::RecordConsentRequest {
+        organization_name: "Collectif des quais".into(),
+        language: language.into(),
+        ..statement(ada, "email", "", state)
+    };
+
+    record(&mut clients, headed(Granted, "fr")).await?;
+    record(&mut clients, headed(Withdrawn, "fr")).await?;
+    let refused = clients
+        .ledger
+        .record_consent(headed(Granted, "de"))
+        .await
+        .expect_err("German is not a language of ours");
+    assert!(refused.message().starts_with("language"), "{refused:?}");
+    record(&mut clients, headed(Granted, "fr")).await?;
+
+    let bodies: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT body FROM outbox
+         WHERE routing_key = 'contacts.consent.confirmation_requested' ORDER BY id",
+    )
+    .fetch_all(&service.pool)
+    .await?;
+    assert_eq!(bodies.len(), 1, "only the grant over the withdrawal asks");
+    let asked = ConsentConfirmationRequested::decode(bodies[0].as_slice())?;
+    assert_eq!(asked.email, "ada@example.org");
+    assert_eq!(asked.organization_name, "Collectif des quais");
+    assert_eq!(asked.language, "fr");
     service.stop().await
 }

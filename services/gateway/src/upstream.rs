@@ -84,6 +84,7 @@ impl Upstreams {
         let bearer = Bearer::new(&self.signer.mint("gateway", Some(tenant), CREDENTIAL_TTL));
         TenantApi {
             tenant,
+            organization_name: organization.name.clone(),
             default_country: organization.default_country.clone(),
             contacts: ContactsServiceClient::with_interceptor(
                 self.contacts.clone(),
@@ -153,6 +154,8 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
 #[derive(Clone)]
 pub struct TenantApi {
     pub tenant: TenantId,
+    /// The organization's name as stored, for the e-mails sent on its behalf.
+    pub organization_name: String,
     /// Where the organization's rows without a country are read to be.
     pub default_country: String,
     pub contacts: ContactsClient,

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::opt_in::letterhead;
 use super::store::{self, Statement};
 use super::{Channel, Kind, LegalBasis, PURPOSES, purpose};
 
@@ -164,6 +165,10 @@ impl ConsentService for ConsentApi {
         request: Request<pb::RecordConsentRequest>,
     ) -> Result<Response<pb::RecordConsentResponse>, Status> {
         let tenant = auth::tenant(&request)?;
+        let letterhead = letterhead(
+            &request.get_ref().organization_name,
+            &request.get_ref().language,
+        )?;
         let statement = statement(request.into_inner())?;
         let (person, channel, purpose) = (statement.person, statement.channel, statement.purpose);
 
@@ -188,7 +193,8 @@ impl ConsentService for ConsentApi {
                 return Err(forbidden(channel, statement.legal_basis).into());
             }
         }
-        let applied = store::record(&mut tx, tenant, std::slice::from_ref(&statement))
+        let statements = std::slice::from_ref(&statement);
+        let applied = store::record_headed(&mut tx, tenant, statements, &letterhead)
             .await
             .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;

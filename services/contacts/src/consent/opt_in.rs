@@ -34,9 +34,10 @@ fn name(raw: &str, field: &str) -> Result<Option<String>, ApiError> {
 }
 
 /// How the confirmation e-mail is headed: the organization's name (kept as
-/// the gateway sent it; messaging puts it on one line) and the language of
-/// the page the person saw.
-fn letterhead(organization: &str, language: &str) -> Result<Letterhead, ApiError> {
+/// the gateway sent it; messaging puts it on one line) and its language:
+/// the one of the page the person saw, or the organization's for a
+/// statement recorded through the API.
+pub(super) fn letterhead(organization: &str, language: &str) -> Result<Letterhead, ApiError> {
     let organization = nfc(organization.trim());
     if organization.chars().count() > MAX_NAME {
         return Err(ApiError::invalid(

@@ -90,8 +90,8 @@ pub async fn record(
 }
 
 /// [`record`] for statements whose confirmation e-mail, if one is asked,
-/// is headed by `letterhead` (a form subscription knows its page's language
-/// and the organization's name).
+/// is headed by `letterhead` (a form subscription and an API statement
+/// come with the organization's name and a language).
 pub async fn record_headed(
     tx: &mut PgConnection,
     tenant: TenantId,

@@ -98,12 +98,14 @@ pub async fn organization_for_key(
     pool: &PgPool,
     key: &ApiKey,
 ) -> sqlx::Result<Option<Organization>> {
-    let found: Option<(TenantId, String)> = sqlx::query_as(include_str!("sql/tenant_for_key.sql"))
-        .bind(key.hash())
-        .fetch_optional(pool)
-        .await?;
-    Ok(found.map(|(id, default_country)| Organization {
+    let found: Option<(TenantId, String, String)> =
+        sqlx::query_as(include_str!("sql/tenant_for_key.sql"))
+            .bind(key.hash())
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.map(|(id, name, default_country)| Organization {
         id,
+        name,
         default_country,
     }))
 }
@@ -112,6 +114,8 @@ pub async fn organization_for_key(
 #[derive(Debug, Clone)]
 pub struct Organization {
     pub id: TenantId,
+    /// As stored; named in the e-mails sent on its behalf.
+    pub name: String,
     /// ISO 3166-1 alpha-2: where rows without a country are read to be.
     pub default_country: String,
 }

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::Path;
 use muster_proto::contacts::v1 as proto;
+use muster_runtime::language::Language;
 
 use super::PageParams;
 use super::models::{
@@ -32,7 +33,10 @@ pub async fn list(mut api: TenantApi, Path(id): Path<String>) -> Result<Json<Con
     Ok(Json(Consents { consents }))
 }
 
-/// `POST /v1/people/{id}/consents`: records a statement.
+/// `POST /v1/people/{id}/consents`: records a statement. A grant over a
+/// withdrawal asks the person to confirm by e-mail; the e-mail names the
+/// organization and is written in its language (from its country), as no
+/// visitor's browser is there to choose.
 #[tracing::instrument(
     name = "gateway.consents.record",
     skip_all,
@@ -43,9 +47,11 @@ pub async fn record(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<NewConsent>,
 ) -> Result<Json<RecordedConsent>, HttpError> {
+    let language = Language::for_country(&api.default_country);
+    let request = body.into_proto(id, &api.organization_name, language);
     let reply = api
         .consent
-        .record_consent(body.into_proto(id))
+        .record_consent(request)
         .await
         .reply(Upstream::Contacts)?;
     Ok(Json(RecordedConsent {

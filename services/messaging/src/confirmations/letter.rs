@@ -1,12 +1,13 @@
 //! The words of the confirmation e-mail, in French or English, naming the
 //! organization the person subscribes to when the request does.
 //!
-//! The e-mail is written in the language of the page the person subscribed
-//! on, which contacts carries in the request: the gateway chose it from the
-//! person's browser and the organization's country, and the person, who has
-//! just read that page, is waiting for this e-mail as its next step. A
-//! request without a language (sent before requests carried one, or a
-//! consent recorded over the API) is written in English, as every
+//! The e-mail is written in the language contacts carries in the request.
+//! For a form, the gateway chose it from the person's browser and the
+//! organization's country, and the person, who has just read that page, is
+//! waiting for this e-mail as its next step; for a consent recorded over
+//! the API no browser is there, so the gateway gives the organization's. A
+//! request without a language (sent before requests carried one, or by an
+//! API client of contacts that gives none) is written in English, as every
 //! confirmation e-mail was before.
 
 use muster_proto::events::v1::ConsentConfirmationRequested;

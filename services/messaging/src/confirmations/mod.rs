@@ -1,7 +1,7 @@
 //! Double opt-in e-mails: when contacts records a pending e-mail consent,
 //! one message with a signed, expiring link to the gateway's confirmation
-//! page goes to the address through the SMTP relay, in the language of the
-//! page the person subscribed on and naming the organization ([`letter`]).
+//! page goes to the address through the SMTP relay, in the language the
+//! request carries and naming the organization ([`letter`]).
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1 as proto;
+use muster_runtime::language::Language;
 use serde::{Deserialize, Serialize};
 
 use super::{ConsentState, instant, non_empty};
@@ -127,8 +128,14 @@ pub struct NewConsent {
 }
 
 impl NewConsent {
-    /// The request for `person`.
-    pub fn into_proto(self, person: String) -> proto::RecordConsentRequest {
+    /// The request for `person`, whose confirmation e-mail, if the statement
+    /// asks for one, names `organization` and is written in `language`.
+    pub fn into_proto(
+        self,
+        person: String,
+        organization: &str,
+        language: Language,
+    ) -> proto::RecordConsentRequest {
         proto::RecordConsentRequest {
             person_id: person,
             channel: self.channel,
@@ -145,6 +152,8 @@ impl NewConsent {
             notice: self.notice,
             time: self.time.map(muster_runtime::time::to_proto),
             evidence: self.evidence,
+            organization_name: organization.to_owned(),
+            language: language.tag().to_owned(),
         }
     }
 }
