@@ -53,7 +53,9 @@ fn parse(source: &'static str) -> Table {
             }
             ["D", code, name, region, _] => {
                 table.region_of.insert(code, region);
-                table.departement_named.insert(fold(name), code);
+                table
+                    .departement_named
+                    .insert(without_article(&fold(name)), code);
             }
             ["C", code, name, departement, extra] => {
                 let (postal_codes, population) = extra.split_once(';').unwrap_or((extra, "0"));
@@ -102,6 +104,35 @@ pub fn locate(postal_code: &str, city: Option<&str>) -> Option<Place> {
     })
 }
 
+/// Why `city` names none of the communes of `postal_code`, listing them;
+/// `Ok` when one is named — by its name, or its name followed by more, as in
+/// "Paris 11e" or "Bordeaux Cedex" — or the code is unknown.
+pub fn check_town(postal_code: &str, city: &str) -> Result<(), String> {
+    let table = &*TABLE;
+    let Some(candidates) = table.by_postal_code.get(postal_code.trim()) else {
+        return Ok(());
+    };
+    let town = fold(city);
+    let names = |c: &Commune| town == c.folded || town.starts_with(&format!("{} ", c.folded));
+    let mut communes: Vec<&Commune> = candidates.iter().map(|&i| &table.communes[i]).collect();
+    if communes.iter().any(|c| names(c)) {
+        return Ok(());
+    }
+    communes.sort_by_key(|c| std::cmp::Reverse(c.population));
+    let shown: Vec<&str> = communes.iter().take(5).map(|c| c.name).collect();
+    let more = match communes.len().saturating_sub(shown.len()) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    Err(format!(
+        "no commune of postal code {} is called so ({}{more}): placed in {}, the most \
+         populous; check the town or the code",
+        postal_code.trim(),
+        shown.join(", "),
+        shown.first().copied().unwrap_or_default()
+    ))
+}
+
 /// Whether some French commune has `postal_code` (CEDEX codes, given to
 /// companies, are not in the table).
 pub fn is_postal_code(postal_code: &str) -> bool {
@@ -120,7 +151,10 @@ pub fn departement(written: &str) -> Result<String, String> {
     if table.region_of.contains_key(code.as_str()) {
         return Ok(code);
     }
-    if let Some(code) = table.departement_named.get(&fold(written)) {
+    if let Some(code) = table
+        .departement_named
+        .get(&without_article(&fold(written)))
+    {
         return Ok((*code).to_owned());
     }
     Err(match code.as_str() {
@@ -128,7 +162,7 @@ pub fn departement(written: &str) -> Result<String, String> {
                  (Haute-Corse), or region:94 for both"
             .to_owned(),
         _ => format!(
-            "no département {}: write its number (01 to 95, 2A, 2B, or 971 to 976 \
+            "no département {}: write its number (01 to 95, 2A, 2B, or 971 to 988 \
              overseas) or its name",
             clipped(written)
         ),
@@ -161,6 +195,9 @@ pub fn commune(written: &str) -> Result<String, String> {
     if table.by_insee_code.contains_key(code.as_str()) {
         return Ok(code);
     }
+    if let Some(hint) = arrondissement(&code) {
+        return Err(hint);
+    }
     Err(match locate(&code, None) {
         Some(place) => format!(
             "{code} is a postal code, not a commune's INSEE code: write commune:{} ({}) or \
@@ -168,10 +205,37 @@ pub fn commune(written: &str) -> Result<String, String> {
             place.commune, place.commune_name
         ),
         None => format!(
-            "no commune has the INSEE code {}: it is five characters, 75056 for Paris",
+            "no current commune has the INSEE code {}: a commune merged into another keeps \
+             none of its own; write the current commune's code (75056 is Paris)",
             clipped(written)
         ),
     })
+}
+
+/// What to write instead of the INSEE code of a municipal arrondissement of
+/// Paris, Lyon or Marseille: people are placed in the commune, and an
+/// arrondissement is reached by its postal code.
+fn arrondissement(code: &str) -> Option<String> {
+    let number: u32 = code.parse().ok()?;
+    let (city, commune, postal) = match number {
+        75101..=75120 => ("Paris", "75056", 75000 + number - 75100),
+        69381..=69389 => ("Lyon", "69123", 69000 + number - 69380),
+        13201..=13216 => ("Marseille", "13055", 13000 + number - 13200),
+        _ => return None,
+    };
+    Some(format!(
+        "{code} is a municipal arrondissement of {city}: people are placed in the commune; \
+         write commune:{commune} for all of {city}, or postal:{postal:05} for the arrondissement"
+    ))
+}
+
+/// A folded name without its leading article ("la reunion" → "reunion").
+fn without_article(folded: &str) -> String {
+    ["la ", "le ", "les ", "l "]
+        .iter()
+        .find_map(|article| folded.strip_prefix(article))
+        .unwrap_or(folded)
+        .to_owned()
 }
 
 /// `written` quoted for an error, cut at 20 characters.
@@ -252,6 +316,28 @@ pub fn departement_of(postal_code: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_town_that_is_no_commune_of_its_postal_code_is_named() {
+        for (code, town) in [
+            ("75011", "Paris"),
+            ("75011", "PARIS 11E"),
+            ("33000", "Bordeaux Cedex"),
+            ("35400", "St-Malo"),
+            ("99999", "Nulle part"),
+        ] {
+            assert_eq!(check_town(code, town), Ok(()), "{code} {town}");
+        }
+        let error = check_town("01400", "Lyon").unwrap_err();
+        assert!(
+            error.starts_with("no commune of postal code 01400 is called so (Châtillon"),
+            "{error}"
+        );
+        assert!(
+            check_town("75011", "Parisot").is_err(),
+            "a word, not a prefix"
+        );
+    }
 
     #[test]
     fn a_postal_code_shared_by_communes_is_settled_by_the_city_name() {

@@ -858,7 +858,7 @@ fn only_filters_reading_donations_or_attendance_say_so() {
 #[test]
 fn territories_are_read_by_code_or_name_and_stored_as_their_code() {
     let filter = SegmentFilter {
-        departements: vec!["9".into(), "gironde".into(), "2a".into()],
+        departements: vec!["9".into(), "gironde".into(), "2a".into(), "Réunion".into()],
         regions: vec!["Bretagne".into(), "84".into()],
         communes: vec!["2a004".into()],
         ..Default::default()
@@ -870,7 +870,7 @@ fn territories_are_read_by_code_or_name_and_stored_as_their_code() {
     assert_eq!(
         conditions,
         [
-            Expr::Leaf(Leaf::Departement(codes(&["09", "33", "2A"]))),
+            Expr::Leaf(Leaf::Departement(codes(&["09", "33", "2A", "974"]))),
             Expr::Leaf(Leaf::Commune(codes(&["2A004"]))),
             Expr::Leaf(Leaf::Region(codes(&["53", "84"]))),
         ]
@@ -894,7 +894,18 @@ fn a_territory_that_names_no_place_is_refused_with_what_to_write() {
             "commune:75011",
             "write commune:75056 (Paris) or postal:75011",
         ),
-        ("commune:99999", "no commune has the INSEE code \"99999\""),
+        (
+            "commune:99999",
+            "no current commune has the INSEE code \"99999\"",
+        ),
+        (
+            "commune:75111",
+            "write commune:75056 for all of Paris, or postal:75011",
+        ),
+        (
+            "commune:69381",
+            "write commune:69123 for all of Lyon, or postal:69001",
+        ),
         ("region:33", "no région \"33\""),
     ];
     for (query, expected) in cases {
