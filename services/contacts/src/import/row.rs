@@ -45,6 +45,11 @@ pub(crate) fn read(
     });
     let address_line1 = fields.text(columns.address_line1, "address_line1");
     let city = fields.words(columns.city, "city");
+    if let (Some("FR"), Some(code), Some(town)) = (country.as_deref(), &postal_code, &city)
+        && let Err(reason) = territory::check_town(code, town)
+    {
+        fields.issue("city", town, reason);
+    }
     let birth_date = birth_date(&mut fields, columns.birth_date, Utc::now().date_naive());
     let tags = fields
         .get(columns.tags, "tags")
@@ -461,7 +466,10 @@ fn french_postal_code(text: &str) -> Result<String, String> {
 fn parse_tags(text: &str) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let mut push = |tag: &str| {
-        let tag = nfc(trim_blank(tag));
+        let tag = nfc(trim_blank(tag))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !tag.is_empty() && !tags.iter().any(|known| same_tag(known, &tag)) {
             tags.push(tag);
         }
@@ -687,6 +695,10 @@ mod tests {
         let tags = parse_tags(" donateur, Newsletter,, adhérent ,newsletter, \u{00A0}");
 
         assert_eq!(tags, ["donateur", "Newsletter", "adhérent"]);
+        assert_eq!(
+            parse_tags("comité  local,comité\u{a0}local"),
+            ["comité local"]
+        );
     }
 
     #[test]
