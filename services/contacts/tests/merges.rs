@@ -1219,7 +1219,12 @@ async fn a_person_is_found_by_an_address_or_number_of_theirs_or_merged_into_them
         ("ann@example.org", "+33644444444"),
     ] {
         let found = service.client.list_people(lookup(email, phone)).await?;
-        let ids: Vec<String> = found.into_inner().people.into_iter().map(|p| p.id).collect();
+        let ids: Vec<String> = found
+            .into_inner()
+            .people
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
         assert_eq!(ids, [ann.to_string()], "{email:?} {phone:?}");
     }
     let nobody = service

@@ -2,7 +2,7 @@ use std::fmt;
 
 use email_address::{Error as SyntaxError, Options};
 
-use super::{FieldError, is_blank, trim_blank};
+use super::{FieldError, is_blank, nfc, trim_blank};
 
 /// A syntactically valid e-mail address, spelled as given, with a lowercased matching key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -12,13 +12,15 @@ pub struct EmailAddress {
 }
 
 impl EmailAddress {
-    /// Parses `raw`, ignoring blank characters at both ends.
+    /// Parses `raw`, ignoring blank characters at both ends; an accent typed
+    /// as a letter and a combining mark is composed, so that one address
+    /// written both ways is one person.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let address = trim_blank(raw);
-        check(address).map_err(|why| FieldError::new(format!("not an e-mail address: {why}")))?;
+        let address = nfc(trim_blank(raw));
+        check(&address).map_err(|why| FieldError::new(format!("not an e-mail address: {why}")))?;
         Ok(Self {
-            address: address.to_owned(),
             key: address.to_lowercase(),
+            address,
         })
     }
 
@@ -111,6 +113,15 @@ mod tests {
 
         assert_eq!(email.as_str(), "Noemi.Andre@Example.Org");
         assert_eq!(email.key(), "noemi.andre@example.org");
+    }
+
+    #[test]
+    fn a_decomposed_accent_is_composed_so_both_spellings_are_one_key() {
+        let decomposed = EmailAddress::parse("E\u{301}lodie@example.org").unwrap();
+        let composed = EmailAddress::parse("\u{e9}lodie@example.org").unwrap();
+
+        assert_eq!(decomposed.key(), composed.key());
+        assert_eq!(decomposed.as_str(), "\u{c9}lodie@example.org");
     }
 
     #[test]
