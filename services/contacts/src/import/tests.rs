@@ -1070,3 +1070,22 @@ fn a_missing_column_error_escapes_control_characters_and_names_a_workbook() {
         .unwrap_or_default();
     assert!(error.contains("Excel workbook"), "{error}");
 }
+
+#[test]
+fn a_town_that_is_no_commune_of_its_postal_code_is_named_on_its_row() {
+    let input = "Prénom;Nom;E-mail;Code postal;Ville\n\
+        A;A;a@example.org;01400;Lyon\n\
+        B;B;b@example.org;75011;Paris 11e\n\
+        C;C;c@example.org;01400;\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let issues: Vec<(u64, &str)> = outcomes
+        .iter()
+        .map(row)
+        .flat_map(|r| r.issues.iter().map(|i| (i.line, i.field)))
+        .collect();
+    assert_eq!(issues, [(2, "city")]);
+    assert_eq!(row(&outcomes[0]).city.as_deref(), Some("Lyon"), "kept as written");
+}
