@@ -309,6 +309,15 @@ pub struct ImportReader<R: Read> {
     unnamed: Vec<(usize, u64)>,
 }
 
+/// Whether `record` is the `sep=X` line Excel writes above a CSV's header.
+fn is_separator_line(record: &ByteRecord) -> bool {
+    let mut fields = record.iter();
+    let first = fields.next().unwrap_or_default();
+    first.len() <= 5
+        && first.to_ascii_lowercase().starts_with(b"sep=")
+        && fields.all(<[u8]>::is_empty)
+}
+
 /// A column of the file that no field is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnreadColumn {
@@ -346,9 +355,17 @@ impl<R: Read> ImportReader<R> {
             .from_reader(decoding);
 
         let mut header = ByteRecord::new();
-        let found = csv.read_byte_record(&mut header).map_err(|error| {
-            unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
-        })?;
+        let mut read_header = |header: &mut ByteRecord| {
+            csv.read_byte_record(header).map_err(|error| {
+                unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+            })
+        };
+        let mut found = read_header(&mut header)?;
+        // Excel's `sep=;` line names the separator (the sniffer read it from
+        // that line); the header is the line after it.
+        if found && is_separator_line(&header) {
+            found = read_header(&mut header)?;
+        }
         let headers: Vec<String> = header
             .iter()
             .map(|field| crate::domain::trim_blank(&String::from_utf8_lossy(field)).to_owned())

@@ -1087,5 +1087,23 @@ fn a_town_that_is_no_commune_of_its_postal_code_is_named_on_its_row() {
         .flat_map(|r| r.issues.iter().map(|i| (i.line, i.field)))
         .collect();
     assert_eq!(issues, [(2, "city")]);
-    assert_eq!(row(&outcomes[0]).city.as_deref(), Some("Lyon"), "kept as written");
+    assert_eq!(
+        row(&outcomes[0]).city.as_deref(),
+        Some("Lyon"),
+        "kept as written"
+    );
+}
+
+#[test]
+fn an_excel_separator_line_above_the_header_is_read_as_such() {
+    let input = "sep=;\nPrénom;Nom;E-mail\nAda;Lovelace;ada@example.org\n".as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let ada = row(&outcomes[0]);
+    assert_eq!(
+        (ada.line, ada.email.as_ref().map(|e| e.as_str())),
+        (3, Some("ada@example.org"))
+    );
+    assert!(ada.issues.is_empty(), "{:?}", ada.issues);
 }
