@@ -284,7 +284,11 @@ async fn earlier_erasure(
     .bind(person)
     .fetch_optional(&mut *tx)
     .await?;
-    earlier.ok_or_else(|| ApiError::not_found(format!("person {person}")))
+    match earlier {
+        Some(erasure) => Ok(erasure),
+        // A merged id names the survivor to erase instead.
+        None => Err(crate::store::people::missing(tx, tenant, person).await),
+    }
 }
 
 /// Keeps each statement's meaning (state, time, source) without its

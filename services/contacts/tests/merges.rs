@@ -1239,5 +1239,26 @@ async fn a_person_is_found_by_an_address_or_number_of_theirs_or_merged_into_them
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(refused.message().starts_with("email: "), "{refused:?}");
+
+    // Erasure asked by the merged id names the survivor to erase.
+    let mut privacy = PersonDataServiceClient::with_interceptor(
+        service.channel.clone(),
+        Bearer::new(&service.token),
+    );
+    let merged = privacy
+        .erase_person(pb::ErasePersonRequest {
+            person_id: old.to_string(),
+            requested_by: "the person".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(merged.code(), tonic::Code::NotFound);
+    assert!(
+        merged
+            .message()
+            .contains(&format!("merged into person {ann}: use that id")),
+        "{merged:?}"
+    );
     Ok(())
 }
