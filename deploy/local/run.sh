@@ -23,10 +23,26 @@ say "building (the first build takes several minutes)"
 cargo build --bins
 
 deploy/local/stop.sh --quiet
+for port in 2525 7151 7152 8080; do
+  if port_open "$port"; then
+    echo "error: port $port is in use by another program (ss -ltnp 'sport = :$port' names it);" \
+      "stop it, then run make run again" >&2
+    exit 1
+  fi
+done
 rm -rf "$state/mail"
 mkdir -p "$state/logs" "$state/mail"
 chmod 777 "$state/mail"
 : > "$state/pids"
+# A run that fails stops what it started, so that it can simply be run again.
+stop_on_failure() {
+  local status=$?
+  if [ "$status" != 0 ]; then
+    echo "make run failed: stopping what it started (logs stay in .muster/logs/)" >&2
+    deploy/local/stop.sh --quiet
+  fi
+}
+trap stop_on_failure EXIT
 
 start() {
   local name=$1; shift
@@ -57,12 +73,12 @@ start contacts "$bin/muster-contacts" all
 start messaging "$bin/muster-messaging" all
 start gateway "$bin/muster-gateway" serve
 wait_for 2525 smtp-sink
-wait_for 50051 contacts
-wait_for 50052 messaging
+wait_for 7151 contacts
+wait_for 7152 messaging
 wait_for 8080 gateway
 
 say "creating the organization and its API key"
-created=$("$bin/muster-gateway" create-tenant --name "Démo Muster")
+created=$(MUSTER_TELEMETRY__FILTER=warn "$bin/muster-gateway" create-tenant --name "Démo Muster")
 MUSTER_API_KEY=$(awk '$1 == "api_key" { print $2 }' <<<"$created")
 export MUSTER_API_KEY
 echo "$MUSTER_API_KEY" > "$state/api-key"
@@ -100,7 +116,7 @@ Messages received by the SMTP sink: $received, one file each in .muster/mail/
   for example: ${example#$root/}
 Everything is still running:
   gateway   http://127.0.0.1:8080   (export MUSTER_API_KEY=\$(cat .muster/api-key))
-  contacts  127.0.0.1:50051 (gRPC)   messaging 127.0.0.1:50052 (gRPC)
+  contacts  127.0.0.1:7151 (gRPC)   messaging 127.0.0.1:7152 (gRPC)
   try:      ${bin#$root/}/muster people list --limit 5
             ${bin#$root/}/muster campaign status $campaign
 Stop it all with: make stop

@@ -46,7 +46,7 @@ max_connections = 10
 migrate_on_start = true
 
 [listen]
-addr = "127.0.0.1:50051"
+addr = "127.0.0.1:7151"
 admin_addr = "127.0.0.1:9151"
 
 [import]

@@ -17,8 +17,8 @@ addr = "127.0.0.1:8080"
 admin_addr = "127.0.0.1:8081"
 
 [services]
-contacts_url = "http://127.0.0.1:50051"
-messaging_url = "http://127.0.0.1:50052"
+contacts_url = "http://127.0.0.1:7151"
+messaging_url = "http://127.0.0.1:7152"
 
 [public]
 base_url = "http://127.0.0.1:8080"
@@ -109,8 +109,8 @@ mod tests {
     fn the_defaults_point_at_the_local_services() {
         let settings: Settings = config::load(&format!("{COMMON_DEFAULTS}\n{DEFAULTS}")).unwrap();
         assert_eq!(settings.listen.addr, "127.0.0.1:8080");
-        assert_eq!(settings.services.contacts_url, "http://127.0.0.1:50051");
-        assert_eq!(settings.services.messaging_url, "http://127.0.0.1:50052");
+        assert_eq!(settings.services.contacts_url, "http://127.0.0.1:7151");
+        assert_eq!(settings.services.messaging_url, "http://127.0.0.1:7152");
     }
 
     #[test]

@@ -52,11 +52,11 @@ max_connections = 20
 migrate_on_start = true
 
 [listen]
-addr = "127.0.0.1:50052"
+addr = "127.0.0.1:7152"
 admin_addr = "127.0.0.1:9152"
 
 [services]
-contacts_url = "http://127.0.0.1:50051"
+contacts_url = "http://127.0.0.1:7151"
 
 [smtp]
 host = "127.0.0.1"

@@ -31,6 +31,7 @@ pub async fn upload(
 ) -> Result<(StatusCode, HeaderMap, Json<ImportJob>), HttpError> {
     let mut header = import_header(params)?;
     header.default_country = api.default_country.clone();
+    refuse_a_form(request.headers())?;
     header.size_bytes = content_length(request.headers())?;
     tracing::Span::current().record("size_bytes", header.size_bytes);
 
@@ -166,6 +167,22 @@ fn mapping_field<'m>(mapping: &'m mut ColumnMapping, field: &str) -> Option<&'m 
     Some(slot)
 }
 
+/// Refuses a file sent as a form (`curl -F file=@…`): the form's boundary
+/// lines would be read as the file's header.
+fn refuse_a_form(headers: &HeaderMap) -> Result<(), HttpError> {
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|kind| kind.to_ascii_lowercase().starts_with("multipart/"));
+    match form {
+        true => Err(HttpError::invalid(
+            "body",
+            "a multipart form: send the file itself as the body (curl --data-binary @FILE)",
+        )),
+        false => Ok(()),
+    }
+}
+
 /// The declared body length. It is required: it is how contacts tells a
 /// complete file from one cut short.
 fn content_length(headers: &HeaderMap) -> Result<u64, HttpError> {
@@ -279,6 +296,20 @@ mod tests {
         let error =
             import_header(params(&[("preset", "custom"), ("map.emial", "Mail")])).unwrap_err();
         assert!(error.to_string().contains("map.emial"), "{error}");
+    }
+
+    #[test]
+    fn a_file_sent_as_a_form_is_refused_with_how_to_send_it() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            "multipart/form-data; boundary=----x".parse().unwrap(),
+        );
+
+        let error = refuse_a_form(&headers).unwrap_err();
+
+        assert!(error.to_string().contains("--data-binary"), "{error}");
+        assert!(refuse_a_form(&HeaderMap::new()).is_ok());
     }
 
     #[test]
