@@ -38,7 +38,7 @@ async fn issues(client: &mut Client, job: &pb::ImportJob) -> anyhow::Result<Vec<
 }
 
 #[tokio::test]
-async fn a_french_excel_file_gives_its_birth_dates_and_vrai_consent() -> anyhow::Result<()> {
+async fn a_french_excel_file_gives_its_birth_dates_and_its_vrai_and_faux_consent() -> anyhow::Result<()> {
     let service = Service::start_as("import_dates", Mode::All).await?;
     let tenant = TenantId::new();
     let mut client = service.client(tenant).await?;
@@ -61,7 +61,7 @@ async fn a_french_excel_file_gives_its_birth_dates_and_vrai_consent() -> anyhow:
         (5, 0, 2),
         "{job:?}"
     );
-    assert_eq!(counts.consent_granted, 1, "{job:?}");
+    assert_eq!((counts.consent_granted, counts.suppressed), (1, 1), "{job:?}");
 
     let stored: Vec<Stored> = sqlx::query_as(
         "SELECT email_key, birth_date, email_consent, email_consent_at FROM people
@@ -85,7 +85,13 @@ async fn a_french_excel_file_gives_its_birth_dates_and_vrai_consent() -> anyhow:
             none("bruno@example.org", born),
             none("chloe@example.org", born),
             none("denis@example.org", None),
-            none("emma@example.org", None),
+            // FAUX with a date: Emma said no then.
+            (
+                "emma@example.org".to_owned(),
+                None,
+                "withdrawn".to_owned(),
+                Some(french_midnight)
+            ),
         ]
     );
 

@@ -542,25 +542,30 @@ fn not_in_the_future(
     }
 }
 
+/// A yes/no consent column and its date. "oui" with a date grants; "non"
+/// with a date withdraws as of that date (the person said no then, and a
+/// grant recorded before it no longer holds); "non" alone says the person
+/// never agreed, which is no statement: it leaves a later grant alone.
 fn yes_no_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
     let Some(answer) = fields.get(columns.consent, "email_consent") else {
         return ConsentStatement::None;
     };
-    match parse_yes_no(answer.text) {
-        Some(true) => {}
-        Some(false) => return ConsentStatement::None,
+    let granted = match parse_yes_no(answer.text) {
+        Some(granted) => granted,
         None => {
             let reason = format!("not a yes/no answer: write {YES_NO_FORMS}");
             fields.issue("email_consent", answer.raw, reason);
             return ConsentStatement::None;
         }
-    }
+    };
     let Some(when) = fields.get(columns.consent_time, "email_consent_time") else {
-        fields.issue(
-            "email_consent",
-            answer.raw,
-            "consent without a date is not recorded",
-        );
+        if granted {
+            fields.issue(
+                "email_consent",
+                answer.raw,
+                "consent without a date is not recorded",
+            );
+        }
         return ConsentStatement::None;
     };
     let Some(time) = parse_instant(when.text) else {
@@ -573,7 +578,10 @@ fn yes_no_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatemen
     if let Some(origin) = fields.get(columns.origin, "origin") {
         evidence.push(("origine".to_owned(), origin.text.to_owned()));
     }
-    ConsentStatement::Granted { time, evidence }
+    match granted {
+        true => ConsentStatement::Granted { time, evidence },
+        false => ConsentStatement::Withdrawn { time, evidence },
+    }
 }
 
 fn nation_builder_consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
@@ -864,7 +872,7 @@ mod tests {
     }
 
     #[test]
-    fn french_excel_true_grants_consent_and_false_does_not() {
+    fn french_excel_true_grants_consent_and_false_withdraws_it() {
         let granted = read_french("", "VRAI", "01.09.2024");
         let refused = read_french("", "faux", "01.09.2024");
 
@@ -872,7 +880,10 @@ mod tests {
             panic!("{:?}", granted.consent);
         };
         assert_eq!(time.to_rfc3339(), "2024-08-31T22:00:00+00:00");
-        assert_eq!(refused.consent, ConsentStatement::None);
+        let ConsentStatement::Withdrawn { time, .. } = refused.consent else {
+            panic!("{:?}", refused.consent);
+        };
+        assert_eq!(time.to_rfc3339(), "2024-08-31T22:00:00+00:00");
         assert!(granted.issues.is_empty() && refused.issues.is_empty());
     }
 

@@ -1107,3 +1107,22 @@ fn an_excel_separator_line_above_the_header_is_read_as_such() {
     );
     assert!(ada.issues.is_empty(), "{:?}", ada.issues);
 }
+
+#[test]
+fn a_dated_no_withdraws_and_a_bare_no_says_nothing() {
+    let input = "Prénom;Nom;E-mail;Consentement e-mail;Date du consentement\n\
+        Ada;L;ada@example.org;non;01/10/2024\n\
+        Bob;M;bob@example.org;non;\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let ada = row(&outcomes[0]);
+    let ConsentStatement::Withdrawn { time, .. } = &ada.consent else {
+        panic!("a dated no is a withdrawal: {:?}", ada.consent);
+    };
+    assert_eq!(time.to_rfc3339(), "2024-09-30T22:00:00+00:00");
+    let bob = row(&outcomes[1]);
+    assert!(matches!(bob.consent, ConsentStatement::None), "{:?}", bob.consent);
+    assert!(ada.issues.is_empty() && bob.issues.is_empty());
+}
