@@ -38,7 +38,8 @@ async fn issues(client: &mut Client, job: &pb::ImportJob) -> anyhow::Result<Vec<
 }
 
 #[tokio::test]
-async fn a_french_excel_file_gives_its_birth_dates_and_its_vrai_and_faux_consent() -> anyhow::Result<()> {
+async fn a_french_excel_file_gives_its_birth_dates_and_its_vrai_and_faux_consent()
+-> anyhow::Result<()> {
     let service = Service::start_as("import_dates", Mode::All).await?;
     let tenant = TenantId::new();
     let mut client = service.client(tenant).await?;
@@ -61,7 +62,11 @@ async fn a_french_excel_file_gives_its_birth_dates_and_its_vrai_and_faux_consent
         (5, 0, 2),
         "{job:?}"
     );
-    assert_eq!((counts.consent_granted, counts.suppressed), (1, 1), "{job:?}");
+    assert_eq!(
+        (counts.consent_granted, counts.suppressed),
+        (1, 1),
+        "{job:?}"
+    );
 
     let stored: Vec<Stored> = sqlx::query_as(
         "SELECT email_key, birth_date, email_consent, email_consent_at FROM people

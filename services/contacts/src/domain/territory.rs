@@ -113,7 +113,10 @@ pub fn check_town(postal_code: &str, city: &str) -> Result<(), String> {
         return Ok(());
     };
     let town = fold(city);
-    let names = |c: &Commune| town == c.folded || town.starts_with(&format!("{} ", c.folded));
+    let names = |c: &Commune| {
+        town.strip_prefix(c.folded.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    };
     let mut communes: Vec<&Commune> = candidates.iter().map(|&i| &table.communes[i]).collect();
     if communes.iter().any(|c| names(c)) {
         return Ok(());

@@ -58,7 +58,21 @@ pub(crate) fn read(
         .text(columns.external_id, "external_id")
         .map(|id| (columns.external_system.to_owned(), id));
     let custom_fields = custom_fields(&mut fields, columns);
-    let consent = consent(&mut fields, columns);
+    let mut consent = consent(&mut fields, columns);
+    // E-mail consent belongs with an address: without a valid one, the
+    // statement is not recorded, and a row imported by its phone says so.
+    if email.is_none() && phone.is_some() && consent != ConsentStatement::None {
+        let answer = match &consent {
+            ConsentStatement::Granted { .. } => "a grant",
+            _ => "a withdrawal",
+        };
+        fields.issue(
+            "email_consent",
+            "",
+            format!("{answer} of e-mail consent without a valid e-mail address is not recorded"),
+        );
+        consent = ConsentStatement::None;
+    }
     let beyond: Vec<&str> = record
         .iter()
         .skip(columns.width)
