@@ -52,6 +52,21 @@ pub fn nfc(text: &str) -> String {
     }
 }
 
+/// A lowercase letter without its accent, for the letters French writes
+/// with one; any other character as it is.
+pub(crate) fn unaccented(c: char) -> char {
+    match c {
+        'à' | 'â' | 'ä' | 'á' => 'a',
+        'é' | 'è' | 'ê' | 'ë' => 'e',
+        'î' | 'ï' | 'í' => 'i',
+        'ô' | 'ö' | 'ó' => 'o',
+        'ù' | 'û' | 'ü' | 'ú' => 'u',
+        'ç' => 'c',
+        'ÿ' => 'y',
+        c => c,
+    }
+}
+
 /// The form a file's column header is compared in, with preset columns and
 /// custom fields alike: composed, lowercase, without accents, curly
 /// apostrophes and dashes made plain, blanks of any kind made one space and
@@ -61,14 +76,7 @@ pub fn header_key(header: &str) -> String {
     let folded: String = nfc(header)
         .chars()
         .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'à' | 'â' | 'ä' | 'á' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'î' | 'ï' | 'í' => 'i',
-            'ô' | 'ö' | 'ó' => 'o',
-            'ù' | 'û' | 'ü' | 'ú' => 'u',
-            'ç' => 'c',
-            'ÿ' => 'y',
+        .map(|c| match unaccented(c) {
             '\u{2018}' | '\u{2019}' | '\u{02BC}' | '\u{00B4}' | '`' => '\'',
             '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
             c if is_blank(c) => ' ',

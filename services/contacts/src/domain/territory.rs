@@ -271,14 +271,7 @@ fn fold(name: &str) -> String {
     let plain: String = name
         .to_lowercase()
         .chars()
-        .map(|c| match c {
-            'à' | 'â' | 'ä' | 'á' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'î' | 'ï' | 'í' => 'i',
-            'ô' | 'ö' | 'ó' => 'o',
-            'ù' | 'û' | 'ü' | 'ú' => 'u',
-            'ç' => 'c',
-            'ÿ' => 'y',
+        .map(|c| match super::unaccented(c) {
             'œ' => 'o',
             c if c.is_alphanumeric() => c,
             _ => ' ',
