@@ -307,6 +307,10 @@ pub struct ImportReader<R: Read> {
     custom_mapping: Vec<(String, String)>,
     /// Columns without a header, with the rows that held a value in them.
     unnamed: Vec<(usize, u64)>,
+    /// Rows with as many fields as the header, and rows with more but all
+    /// of them empty: which kind is the file's own, to tell a shifted row.
+    rows_of_width: u64,
+    rows_longer: u64,
 }
 
 /// Whether `record` is the `sep=X` line Excel writes above a CSV's header.
@@ -407,6 +411,8 @@ impl<R: Read> ImportReader<R> {
             headers,
             custom_mapping,
             unnamed,
+            rows_of_width: 0,
+            rows_longer: 0,
         })
     }
 
@@ -535,6 +541,9 @@ impl<R: Read> ImportReader<R> {
                 issues: vec![issue],
             });
         }
+        if let Some(rejected) = self.shifted(line) {
+            return Some(rejected);
+        }
         Some(row::read(
             &self.record,
             line,
@@ -542,6 +551,50 @@ impl<R: Read> ImportReader<R> {
             self.encoding,
             &self.default_country,
         ))
+    }
+
+    /// The rejection of the current record when it has one field more than
+    /// the header, empty, while the rows before mostly had as many fields as
+    /// the header: a separator inside an unquoted field (an address with a
+    /// ';') shifted its values by one, and the empty last column spilled
+    /// over. A file whose rows all end with an extra separator is read as is.
+    fn shifted(&mut self, line: u64) -> Option<RowOutcome> {
+        if row::is_blank(&self.record) {
+            return None;
+        }
+        let width = self.columns.width;
+        let length = self.record.len();
+        let empty_beyond = length > width
+            && self
+                .record
+                .iter()
+                .skip(width)
+                .all(|field| field.trim_ascii().is_empty());
+        let shifted = empty_beyond && self.rows_of_width > self.rows_longer;
+        match length {
+            n if n == width => self.rows_of_width += 1,
+            _ if empty_beyond => self.rows_longer += 1,
+            _ => {}
+        }
+        if !shifted {
+            return None;
+        }
+        let reason = format!(
+            "{} field(s) more than the header, where the rows before have as many as it: a \
+             separator inside a field (an address with a ';') shifted the row's values, so the \
+             row is not imported: quote that field and import the file again",
+            length - width
+        );
+        let issue = RowIssue {
+            line,
+            field: "row",
+            value: String::new(),
+            reason,
+        };
+        Some(RowOutcome::Rejected {
+            line,
+            issues: vec![issue],
+        })
     }
 
     /// The read error that ended [`ImportReader::next_row`] early, if any: a file is complete

@@ -343,7 +343,7 @@ pub(super) fn shown(value: &str) -> String {
     shown
 }
 
-fn is_blank(record: &ByteRecord) -> bool {
+pub(super) fn is_blank(record: &ByteRecord) -> bool {
     record.iter().all(|field| {
         field.iter().all(|b| matches!(b, b' ' | b'\t'))
             || std::str::from_utf8(field).is_ok_and(|text| trim_blank(text).is_empty())

@@ -1154,3 +1154,37 @@ fn a_consent_on_a_row_without_a_valid_address_is_named_not_recorded() {
         );
     }
 }
+
+#[test]
+fn a_row_shifted_over_an_empty_last_column_is_rejected_unless_every_row_is_longer() {
+    let shifted = "Prénom;Nom;E-mail;Adresse;Code postal;Don\n\
+        Ada;L;ada@example.org;1 rue A;75001;\n\
+        Bob;M;bob@example.org;12; rue B;75002;\n"
+        .as_bytes();
+
+    let outcomes = read_str(shifted, Preset::FrExcel);
+
+    assert!(
+        matches!(outcomes[0], RowOutcome::Row(_)),
+        "{:?}",
+        outcomes[0]
+    );
+    let RowOutcome::Rejected { line, issues } = &outcomes[1] else {
+        panic!("a shifted row is rejected: {:?}", outcomes[1]);
+    };
+    assert_eq!(*line, 3);
+    assert!(
+        issues[0].reason.contains("shifted the row's values"),
+        "{issues:?}"
+    );
+
+    let trailing = "Prénom;Nom;E-mail\n\
+        Ada;L;ada@example.org;\n\
+        Bob;M;bob@example.org;\n"
+        .as_bytes();
+    let outcomes = read_str(trailing, Preset::FrExcel);
+    assert!(
+        outcomes.iter().all(|o| matches!(o, RowOutcome::Row(_))),
+        "{outcomes:?}"
+    );
+}
