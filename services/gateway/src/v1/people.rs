@@ -17,9 +17,21 @@ pub struct PeopleParams {
     page_size: i32,
     page_token: String,
     /// The person with this address (theirs or merged into them).
-    email: String,
+    email: Option<String>,
     /// The people with this number (theirs or merged into them).
-    phone: String,
+    phone: Option<String>,
+}
+
+/// A lookup value given, refused when blank: `?email=` from a script whose
+/// variable was empty must not list everyone in place of one person.
+fn looked_up(name: &str, value: Option<String>) -> Result<String, HttpError> {
+    match value {
+        Some(value) if value.trim().is_empty() => Err(HttpError::invalid(
+            name,
+            "empty: give the value to look up, or leave the parameter out to list everyone",
+        )),
+        value => Ok(value.unwrap_or_default()),
+    }
 }
 
 /// `GET /v1/people`: one page of people, or the person of an address or
@@ -33,8 +45,8 @@ pub async fn list(
         page_size: params.page_size,
         page_token: params.page_token,
         filter: None,
-        email: params.email,
-        phone: params.phone,
+        email: looked_up("email", params.email)?,
+        phone: looked_up("phone", params.phone)?,
     };
     let reply = api
         .contacts
@@ -59,4 +71,19 @@ pub async fn get(mut api: TenantApi, Path(id): Path<String>) -> Result<Json<Pers
         .await
         .reply(Upstream::Contacts)?;
     Ok(Json(person.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_lookup_is_refused_rather_than_listing_everyone() {
+        for blank in ["", " ", "\t"] {
+            let error = looked_up("email", Some(blank.into())).unwrap_err();
+            assert!(error.to_string().starts_with("email: empty"), "{error}");
+        }
+        assert_eq!(looked_up("email", None).unwrap(), "");
+        assert_eq!(looked_up("phone", Some("0612".into())).unwrap(), "0612");
+    }
 }
