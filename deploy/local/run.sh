@@ -19,6 +19,18 @@ command -v cargo >/dev/null || {
 say "checking PostgreSQL, Redis, RabbitMQ and smtp-sink"
 deploy/local/services.sh
 
+# A second run would stop the first one's services and replace its
+# organization's API key (only a hash of it is kept).
+if [ -f "$state/pids" ]; then
+  while read -r pid name; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "error: Muster is already running ($name, pid $pid, from an earlier make run);" \
+        "use it as it is (its key is in .muster/api-key), or make stop first" >&2
+      exit 1
+    fi
+  done < "$state/pids"
+fi
+
 say "building (the first build takes several minutes)"
 cargo build --bins
 
