@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
+use muster_runtime::TenantId;
 use serde_json::Value;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use super::{ImportRow, RowIssue};
 use crate::domain::header_key;
-use muster_runtime::TenantId;
 
 /// Why a row is set aside: it names another person than the number's.
 fn other_person(what: &str) -> String {
