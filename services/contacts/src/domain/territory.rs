@@ -161,8 +161,8 @@ pub fn departement(written: &str) -> Result<String, String> {
         return Ok((*code).to_owned());
     }
     Err(match code.as_str() {
-        "20" => "20 was Corsica's number until 1976: write 2A (Corse-du-Sud) or 2B \
-                 (Haute-Corse), or region:94 for both"
+        "20" | "CORSE" => "Corsica is two départements since 1976 (its number was 20): write \
+                 2A (Corse-du-Sud) or 2B (Haute-Corse), or region:94 for both"
             .to_owned(),
         _ => format!(
             "no département {}: write its number (01 to 95, 2A, 2B, or 971 to 988 \
@@ -180,8 +180,19 @@ pub fn region(written: &str) -> Result<String, String> {
     if table.region_of.values().any(|region| *region == code) {
         return Ok(code.to_owned());
     }
-    match table.region_named.get(&fold(written)) {
-        Some(code) => Ok((*code).to_owned()),
+    // The short names régions go by.
+    let short = match fold(written).as_str() {
+        "idf" => Some("11"),
+        "centre" | "cvl" => Some("24"),
+        "bfc" => Some("27"),
+        "paca" | "sud" => Some("93"),
+        "aura" | "ara" => Some("84"),
+        "hdf" => Some("32"),
+        "pdl" => Some("52"),
+        _ => None,
+    };
+    match table.region_named.get(&fold(written)).copied().or(short) {
+        Some(code) => Ok(code.to_owned()),
         None => Err(format!(
             "no région {}: write its INSEE code (11 Île-de-France, 53 Bretagne, 94 Corse…) \
              or its name",
@@ -201,6 +212,9 @@ pub fn commune(written: &str) -> Result<String, String> {
     if let Some(hint) = arrondissement(&code) {
         return Err(hint);
     }
+    if let Some(named) = commune_named(written) {
+        return named;
+    }
     Err(match locate(&code, None) {
         Some(place) => format!(
             "{code} is a postal code, not a commune's INSEE code: write commune:{} ({}) or \
@@ -213,6 +227,35 @@ pub fn commune(written: &str) -> Result<String, String> {
             clipped(written)
         ),
     })
+}
+
+/// The commune a filter names by its name ("Paris", "saint malo"), when
+/// only one has it; `None` when none has.
+fn commune_named(written: &str) -> Option<Result<String, String>> {
+    let table = &*TABLE;
+    let wanted = fold(written);
+    let named: Vec<&Commune> = table
+        .communes
+        .iter()
+        .filter(|c| c.folded == wanted)
+        .collect();
+    match named.as_slice() {
+        [] => None,
+        [one] => Some(Ok(one.code.to_owned())),
+        several => {
+            let listed: Vec<String> = several
+                .iter()
+                .take(8)
+                .map(|c| format!("{} ({})", c.code, c.departement))
+                .collect();
+            Some(Err(format!(
+                "{} communes are called {}: write the INSEE code of the one meant, among {}",
+                several.len(),
+                clipped(written),
+                listed.join(", ")
+            )))
+        }
+    }
 }
 
 /// What to write instead of the INSEE code of a municipal arrondissement of

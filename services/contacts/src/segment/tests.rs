@@ -859,8 +859,8 @@ fn only_filters_reading_donations_or_attendance_say_so() {
 fn territories_are_read_by_code_or_name_and_stored_as_their_code() {
     let filter = SegmentFilter {
         departements: vec!["9".into(), "gironde".into(), "2a".into(), "Réunion".into()],
-        regions: vec!["Bretagne".into(), "84".into()],
-        communes: vec!["2a004".into()],
+        regions: vec!["Bretagne".into(), "84".into(), "PACA".into()],
+        communes: vec!["2a004".into(), "Paris".into()],
         ..Default::default()
     };
 
@@ -871,8 +871,8 @@ fn territories_are_read_by_code_or_name_and_stored_as_their_code() {
         conditions,
         [
             Expr::Leaf(Leaf::Departement(codes(&["09", "33", "2A", "974"]))),
-            Expr::Leaf(Leaf::Commune(codes(&["2A004"]))),
-            Expr::Leaf(Leaf::Region(codes(&["53", "84"]))),
+            Expr::Leaf(Leaf::Commune(codes(&["2A004", "75056"]))),
+            Expr::Leaf(Leaf::Region(codes(&["53", "84", "93"]))),
         ]
     );
 }
@@ -888,6 +888,11 @@ fn a_territory_that_names_no_place_is_refused_with_what_to_write() {
     };
     let cases = [
         ("departement:20", "write 2A (Corse-du-Sud) or 2B"),
+        ("departement:Corse", "write 2A (Corse-du-Sud) or 2B"),
+        (
+            "commune:Saint-Denis",
+            "communes are called \"Saint-Denis\": write the INSEE code",
+        ),
         ("departement:99", "no département \"99\""),
         ("département:Bretagne", "no département \"Bretagne\""),
         (
@@ -919,7 +924,7 @@ fn a_territory_that_names_no_place_is_refused_with_what_to_write() {
     };
     let error = Filter::parse(&flat).unwrap_err().to_string();
     assert!(
-        error.starts_with("filter.departements[1]: 20 was"),
+        error.starts_with("filter.departements[1]: Corsica is two départements"),
         "{error}"
     );
 }
