@@ -203,3 +203,44 @@ async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_asi
     assert!(issues[0].2.contains("(another outside id)"), "{issues:?}");
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_grant_to_someone_who_withdrew_is_named_on_its_row() -> anyhow::Result<()> {
+    let service = Service::start("regrant").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = || pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let columns = "Prénom;Nom;E-mail;Consentement e-mail;Date du consentement\n";
+    let first = format!(
+        "{columns}Bruno;B;bruno@example.org;non;01/09/2024\n\
+         Pia;P;pia@example.org;non;01/09/2024\n\
+         Pia;P;pia@example.org;oui;02/09/2024\n"
+    );
+    let job = support::upload(&mut client, header(), &first).await?;
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(4, "email_consent")], "{issues:?}");
+    assert!(
+        issues[0].2.starts_with("not granted: this person withdrew"),
+        "{issues:?}"
+    );
+
+    let again = format!(
+        "{columns}Bruno;B;bruno@example.org;oui;01/11/2024\n\
+         Cléo;C;cleo@example.org;oui;01/11/2024\n"
+    );
+    let job = support::upload(&mut client, header(), &again).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!(
+        (counts.consent_granted, counts.warnings),
+        (1, 1),
+        "{counts:?}"
+    );
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(2, "email_consent")], "only Bruno's: {issues:?}");
+    service.stop().await
+}

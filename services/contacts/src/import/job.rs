@@ -3,7 +3,7 @@
 //! set-based upsert per batch, consent applied by the rules of the ledger,
 //! progress and issues recorded as it goes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -79,7 +79,7 @@ impl ConsentTerms {
         candidate
             .consent
             .iter()
-            .filter_map(move |&(is_grant, time, proof)| {
+            .filter_map(move |&(is_grant, time, proof, _)| {
                 let kind = match is_grant {
                     true if !grants => return None,
                     true => Kind::ImportGrant,
@@ -267,9 +267,9 @@ async fn write_one(
     )
     .await?;
     phases.lap(clock, Phase::Matching);
-    let counts = write_batch(&mut tx, task, terms, batch, phases, clock).await?;
+    let (counts, refused) = write_batch(&mut tx, task, terms, batch, phases, clock).await?;
     record_progress(&mut tx, task.id, batch.bytes_read, counts).await?;
-    record_issues(&mut tx, task.id, batch).await?;
+    record_issues(&mut tx, task.id, batch, &refused).await?;
     tx.commit().await?;
     phases.lap(clock, Phase::Committing);
     Ok(())
@@ -643,8 +643,8 @@ enum Key {
     Phone(String),
 }
 
-/// What one row says of consent: (granted?, time, evidence).
-type RowConsent<'a> = (bool, DateTime<Utc>, &'a [(String, String)]);
+/// What one row says of consent: (granted?, time, evidence, line).
+type RowConsent<'a> = (bool, DateTime<Utc>, &'a [(String, String)], u64);
 
 /// One person's worth of rows of a batch, merged.
 struct Candidate<'a> {
@@ -664,7 +664,7 @@ async fn write_batch(
     batch: &Batch,
     phases: &mut Phases,
     clock: &mut std::time::Instant,
-) -> anyhow::Result<Counts> {
+) -> anyhow::Result<(Counts, Vec<RowIssue>)> {
     let mut counts = Counts {
         rows_read: (batch.rows.len() + batch.rejected.len()) as i64,
         rows_empty: batch.empty as i64,
@@ -710,11 +710,24 @@ async fn write_batch(
     }
 
     phases.lap(clock, Phase::People);
-    let (granted, suppressed) = apply_consent(tx, task.tenant_id, terms, &candidates, &ids).await?;
+    let (granted, suppressed, refused) =
+        apply_consent(tx, task.tenant_id, terms, &candidates, &ids).await?;
+    let warned: HashSet<u64> = batch
+        .rows
+        .iter()
+        .filter(|row| !row.issues.is_empty())
+        .map(|row| row.line)
+        .collect();
+    let newly_warned: HashSet<u64> = refused
+        .iter()
+        .map(|issue| issue.line)
+        .filter(|line| !warned.contains(line))
+        .collect();
+    counts.warnings += newly_warned.len() as i64;
     phases.lap(clock, Phase::Consent);
     counts.consent_granted = granted;
     counts.suppressed = suppressed;
-    Ok(counts)
+    Ok((counts, refused))
 }
 
 /// Groups the rows of a batch by person, in order of first appearance.
@@ -730,10 +743,10 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
         let consent = match &row.consent {
             ConsentStatement::None => None,
             ConsentStatement::Granted { time, evidence } => {
-                Some((true, *time, evidence.as_slice()))
+                Some((true, *time, evidence.as_slice(), row.line))
             }
             ConsentStatement::Withdrawn { time, evidence } => {
-                Some((false, *time, evidence.as_slice()))
+                Some((false, *time, evidence.as_slice(), row.line))
             }
         };
         // E-mail consent belongs with an address: a row whose address was
@@ -956,13 +969,21 @@ async fn apply_consent(
     terms: &ConsentTerms,
     candidates: &[(Key, Candidate<'_>)],
     ids: &HashMap<Key, Uuid>,
-) -> anyhow::Result<(i64, i64)> {
+) -> anyhow::Result<(i64, i64, Vec<RowIssue>)> {
     let mut statements = Vec::new();
+    // The line of each statement that is a grant.
+    let mut grant_lines = Vec::new();
     for (key, candidate) in candidates {
         let Some(&person) = ids.get(key) else {
             continue;
         };
-        for (kind, occurred_at, evidence) in terms.statements(candidate) {
+        let lines = candidate
+            .consent
+            .iter()
+            .filter(|(is_grant, ..)| !is_grant || terms.grants)
+            .map(|&(is_grant, .., line)| is_grant.then_some(line));
+        for ((kind, occurred_at, evidence), line) in terms.statements(candidate).zip(lines) {
+            grant_lines.push(line);
             statements.push(consent::store::Statement {
                 person,
                 channel: Channel::Email,
@@ -979,7 +1000,56 @@ async fn apply_consent(
     // The batch's upsert wrote, and so locked, every one of these people.
     let applied = consent::store::record_written(tx, tenant, &statements).await?;
     let granted = applied.iter().filter(|a| a.state == State::Granted).count();
-    Ok((granted as i64, (applied.len() - granted) as i64))
+    let refused = refused_grants(tx, tenant, &statements, &grant_lines, &applied).await?;
+    Ok((granted as i64, (applied.len() - granted) as i64, refused))
+}
+
+/// Why the file's grants to people who withdrew were not applied, on their
+/// rows: an import never subscribes anyone again, and an organizer reading
+/// "0 granted" should know why and what the person can do.
+async fn refused_grants(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    statements: &[consent::store::Statement],
+    grant_lines: &[Option<u64>],
+    applied: &[consent::store::Applied],
+) -> anyhow::Result<Vec<RowIssue>> {
+    let applied: HashSet<usize> = applied.iter().map(|a| a.index).collect();
+    let unapplied: Vec<(Uuid, u64)> = statements
+        .iter()
+        .zip(grant_lines)
+        .enumerate()
+        .filter(|(index, _)| !applied.contains(index))
+        .filter_map(|(_, (statement, line))| Some((statement.person, (*line)?)))
+        .collect();
+    if unapplied.is_empty() {
+        return Ok(Vec::new());
+    }
+    let people: Vec<Uuid> = unapplied.iter().map(|(person, _)| *person).collect();
+    let withdrawn: HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT person_id FROM consents WHERE tenant_id = $1 AND person_id = ANY($2)
+           AND channel = 'email' AND purpose = '' AND state = 'withdrawn'",
+    )
+    .bind(tenant)
+    .bind(&people)
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading who withdrew")?
+    .into_iter()
+    .collect();
+    Ok(unapplied
+        .into_iter()
+        .filter(|(person, _)| withdrawn.contains(person))
+        .map(|(_, line)| RowIssue {
+            line,
+            field: "email_consent",
+            value: String::new(),
+            reason: "not granted: this person withdrew their e-mail consent, and an import \
+                     never subscribes anyone again; they can subscribe again through the form, \
+                     which asks them to confirm"
+                .to_owned(),
+        })
+        .collect())
 }
 
 async fn record_progress(
@@ -1011,11 +1081,20 @@ async fn record_progress(
     Ok(())
 }
 
-async fn record_issues(tx: &mut PgConnection, id: Uuid, batch: &Batch) -> sqlx::Result<()> {
+/// Records the batch's issues, and `later` ones its writing found (a grant
+/// refused to someone who withdrew), as warnings.
+async fn record_issues(
+    tx: &mut PgConnection,
+    id: Uuid,
+    batch: &Batch,
+    later: &[RowIssue],
+) -> sqlx::Result<()> {
     let warnings = batch
         .rows
         .iter()
-        .flat_map(|row| row.issues.iter().map(|i| (i, "warning")));
+        .flat_map(|row| row.issues.iter())
+        .chain(later)
+        .map(|i| (i, "warning"));
     let rejections = batch
         .rejected
         .iter()
