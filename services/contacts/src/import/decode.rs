@@ -15,6 +15,28 @@ const OUT_LEN: usize = 64 * 1024;
 pub(crate) struct Sniffed {
     pub(crate) encoding: &'static Encoding,
     pub(crate) delimiter: u8,
+    /// The kind of spreadsheet workbook the file is instead of a CSV file.
+    pub(crate) workbook: Option<&'static str>,
+}
+
+/// The workbook `sample` begins, by its format's signature: a zip archive
+/// (.xlsx, .ods) or an OLE2 compound file (.xls).
+fn workbook(sample: &[u8]) -> Option<&'static str> {
+    const OLE2: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    const OPENDOCUMENT: &[u8] = b"mimetypeapplication/vnd.oasis.opendocument.spreadsheet";
+    if sample.starts_with(&OLE2) {
+        return Some("an Excel 97-2003 workbook (.xls)");
+    }
+    if !sample.starts_with(b"PK\x03\x04") {
+        return None;
+    }
+    let opendocument = sample
+        .windows(OPENDOCUMENT.len())
+        .any(|w| w == OPENDOCUMENT);
+    Some(match opendocument {
+        true => "an OpenDocument spreadsheet (.ods)",
+        false => "an Excel workbook (.xlsx)",
+    })
 }
 
 /// Reads a file as UTF-8 text whatever its encoding, in constant memory.
@@ -50,6 +72,7 @@ impl<R: Read> Decoding<R> {
         };
         let text = encoding.decode_without_bom_handling(&sample[bom_len..]).0;
         let delimiter = guess_delimiter(&text);
+        let workbook = workbook(sample);
 
         let reader = Self {
             source,
@@ -70,6 +93,7 @@ impl<R: Read> Decoding<R> {
             Sniffed {
                 encoding,
                 delimiter,
+                workbook,
             },
         ))
     }

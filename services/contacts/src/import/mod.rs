@@ -202,14 +202,6 @@ pub struct RowIssue {
 /// data, kept with the import's error and never erased with the person.
 fn described(found: &[String]) -> String {
     const SHOWN: usize = 30;
-    if found
-        .first()
-        .is_some_and(|cell| cell.starts_with("PK\u{3}\u{4}"))
-    {
-        return "it is an Excel workbook (.xlsx), not a CSV file: save it as \"CSV UTF-8\" and \
-                import that"
-            .to_owned();
-    }
     if found.iter().any(|cell| cell.contains('@')) {
         return "its first line holds an e-mail address: it is a person's row, not a header; \
                 add the header line the format names and import the file again"
@@ -250,6 +242,17 @@ pub enum ImportError {
     NoHeader {
         /// The file concerned.
         file: String,
+    },
+    /// The file is a spreadsheet workbook, not a CSV file.
+    #[error(
+        "{file}: it is {kind}, not a CSV file: save it from the spreadsheet as \"CSV UTF-8\" \
+         (or \"CSV (séparateur: point-virgule)\") and import that"
+    )]
+    Workbook {
+        /// The file concerned.
+        file: String,
+        /// "an Excel workbook (.xlsx)", …
+        kind: &'static str,
     },
     /// A column that the chosen format needs is not in the header.
     #[error(
@@ -351,6 +354,12 @@ impl<R: Read> ImportReader<R> {
             cause,
         };
         let (decoding, sniffed) = Decoding::sniff(source).map_err(unreadable)?;
+        if let Some(kind) = sniffed.workbook {
+            return Err(ImportError::Workbook {
+                file: source_label.to_owned(),
+                kind,
+            });
+        }
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)

@@ -1065,12 +1065,30 @@ fn a_missing_column_error_escapes_control_characters_and_names_a_workbook() {
         "{error}"
     );
 
-    let workbook = b"PK\x03\x04\x14\x00\x06\x00;rest\n";
-    let error = ImportReader::open(&workbook[..], Preset::FrExcel, "liste.xlsx")
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(error.contains("Excel workbook"), "{error}");
+    let workbooks: [(&[u8], &str); 3] = [
+        (
+            b"PK\x03\x04\x14\x00\x06\x00;rest\n",
+            "an Excel workbook (.xlsx)",
+        ),
+        (
+            b"PK\x03\x04\x14\x00\x00\x08mimetypeapplication/vnd.oasis.opendocument.spreadsheet",
+            "an OpenDocument spreadsheet (.ods)",
+        ),
+        (
+            b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1\x00\x00",
+            "an Excel 97-2003 workbook (.xls)",
+        ),
+    ];
+    for (bytes, kind) in workbooks {
+        let error = ImportReader::open(bytes, Preset::FrExcel, "liste")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("liste: it is {kind}, not a CSV file")),
+            "{error}"
+        );
+    }
 }
 
 #[test]
