@@ -308,14 +308,7 @@ async fn an_import_reads_custom_columns_warns_on_bad_values_and_keeps_known_ones
         (3, 1, 0)
     );
 
-    let issues = client
-        .list_import_issues(pb::ListImportIssuesRequest {
-            import_id: job.id.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .issues;
+    let issues = support::issues(&mut client, &job).await?;
     let found: Vec<(u64, &str, &str, &str)> = issues
         .iter()
         .map(|i| {
@@ -682,14 +675,7 @@ async fn headers_name_fields_however_typed_and_a_field_the_preset_reads_is_named
         .collect();
     held.sort();
     assert_eq!(held, ["since=2020-02-01", "year=2020"]);
-    let issues = client
-        .list_import_issues(pb::ListImportIssuesRequest {
-            import_id: job.id.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .issues;
+    let issues = support::issues(&mut client, &job).await?;
     let reasons: Vec<&str> = issues.iter().map(|i| i.reason.as_str()).collect();
     assert_eq!(issues.len(), 1, "{reasons:?}");
     assert_eq!((issues[0].line, issues[0].value.as_str()), (1, "Ville"));

@@ -25,18 +25,6 @@ async fn upload(client: &mut Client, csv: &str) -> anyhow::Result<pb::ImportJob>
     support::upload(client, header, csv).await
 }
 
-async fn issues(client: &mut Client, job: &pb::ImportJob) -> anyhow::Result<Vec<pb::ImportIssue>> {
-    let request = pb::ListImportIssuesRequest {
-        import_id: job.id.clone(),
-        ..Default::default()
-    };
-    Ok(client
-        .list_import_issues(request)
-        .await?
-        .into_inner()
-        .issues)
-}
-
 #[tokio::test]
 async fn a_french_excel_file_gives_its_birth_dates_and_its_vrai_and_faux_consent()
 -> anyhow::Result<()> {
@@ -100,7 +88,7 @@ async fn a_french_excel_file_gives_its_birth_dates_and_its_vrai_and_faux_consent
         ]
     );
 
-    let found: Vec<(u64, String, String, String)> = issues(&mut client, &job)
+    let found: Vec<(u64, String, String, String)> = support::issues(&mut client, &job)
         .await?
         .into_iter()
         .map(|issue| (issue.line, issue.field, issue.value, issue.reason))

@@ -18,17 +18,7 @@ async fn issues_are_listed_in_file_order_page_after_page() -> anyhow::Result<()>
         let phone = if n % 3 == 0 { "not a number" } else { "" };
         csv.push_str(&format!("p{n}@example.org,{phone},\n"));
     }
-    let header = pb::ImportHeader {
-        file_name: "issues.csv".into(),
-        preset: pb::ImportPreset::Custom as i32,
-        mapping: Some(pb::ColumnMapping {
-            email: "email".into(),
-            phone: "phone".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let job = support::upload(&mut client, header, &csv).await?;
+    let job = support::upload(&mut client, email_and_phone(), &csv).await?;
 
     let mut lines = Vec::new();
     let mut token = String::new();
@@ -63,18 +53,8 @@ async fn a_page_token_of_another_import_and_a_negative_page_size_are_refused() -
     let service = Service::start("issues").await?;
     let mut client = service.client(TenantId::new()).await?;
     let csv = "email,phone\na@example.org,x\nb@example.org,y\nc@example.org,z\n";
-    let header = || pb::ImportHeader {
-        file_name: "issues.csv".into(),
-        preset: pb::ImportPreset::Custom as i32,
-        mapping: Some(pb::ColumnMapping {
-            email: "email".into(),
-            phone: "phone".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let first = support::upload(&mut client, header(), csv).await?;
-    let second = support::upload(&mut client, header(), csv).await?;
+    let first = support::upload(&mut client, email_and_phone(), csv).await?;
+    let second = support::upload(&mut client, email_and_phone(), csv).await?;
     let list =
         |import: &pb::ImportJob, page_size: i32, page_token: &str| pb::ListImportIssuesRequest {
             import_id: import.id.clone(),
@@ -121,18 +101,25 @@ async fn issues_of(
     client: &mut support::Client,
     job: &pb::ImportJob,
 ) -> anyhow::Result<Vec<(u64, String, String)>> {
-    let issues = client
-        .list_import_issues(pb::ListImportIssuesRequest {
-            import_id: job.id.clone(),
-            ..Default::default()
-        })
+    Ok(support::issues(client, job)
         .await?
-        .into_inner()
-        .issues;
-    Ok(issues
         .into_iter()
         .map(|issue| (issue.line, issue.field, issue.reason))
         .collect())
+}
+
+/// A file of columns `email` and `phone`, mapped as such.
+fn email_and_phone() -> pb::ImportHeader {
+    pb::ImportHeader {
+        file_name: "issues.csv".into(),
+        preset: pb::ImportPreset::Custom as i32,
+        mapping: Some(pb::ColumnMapping {
+            email: "email".into(),
+            phone: "phone".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]

@@ -96,6 +96,22 @@ impl Service {
     }
 }
 
+/// The first page of `job`'s issues (100, in file order).
+pub async fn issues(
+    client: &mut Client,
+    job: &pb::ImportJob,
+) -> anyhow::Result<Vec<pb::ImportIssue>> {
+    let request = pb::ListImportIssuesRequest {
+        import_id: job.id.clone(),
+        ..Default::default()
+    };
+    Ok(client
+        .list_import_issues(request)
+        .await?
+        .into_inner()
+        .issues)
+}
+
 /// Uploads `csv` under `header` (its size filled in) and waits up to a
 /// minute for the import to succeed; a failed import is an error.
 pub async fn upload(
