@@ -5,14 +5,15 @@
 
 pub mod language;
 
-use axum::http::HeaderMap;
 use axum::http::header::ACCEPT_LANGUAGE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use muster_runtime::TenantId;
 use muster_runtime::language::Language;
 use sqlx::PgPool;
 
 use crate::tenants::{self, PublicProfile};
-use crate::unsubscribe::page::escape;
+use crate::unsubscribe::page::{escape, page_in};
 
 /// The language of pages that cannot tell their organization (an unknown
 /// form, a broken link) and whose visitor names none of ours: French, as
@@ -74,6 +75,12 @@ impl Audience {
             Some(name) => format!("{title} – {name}"),
             None => title.to_owned(),
         }
+    }
+
+    /// A page of the flow that went as asked (200), in this audience's
+    /// language, its title followed by the organization's name.
+    pub fn page(&self, title: &str, body: &str) -> Response {
+        page_in(self.language, StatusCode::OK, &self.title(title), body)
     }
 }
 

@@ -43,12 +43,7 @@ pub fn check_inbox(audience: &Audience) -> Response {
         Language::French => "Vérifiez votre boîte de réception",
         Language::English => "Check your inbox",
     };
-    page_in(
-        audience.language,
-        StatusCode::OK,
-        &audience.title(title),
-        &body,
-    )
+    audience.page(title, &body)
 }
 
 /// The page a confirmation link opens: a button, since mail scanners
@@ -76,12 +71,7 @@ pub fn confirm_button(audience: &Audience) -> Response {
             ),
         ),
     };
-    page_in(
-        audience.language,
-        StatusCode::OK,
-        &audience.title(title),
-        &body,
-    )
+    audience.page(title, &body)
 }
 
 /// The consent is granted (now, or by an earlier click).
@@ -107,12 +97,7 @@ pub fn confirmed(audience: &Audience) -> Response {
             ),
         ),
     };
-    page_in(
-        audience.language,
-        StatusCode::OK,
-        &audience.title(title),
-        &body,
-    )
+    audience.page(title, &body)
 }
 
 /// The link was cut or altered.

@@ -54,12 +54,7 @@ pub fn confirm(audience: &Audience, reply: &UnsubscribeResponse) -> Response {
             ),
         ),
     };
-    page_in(
-        audience.language,
-        StatusCode::OK,
-        &audience.title(title),
-        &body,
-    )
+    audience.page(title, &body)
 }
 
 /// Confirms that the recipient is unsubscribed.
@@ -84,12 +79,7 @@ pub fn done(audience: &Audience, reply: &UnsubscribeResponse) -> Response {
             ),
         ),
     };
-    page_in(
-        audience.language,
-        StatusCode::OK,
-        &audience.title(title),
-        &body,
-    )
+    audience.page(title, &body)
 }
 
 /// Whose e-mails the recipient leaves, in HTML: the organization's when
