@@ -85,41 +85,42 @@ fn parse(source: &'static str) -> Table {
 /// The place of a French postal code; where several communes share it, the
 /// one named `city`, else the most populous.
 pub fn locate(postal_code: &str, city: Option<&str>) -> Option<Place> {
-    let table = &*TABLE;
-    let candidates = table.by_postal_code.get(postal_code.trim())?;
-    let wanted = city.map(fold);
-    let chosen = candidates
-        .iter()
-        .map(|&i| &table.communes[i])
-        .max_by_key(|c| (wanted.as_deref() == Some(c.folded.as_str()), c.population))?;
-    Some(Place {
-        commune: chosen.code,
-        commune_name: chosen.name,
-        departement: chosen.departement,
-        region: table
-            .region_of
-            .get(chosen.departement)
-            .copied()
-            .unwrap_or(""),
-    })
+    locate_checked(postal_code, city).0
 }
 
-/// Why `city` names none of the communes of `postal_code`, listing them;
-/// `Ok` when one is named — by its name, or its name followed by more, as in
-/// "Paris 11e" or "Bordeaux Cedex" — or the code is unknown.
-pub fn check_town(postal_code: &str, city: &str) -> Result<(), String> {
+/// [`locate`], and why `city` names none of the communes of `postal_code`
+/// when it does not, listing them. A commune is named by its name, or its
+/// name followed by more, as in "Paris 11e" or "Bordeaux Cedex"; an unknown
+/// code has no place and nothing to say.
+pub fn locate_checked(postal_code: &str, city: Option<&str>) -> (Option<Place>, Option<String>) {
     let table = &*TABLE;
     let Some(candidates) = table.by_postal_code.get(postal_code.trim()) else {
-        return Ok(());
+        return (None, None);
     };
-    let town = fold(city);
-    let names = |c: &Commune| {
+    let wanted = city.map(fold);
+    let mut communes: Vec<&Commune> = candidates.iter().map(|&i| &table.communes[i]).collect();
+    let place = communes
+        .iter()
+        .max_by_key(|c| (wanted.as_deref() == Some(c.folded.as_str()), c.population))
+        .map(|chosen| Place {
+            commune: chosen.code,
+            commune_name: chosen.name,
+            departement: chosen.departement,
+            region: table
+                .region_of
+                .get(chosen.departement)
+                .copied()
+                .unwrap_or(""),
+        });
+    let Some(town) = wanted else {
+        return (place, None);
+    };
+    let names = |c: &&Commune| {
         town.strip_prefix(c.folded.as_str())
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
     };
-    let mut communes: Vec<&Commune> = candidates.iter().map(|&i| &table.communes[i]).collect();
-    if communes.iter().any(|c| names(c)) {
-        return Ok(());
+    if communes.iter().any(names) {
+        return (place, None);
     }
     communes.sort_by_key(|c| std::cmp::Reverse(c.population));
     let shown: Vec<&str> = communes.iter().take(5).map(|c| c.name).collect();
@@ -127,13 +128,14 @@ pub fn check_town(postal_code: &str, city: &str) -> Result<(), String> {
         0 => String::new(),
         n => format!(" and {n} more"),
     };
-    Err(format!(
+    let reason = format!(
         "no commune of postal code {} is called so ({}{more}): placed in {}, the most \
          populous; check the town or the code",
         postal_code.trim(),
         shown.join(", "),
         shown.first().copied().unwrap_or_default()
-    ))
+    );
+    (place, Some(reason))
 }
 
 /// Whether some French commune has `postal_code` (CEDEX codes, given to
@@ -365,15 +367,15 @@ mod tests {
             ("35400", "St-Malo"),
             ("99999", "Nulle part"),
         ] {
-            assert_eq!(check_town(code, town), Ok(()), "{code} {town}");
+            assert_eq!(locate_checked(code, Some(town)).1, None, "{code} {town}");
         }
-        let error = check_town("01400", "Lyon").unwrap_err();
+        let error = locate_checked("01400", Some("Lyon")).1.unwrap();
         assert!(
             error.starts_with("no commune of postal code 01400 is called so (Châtillon"),
             "{error}"
         );
         assert!(
-            check_town("75011", "Parisot").is_err(),
+            locate_checked("75011", Some("Parisot")).1.is_some(),
             "a word, not a prefix"
         );
     }

@@ -815,7 +815,7 @@ impl Territory {
                 time_zone: None,
             };
         };
-        let place = territory::locate(postal_code, row.city.as_deref());
+        let place = row.place;
         let departement = place
             .map(|p| p.departement.to_owned())
             .or_else(|| departement_of(postal_code));

@@ -148,6 +148,9 @@ pub struct ImportRow {
     pub city: Option<String>,
     /// ISO 3166 alpha-2 country code; "FR" when the file does not say.
     pub country: Option<String>,
+    /// Where a French postal code (and the town, among the communes sharing
+    /// the code) places the person.
+    pub place: Option<crate::domain::territory::Place>,
     /// Birth date.
     pub birth_date: Option<NaiveDate>,
     /// Tags: trimmed, without empty ones or repeats (ignoring case), spelling kept.

@@ -45,9 +45,13 @@ pub(crate) fn read(
     });
     let address_line1 = fields.text(columns.address_line1, "address_line1");
     let city = fields.words(columns.city, "city");
-    if let (Some("FR"), Some(code), Some(town)) = (country.as_deref(), &postal_code, &city)
-        && let Err(reason) = territory::check_town(code, town)
-    {
+    // Placed here, once: the writers take the place as read.
+    let french = matches!(country.as_deref(), None | Some("FR"));
+    let (place, stray_town) = match postal_code.as_deref().filter(|_| french) {
+        Some(code) => territory::locate_checked(code, city.as_deref()),
+        None => (None, None),
+    };
+    if let (Some("FR"), Some(reason), Some(town)) = (country.as_deref(), stray_town, &city) {
         fields.issue("city", town, reason);
     }
     let birth_date = birth_date(&mut fields, columns.birth_date, Utc::now().date_naive());
@@ -121,6 +125,7 @@ pub(crate) fn read(
         postal_code,
         city,
         country,
+        place,
         birth_date,
         tags,
         consent,
