@@ -36,10 +36,6 @@ pub async fn run(command: PeopleCommand, gateway: &Gateway, output: &Output) -> 
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))
         .collect();
-    // An empty variable in a script must not turn a lookup into a listing.
-    if let Some((name, _)) = lookup.iter().find(|(_, value)| value.trim().is_empty()) {
-        anyhow::bail!("--{name} is empty: give the value to look up, or leave the flag out");
-    }
     let people = list(gateway, limit, &lookup).await?;
 
     if output.is_json() {
