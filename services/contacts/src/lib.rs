@@ -67,6 +67,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     12 => "0012_stored_name_key.sql",
     13 => "0013_import_duplicates.sql",
     14 => "0014_import_issues_by_line.sql",
+    15 => "0015_last_contacts.sql",
 ];
 
 /// Everything contacts is configured with.

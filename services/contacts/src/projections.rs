@@ -24,7 +24,7 @@ pub const DONATIONS_QUEUE: &str = "contacts.donations";
 /// The queue, and the inbox name, of `events.attendance.changed`.
 pub const ATTENDANCE_QUEUE: &str = "contacts.attendance";
 
-/// `messaging.delivery.sent`: moves `people.last_contacted_at` forward for
+/// `messaging.delivery.sent`: moves `last_contacts.contacted_at` forward for
 /// every person of the group (never back: groups may arrive out of order).
 pub struct Contacted {
     pub pool: PgPool,
@@ -47,11 +47,13 @@ impl Handler for Contacted {
         };
         current_ids(&mut tx, message.tenant_id, &mut people).await?;
         let updated = sqlx::query(
-            "UPDATE people p SET last_contacted_at = s.at
+            "INSERT INTO last_contacts AS c (tenant_id, person_id, contacted_at)
+             SELECT $1, s.id, s.at
              FROM (SELECT id, max(at) AS at FROM unnest($2::uuid[], $3::timestamptz[])
                    AS u(id, at) GROUP BY id) s
-             WHERE p.tenant_id = $1 AND p.id = s.id
-               AND (p.last_contacted_at IS NULL OR p.last_contacted_at < s.at)",
+             WHERE EXISTS (SELECT 1 FROM people p WHERE p.tenant_id = $1 AND p.id = s.id)
+             ON CONFLICT (tenant_id, person_id) DO UPDATE SET contacted_at = EXCLUDED.contacted_at
+             WHERE c.contacted_at < EXCLUDED.contacted_at",
         )
         .bind(message.tenant_id)
         .bind(&people)
@@ -218,7 +220,7 @@ async fn current_ids(
 
 /// Gives what the projections hold about `merged` to `survivor`, within a
 /// merge: donations and their totals add up, the later attendance state of
-/// an event both were announced for is kept.
+/// an event both were announced for is kept, and so is the later contact.
 pub async fn merge(
     tx: &mut PgConnection,
     tenant: TenantId,
@@ -241,6 +243,12 @@ pub async fn merge(
             state = EXCLUDED.state, changed_at = EXCLUDED.changed_at
          WHERE a.changed_at < EXCLUDED.changed_at",
         "DELETE FROM attendance WHERE tenant_id = $1 AND person_id = $3",
+        "INSERT INTO last_contacts AS c (tenant_id, person_id, contacted_at)
+         SELECT tenant_id, $2, contacted_at FROM last_contacts
+         WHERE tenant_id = $1 AND person_id = $3
+         ON CONFLICT (tenant_id, person_id) DO UPDATE SET
+            contacted_at = greatest(c.contacted_at, EXCLUDED.contacted_at)",
+        "DELETE FROM last_contacts WHERE tenant_id = $1 AND person_id = $3",
     ] {
         sqlx::query(sql)
             .bind(tenant)
@@ -277,13 +285,13 @@ pub async fn export(pool: &PgPool, tenant: TenantId, person: Uuid) -> sqlx::Resu
     .bind(person)
     .fetch_all(pool)
     .await?;
-    let last_contacted: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT last_contacted_at FROM people WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(person)
-            .fetch_optional(pool)
-            .await?
-            .flatten();
+    let last_contacted: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT contacted_at FROM last_contacts WHERE tenant_id = $1 AND person_id = $2",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_optional(pool)
+    .await?;
     Ok(Activity {
         donations: donations
             .into_iter()
@@ -314,6 +322,7 @@ pub async fn forget(tx: &mut PgConnection, tenant: TenantId, person: Uuid) -> sq
         "DELETE FROM donations WHERE tenant_id = $1 AND person_id = $2",
         "DELETE FROM person_donations WHERE tenant_id = $1 AND person_id = $2",
         "DELETE FROM attendance WHERE tenant_id = $1 AND person_id = $2",
+        "DELETE FROM last_contacts WHERE tenant_id = $1 AND person_id = $2",
     ] {
         sqlx::query(sql)
             .bind(tenant)

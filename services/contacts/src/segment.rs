@@ -383,15 +383,23 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf, tenant: TenantId) 
         Leaf::HasField(key) => {
             query.push("custom_fields ? ").push_bind(key.clone());
         }
-        Leaf::Contacted { start, end } => push_range(query, "last_contacted_at", *start, *end),
-        Leaf::HasContacted(true) => {
-            query.push("last_contacted_at IS NOT NULL");
-        }
-        Leaf::HasContacted(false) => {
-            query.push("last_contacted_at IS NULL");
-        }
         // The projections are read as uncorrelated sets of people, so that
         // PostgreSQL joins them once rather than probing per person.
+        Leaf::Contacted { start, end } => {
+            query
+                .push("id IN (SELECT person_id FROM last_contacts WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(" AND ");
+            push_range(query, "contacted_at", *start, *end);
+            query.push(")");
+        }
+        Leaf::HasContacted(contacted) => {
+            query
+                .push(if *contacted { "id IN" } else { "id NOT IN" })
+                .push(" (SELECT person_id FROM last_contacts WHERE tenant_id = ")
+                .push_bind(tenant)
+                .push(")");
+        }
         Leaf::DonationTotal {
             currency,
             min_cents,

@@ -169,6 +169,7 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
         "events.attendance.changed",
         attendance("e1", stranger, AttendanceState::Attended, "2024-06-01"),
     );
+    add("messaging.delivery.sent", sent(&[(stranger, "2024-05-01")]));
     // e1 attended by p0, p1 (after registering), p3 (a registration dated
     // earlier arrives late and is ignored); p2 cancelled after attending.
     // e2 attended by p0; p3 did not show.
@@ -245,7 +246,8 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     assert_eq!(totals, [("EUR".to_owned(), 7_500)]);
     let strangers: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
-              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)
+              + (SELECT count(*) FROM last_contacts WHERE person_id = $1)",
     )
     .bind(stranger)
     .fetch_one(&pool)
@@ -297,7 +299,7 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
             .await?;
     assert_eq!(e1, "cancelled");
     let contacted: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT last_contacted_at FROM people WHERE id = $1")
+        sqlx::query_scalar("SELECT contacted_at FROM last_contacts WHERE person_id = $1")
             .bind(p(1))
             .fetch_one(&pool)
             .await?;
@@ -305,7 +307,8 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     let left: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
               + (SELECT count(*) FROM person_donations WHERE person_id = $1)
-              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)
+              + (SELECT count(*) FROM last_contacts WHERE person_id = $1)",
     )
     .bind(p(2))
     .fetch_one(&pool)
@@ -350,7 +353,8 @@ async fn sends_donations_and_attendance_from_the_bus_are_counted_by_segments() -
     let left: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM donations WHERE person_id = $1)
               + (SELECT count(*) FROM person_donations WHERE person_id = $1)
-              + (SELECT count(*) FROM attendance WHERE person_id = $1)",
+              + (SELECT count(*) FROM attendance WHERE person_id = $1)
+              + (SELECT count(*) FROM last_contacts WHERE person_id = $1)",
     )
     .bind(p(0))
     .fetch_one(&pool)

@@ -288,7 +288,6 @@ async fn merge_fields(
             tags = s.tags || ARRAY(SELECT t FROM unnest(m.tags) AS t WHERE t <> ALL(s.tags)),
             external_ids = m.external_ids || s.external_ids,
             custom_fields = m.custom_fields || s.custom_fields,
-            last_contacted_at = GREATEST(s.last_contacted_at, m.last_contacted_at),
             created_at = LEAST(s.created_at, m.created_at),
             updated_at = now()
          FROM jsonb_populate_record(NULL::people, $3) m
