@@ -30,6 +30,39 @@ macro_rules! migrations {
     };
 }
 
+/// What is wrong between a service's `migrations/` folder and the list it
+/// embeds: a file the list leaves out is a migration written and never run
+/// (its service starts without it, and fails on its first query); a
+/// version that is not the file's number runs it out of order. Each
+/// service's tests call it on its own list.
+pub fn listing_errors(dir: &str, migrations: &[Migration]) -> std::io::Result<Vec<String>> {
+    let mut errors = Vec::new();
+    let mut files: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    files.sort();
+    for file in &files {
+        if !migrations.iter().any(|m| m.name == file) {
+            errors.push(format!("{file} is not listed"));
+        }
+    }
+    for migration in migrations {
+        let number = migration
+            .name
+            .split('_')
+            .next()
+            .and_then(|n| n.parse().ok());
+        if number != Some(migration.version) {
+            errors.push(format!(
+                "{} is listed as version {}",
+                migration.name, migration.version
+            ));
+        }
+    }
+    Ok(errors)
+}
+
 /// The outbox and inbox tables every service carries (version 0).
 const BUS_TABLES: Migration = Migration {
     version: 0,

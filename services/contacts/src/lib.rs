@@ -300,4 +300,11 @@ mod tests {
         let writers: Vec<usize> = [0, 1, 2, 8, 9].map(super::import_writers).into();
         assert_eq!(writers, [1, 1, 2, 8, 8]);
     }
+
+    #[test]
+    fn every_migration_file_is_listed_under_its_number() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let errors = muster_runtime::db::listing_errors(dir, super::MIGRATIONS).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 }
