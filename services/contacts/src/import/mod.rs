@@ -286,6 +286,19 @@ pub enum ImportError {
         /// What gives it away.
         reason: String,
     },
+    /// The header line goes on with people's values: the file's line breaks
+    /// were lost on the way, as `curl -d @FILE` strips them.
+    #[error(
+        "{file}: the header line goes on with people's values (an e-mail address in column \
+         {column}): the file's line breaks were lost on the way, as curl -d strips them; send \
+         the file as it is (curl --data-binary @FILE)"
+    )]
+    JoinedLines {
+        /// The file concerned.
+        file: String,
+        /// The first column holding an address, 1-based.
+        column: usize,
+    },
     /// The file could not be read.
     #[error("{file}: the file could not be read")]
     Unreadable {
@@ -317,6 +330,17 @@ pub struct ImportReader<R: Read> {
     /// of them empty: which kind is the file's own, to tell a shifted row.
     rows_of_width: u64,
     rows_longer: u64,
+}
+
+/// Whether a header cell is an e-mail address: something before an `@`, a
+/// dot after it, no spaces. A header names a column; it is never one.
+fn looks_like_an_address(cell: &str) -> bool {
+    cell.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.ends_with('.')
+            && !cell.chars().any(char::is_whitespace)
+    })
 }
 
 /// Whether `record` is the `sep=X` line Excel writes above a CSV's header.
@@ -392,6 +416,15 @@ impl<R: Read> ImportReader<R> {
             });
         }
         let columns = Columns::resolve(&preset, &headers, source_label)?;
+        // A header with every column the preset needs and an address after
+        // them is the whole file on one line; read as it is, it imports no
+        // one and succeeds.
+        if let Some(at) = headers.iter().position(|cell| looks_like_an_address(cell)) {
+            return Err(ImportError::JoinedLines {
+                file: source_label.to_owned(),
+                column: at + 1,
+            });
+        }
         let custom_mapping = match preset {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),

@@ -649,6 +649,39 @@ fn an_empty_file_has_no_header() {
 }
 
 #[test]
+fn a_file_whose_line_breaks_were_stripped_is_refused_not_imported_empty() {
+    // What `curl -d @file` sends: the lines joined, the last header cell
+    // and the first row's first cell run together.
+    let input = "Nom;Prénom;E-mail;Code postalDupont;Marie;marie@example.org;33000\
+                 Martin;Paul;paul@example.org;75011";
+
+    let error = ImportReader::open(input.as_bytes(), Preset::FrExcel, "adherents.csv").err();
+
+    let Some(ImportError::JoinedLines { column, .. }) = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(*column, 6);
+    let message = error.unwrap().to_string();
+    assert!(message.contains("--data-binary"), "{message}");
+    assert!(
+        !message.contains("marie"),
+        "no address in the reason: {message}"
+    );
+}
+
+#[test]
+fn a_header_naming_an_address_column_with_an_at_sign_is_still_a_header() {
+    let input = "Nom;Prénom;E-mail;@ perso;Courriel@\nDupont;Marie;marie@example.org;;\n";
+
+    let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+
+    assert_eq!(
+        row(&outcomes[0]).email.as_ref().unwrap().as_str(),
+        "marie@example.org"
+    );
+}
+
+#[test]
 fn a_file_that_fails_midway_reports_the_read_error() {
     struct Failing(Vec<u8>);
     impl Read for Failing {
