@@ -481,7 +481,9 @@ async fn merges_with_oneself_of_an_erased_person_or_twice_are_refused_whole() ->
     let again = merge(&mut service.client, ann, bob).await.unwrap_err();
     assert_eq!(again.code(), tonic::Code::FailedPrecondition, "{again:?}");
     assert!(
-        again.message().contains(&format!("merged into {ann}")),
+        again
+            .message()
+            .contains(&format!("merged into {ann}; they are one person already")),
         "{again:?}"
     );
     let merges: i64 = sqlx::query_scalar("SELECT count(*) FROM merges")

@@ -80,9 +80,12 @@ pub async fn merge_in(
     .bind([survivor, merged])
     .fetch_all(&mut *tx)
     .await?;
-    for (id, field) in [(survivor, "survivor_id"), (merged, "merged_id")] {
+    for (id, field, other) in [
+        (survivor, "survivor_id", merged),
+        (merged, "merged_id", survivor),
+    ] {
         if !locked.contains(&id) {
-            return Err(missing(&mut *tx, tenant, id, field).await?);
+            return Err(missing(&mut *tx, tenant, id, field, other).await?);
         }
     }
 
@@ -153,15 +156,21 @@ pub async fn merge_in(
 }
 
 /// Why `id` could not be locked: merged already, erased, or never known.
+/// `other` is the request's other person.
 async fn missing(
     tx: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,
     field: &str,
+    other: Uuid,
 ) -> Result<ApiError, ApiError> {
     if let Some(into) = survivor_of(&mut *tx, tenant, id).await? {
+        let next = match into == other {
+            true => "they are one person already, nothing to merge".to_owned(),
+            false => format!("merge {into} instead"),
+        };
         return Ok(ApiError::precondition(format!(
-            "{field}: person {id} was already merged into {into}; merge {into} instead"
+            "{field}: person {id} was already merged into {into}; {next}"
         )));
     }
     let erased: bool = sqlx::query_scalar(
