@@ -355,6 +355,19 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
     gateway.post("/v1/custom-fields", color).await?;
     let listed = gateway.get("/v1/custom-fields").await?;
     assert_eq!(listed["fields"][0]["choices"], json!(["Rouge", "Vert"]));
+    let one = gateway.get("/v1/custom-fields/Color").await?;
+    assert_eq!(
+        (&one["key"], &one["label"]),
+        (&json!("color"), &json!("Couleur"))
+    );
+    let (status, missing) = gateway
+        .call(reqwest::Method::GET, "/v1/custom-fields/colour", None)
+        .await?;
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(
+        missing["error"]["message"],
+        "custom field \"colour\" not found"
+    );
 
     // The label names the column; the mapping names another.
     let file = "Courriel;Année d'adhésion;Teinte\n\
@@ -388,6 +401,44 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
         .await?;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["custom_fields"], json!({"membership_year": "2024"}));
+    // JSON's own numbers and null are taken as they are meant.
+    let (status, patched) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/people/{id}/custom-fields"),
+            Some(json!({"membership_year": 2025})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["custom_fields"], json!({"membership_year": "2025"}));
+    let (status, patched) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/people/{id}/custom-fields"),
+            Some(json!({"membership_year": null})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["custom_fields"], json!({}));
+    let (status, refused) = gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/people/{id}/custom-fields"),
+            Some(json!({"membership_year": [2024]})),
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused.to_string().contains("values[membership_year]"),
+        "{refused}"
+    );
+    gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/people/{id}/custom-fields"),
+            Some(json!({"membership_year": "2024"})),
+        )
+        .await?;
     let (status, refused) = gateway
         .call(
             reqwest::Method::PATCH,

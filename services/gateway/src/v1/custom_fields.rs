@@ -8,6 +8,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use muster_proto::contacts::v1 as proto;
+use muster_runtime::ApiError;
 use serde::{Deserialize, Serialize};
 
 use super::models::Person;
@@ -197,6 +198,30 @@ pub async fn list(mut api: TenantApi) -> Result<Json<CustomFields>, HttpError> {
     Ok(Json(CustomFields { fields }))
 }
 
+/// `GET /v1/custom-fields/{key}`: one definition, its key compared as
+/// contacts compares keys (in any case).
+#[tracing::instrument(
+    name = "gateway.custom_fields.get",
+    skip_all,
+    fields(tenant_id = %api.tenant)
+)]
+pub async fn get(
+    mut api: TenantApi,
+    Path(key): Path<String>,
+) -> Result<Json<CustomField>, HttpError> {
+    let reply = api
+        .contacts
+        .list_custom_fields(proto::ListCustomFieldsRequest {})
+        .await
+        .reply(Upstream::Contacts)?;
+    reply
+        .fields
+        .into_iter()
+        .find(|field| field.key.eq_ignore_ascii_case(key.trim()))
+        .map(|field| Json(field.into()))
+        .ok_or_else(|| ApiError::not_found(format!("custom field {key:?}")).into())
+}
+
 /// `DELETE /v1/custom-fields/{key}`: the definition and every value held for it.
 #[tracing::instrument(
     name = "gateway.custom_fields.delete",
@@ -211,8 +236,9 @@ pub async fn delete(mut api: TenantApi, Path(key): Path<String>) -> Result<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PATCH /v1/people/{id}/custom-fields` with `{"KEY": "VALUE", ...}`; an
-/// empty value removes the field from the person.
+/// `PATCH /v1/people/{id}/custom-fields` with `{"KEY": VALUE, ...}`: a value
+/// is written as text, as a file's cell is (`"2024"`), or as JSON gives it
+/// (`2024`, `true`); `null` or `""` removes the field from the person.
 #[tracing::instrument(
     name = "gateway.custom_fields.set",
     skip_all,
@@ -221,11 +247,17 @@ pub async fn delete(mut api: TenantApi, Path(key): Path<String>) -> Result<Statu
 pub async fn set_values(
     mut api: TenantApi,
     Path(id): Path<String>,
-    JsonBody(values): JsonBody<HashMap<String, String>>,
+    JsonBody(values): JsonBody<HashMap<String, serde_json::Value>>,
 ) -> Result<Json<Person>, HttpError> {
     let request = proto::SetCustomFieldsRequest {
         person_id: id,
-        values,
+        values: values
+            .into_iter()
+            .map(|(key, value)| {
+                let text = value_text(&key, value)?;
+                Ok((key, text))
+            })
+            .collect::<Result<_, HttpError>>()?,
     };
     let person = api
         .contacts
@@ -233,4 +265,20 @@ pub async fn set_values(
         .await
         .reply(Upstream::Contacts)?;
     Ok(Json(person.into()))
+}
+
+/// A custom field's value in a request body, as the text contacts reads.
+fn value_text(key: &str, value: serde_json::Value) -> Result<String, HttpError> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Ok(text),
+        Value::Number(number) => Ok(number.to_string()),
+        Value::Bool(yes) => Ok(yes.to_string()),
+        Value::Null => Ok(String::new()),
+        Value::Array(_) | Value::Object(_) => Err(HttpError::invalid(
+            format!("values[{key}]"),
+            "a list or an object: give one value, as text, a number, true or false, or null \
+             to remove it",
+        )),
+    }
 }

@@ -45,7 +45,9 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/v1/custom-fields/{key}",
-            delete(custom_fields::delete).patch(custom_fields::update),
+            get(custom_fields::get)
+                .delete(custom_fields::delete)
+                .patch(custom_fields::update),
         )
         .route("/v1/people/{id}/export", get(privacy::export))
         .route("/v1/people/{id}/export.csv", get(privacy::export_csv))
