@@ -77,7 +77,8 @@ impl ContactsService for Api {
             token => Some(parse_id(token, "page_token")?),
         };
         let limit = page_size(request.page_size)?;
-        let lookup = people::Lookup::parse(&request.email, &request.phone)?;
+        let country = default_country(&request.default_country, "default_country")?;
+        let lookup = people::Lookup::parse(&request.email, &request.phone, &country)?;
         let found = people::list(&self.pool, tenant, &filter, &lookup, after, limit).await?;
         let next_page_token = match found.last() {
             Some(last) if found.len() as i64 == limit => last.id.clone(),
@@ -119,7 +120,7 @@ impl ContactsService for Api {
                 }
             }
         }
-        let default_country = default_country(&header.default_country)?;
+        let default_country = default_country(&header.default_country, "header.default_country")?;
         let legal_basis = import_legal_basis(&header.legal_basis)?;
         let notice = import_notice(&header.notice)?;
         let id = Uuid::now_v7();
@@ -549,8 +550,9 @@ fn preset(header: &pb::ImportHeader) -> Result<Preset, ApiError> {
     })
 }
 
-/// The organization's country for the import, FR when the caller gives none.
-fn default_country(raw: &str) -> Result<String, ApiError> {
+/// The organization's country, for national phone numbers; FR when the
+/// caller gives none.
+fn default_country(raw: &str, field: &str) -> Result<String, ApiError> {
     let country = raw.trim().to_ascii_uppercase();
     if country.is_empty() {
         return Ok("FR".to_owned());
@@ -558,7 +560,7 @@ fn default_country(raw: &str) -> Result<String, ApiError> {
     match country.parse::<phonenumber::country::Id>() {
         Ok(_) if country.len() == 2 => Ok(country),
         _ => Err(ApiError::invalid(
-            "header.default_country",
+            field,
             format!("{raw:?} is not an ISO 3166-1 two-letter country code"),
         )),
     }

@@ -1234,6 +1234,25 @@ async fn a_person_is_found_by_an_address_or_number_of_theirs_or_merged_into_them
         .list_people(lookup("nobody@example.org", ""))
         .await?;
     assert!(nobody.into_inner().people.is_empty());
+    // A national number is read in the organization's country.
+    let belgian = insert(
+        &service,
+        New {
+            email: Some("bel@example.be"),
+            phone: Some("+32470123456"),
+            ..New::default()
+        },
+    )
+    .await?;
+    for (country, found) in [("BE", vec![belgian.to_string()]), ("", vec![])] {
+        let request = pb::ListPeopleRequest {
+            default_country: country.into(),
+            ..lookup("", "0470 12 34 56")
+        };
+        let people = service.client.list_people(request).await?.into_inner();
+        let ids: Vec<String> = people.people.into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, found, "{country:?}");
+    }
     let refused = service
         .client
         .list_people(lookup("not an address", ""))

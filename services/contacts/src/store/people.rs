@@ -130,8 +130,12 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    /// Reads the `email` and `phone` of a request; empty ones look nothing up.
-    pub fn parse(email: &str, phone: &str) -> Result<Self, ApiError> {
+    /// Reads the `email` and `phone` of a request, a national number as one
+    /// of `country` (checked already); empty ones look nothing up.
+    pub fn parse(email: &str, phone: &str, country: &str) -> Result<Self, ApiError> {
+        let country = country
+            .parse::<phonenumber::country::Id>()
+            .unwrap_or(phonenumber::country::Id::FR);
         let email_key = match email.trim() {
             "" => None,
             email => Some(
@@ -144,7 +148,7 @@ impl Lookup {
         let phone = match phone.trim() {
             "" => None,
             phone => Some(
-                PhoneNumber::parse(phone, phonenumber::country::Id::FR, None)
+                PhoneNumber::parse(phone, country, None)
                     .map_err(|e| ApiError::invalid("phone", e.reason))?
                     .as_str()
                     .to_owned(),

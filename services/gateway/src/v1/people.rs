@@ -47,6 +47,7 @@ pub async fn list(
         filter: None,
         email: looked_up("email", params.email)?,
         phone: looked_up("phone", params.phone)?,
+        default_country: api.default_country.clone(),
     };
     let reply = api
         .contacts
