@@ -618,7 +618,51 @@ fn mapping(m: pb::ColumnMapping) -> Result<ColumnMapping, ApiError> {
             "map at least the e-mail or the phone column",
         ));
     }
+    one_field_per_column(&mapping)?;
     Ok(mapping)
+}
+
+/// Refuses a column mapped to two fields (`map.first_name=Nom` and
+/// `map.last_name=Nom`): one of them would be a copy of the other, and
+/// stored as if the file said so. Columns compare as headers do.
+fn one_field_per_column(mapping: &ColumnMapping) -> Result<(), ApiError> {
+    let standard = [
+        ("first_name", &mapping.first_name),
+        ("last_name", &mapping.last_name),
+        ("email", &mapping.email),
+        ("phone", &mapping.phone),
+        ("address_line1", &mapping.address_line1),
+        ("postal_code", &mapping.postal_code),
+        ("city", &mapping.city),
+        ("country", &mapping.country),
+        ("birth_date", &mapping.birth_date),
+        ("tags", &mapping.tags),
+        ("email_consent", &mapping.email_consent),
+        ("email_consent_time", &mapping.email_consent_time),
+        ("external_id", &mapping.external_id),
+    ];
+    let mapped = standard
+        .into_iter()
+        .filter_map(|(field, header)| Some((field.to_owned(), header.as_deref()?)))
+        .chain(
+            mapping
+                .custom_fields
+                .iter()
+                .map(|(key, header)| (format!("custom:{key}"), header.as_str())),
+        );
+    let mut seen = std::collections::HashMap::new();
+    for (field, header) in mapped {
+        if let Some(first) = seen.insert(crate::domain::header_key(header), field.clone()) {
+            return Err(ApiError::invalid(
+                format!("header.mapping.{field}"),
+                format!(
+                    "the column {header:?} is mapped to {first} already: a column fills one \
+                     field; map {field} to another column, or leave it out"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The custom field columns of a mapping as (key, header), keys given as
@@ -680,4 +724,43 @@ async fn fail(pool: &PgPool, id: Uuid, error: &str) {
     .bind(error)
     .execute(pool)
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_mapped_to_two_fields_is_refused_naming_both() {
+        let both = pb::ColumnMapping {
+            email: "Courriel".into(),
+            first_name: "Nom".into(),
+            last_name: " nom ".into(),
+            ..Default::default()
+        };
+
+        let error = mapping(both).unwrap_err().to_string();
+
+        assert!(error.starts_with("header.mapping.last_name: "), "{error}");
+        assert!(error.contains("mapped to first_name already"), "{error}");
+    }
+
+    #[test]
+    fn a_custom_field_cannot_share_a_mapped_column_either() {
+        let both = pb::ColumnMapping {
+            email: "Courriel".into(),
+            custom_fields: [("custom:adresse".to_owned(), "courriel".to_owned())].into(),
+            ..Default::default()
+        };
+
+        let error = mapping(both).unwrap_err().to_string();
+
+        assert!(error.contains("custom:adresse"), "{error}");
+        let distinct = pb::ColumnMapping {
+            email: "Courriel".into(),
+            phone: "Portable".into(),
+            ..Default::default()
+        };
+        assert!(mapping(distinct).is_ok());
+    }
 }
