@@ -231,3 +231,37 @@ async fn a_grant_to_someone_who_withdrew_is_named_on_its_row() -> anyhow::Result
     assert_eq!(lines, [(2, "email_consent")], "only Bruno's: {issues:?}");
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_title_above_the_header_is_named_on_the_header_line() -> anyhow::Result<()> {
+    let service = Service::start("title_row").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let file = "Adhérents au 1er décembre;;;\n\
+                Prénom;Nom;E-mail;Profession\n\
+                Marie;Dupont;marie@example.org;infirmière\n";
+
+    let job = support::upload(&mut client, header, file).await?;
+
+    assert_eq!(job.counts.unwrap_or_default().created, 1);
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(2, "header"), (2, "header")], "{issues:?}");
+    assert!(
+        issues
+            .iter()
+            .any(|(_, _, reason)| reason.contains("\"Adhérents au 1er décembre\"")),
+        "{issues:?}"
+    );
+    assert!(
+        issues
+            .iter()
+            .any(|(_, _, reason)| reason.contains("\"Profession\"")),
+        "the unread column is named on the header's line: {issues:?}"
+    );
+    service.stop().await
+}

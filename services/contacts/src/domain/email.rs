@@ -33,6 +33,19 @@ impl EmailAddress {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// The common mailbox domain this address's domain is one keystroke
+    /// from (`gmail.con`, `hotmial.fr`), when it is not one itself: mail
+    /// to it bounces, and a bounce costs the sender its reputation.
+    pub fn likely_misspelt_domain(&self) -> Option<&'static str> {
+        let (_, domain) = self.key.rsplit_once('@')?;
+        if COMMON_DOMAINS.contains(&domain) || NEIGHBOURS.contains(&domain) {
+            return None;
+        }
+        COMMON_DOMAINS
+            .into_iter()
+            .find(|common| one_keystroke_apart(domain, common))
+    }
 }
 
 impl fmt::Display for EmailAddress {
@@ -44,6 +57,56 @@ impl fmt::Display for EmailAddress {
 impl AsRef<str> for EmailAddress {
     fn as_ref(&self) -> &str {
         &self.address
+    }
+}
+
+/// The address in a cell written as mail programs copy one: `Marie Dupont
+/// <marie@example.org>` or `mailto:marie@example.org`; any other cell as it is.
+pub fn unwrap_address(cell: &str) -> &str {
+    let cell = trim_blank(cell);
+    let inner = match cell.rfind('<') {
+        Some(open) if cell.ends_with('>') => trim_blank(&cell[open + 1..cell.len() - 1]),
+        _ => cell,
+    };
+    match inner.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => &inner[7..],
+        _ => inner,
+    }
+}
+
+/// The mailbox providers most French supporter files hold, long enough
+/// that a name one keystroke away is rarely anyone's own domain.
+const COMMON_DOMAINS: [&str; 11] = [
+    "gmail.com",
+    "hotmail.fr",
+    "hotmail.com",
+    "yahoo.fr",
+    "yahoo.com",
+    "orange.fr",
+    "wanadoo.fr",
+    "laposte.net",
+    "outlook.fr",
+    "outlook.com",
+    "icloud.com",
+];
+
+/// Real domains one keystroke from a common one.
+const NEIGHBOURS: [&str; 4] = ["mail.com", "email.com", "ymail.com", "cloud.com"];
+
+/// Whether one substitution, insertion, deletion or swap of two neighbours
+/// turns `a` into `b` (and `a` is not `b`).
+fn one_keystroke_apart(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[start..], &b[start..]);
+    match (a.len(), b.len()) {
+        (0, 0) => false,
+        (m, n) if m == n => {
+            a[1..] == b[1..] || (m >= 2 && a[0] == b[1] && a[1] == b[0] && a[2..] == b[2..])
+        }
+        (m, n) if m == n + 1 => a[1..] == *b,
+        (m, n) if m + 1 == n => *a == b[1..],
+        _ => false,
     }
 }
 
@@ -105,6 +168,56 @@ mod tests {
 
     fn reason(raw: &str) -> String {
         EmailAddress::parse(raw).unwrap_err().reason
+    }
+
+    #[test]
+    fn an_address_copied_from_a_mail_program_is_unwrapped() {
+        for cell in [
+            "Marie Dupont <marie@example.org>",
+            "\"Dupont, Marie\" < marie@example.org >",
+            "mailto:marie@example.org",
+            "MAILTO:marie@example.org",
+            "<mailto:marie@example.org>",
+            " marie@example.org ",
+        ] {
+            assert_eq!(unwrap_address(cell), "marie@example.org", "{cell:?}");
+        }
+        for cell in ["marie@example.org>", "a <b", "mailto", "é"] {
+            assert_eq!(unwrap_address(cell), cell, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn a_domain_one_keystroke_from_a_common_one_is_flagged() {
+        let misspelt = |raw: &str| EmailAddress::parse(raw).unwrap().likely_misspelt_domain();
+        for (raw, common) in [
+            ("a@gmail.con", "gmail.com"),
+            ("a@gmial.com", "gmail.com"),
+            ("a@Gmail.co", "gmail.com"),
+            ("a@gmaill.com", "gmail.com"),
+            ("a@hotmial.fr", "hotmail.fr"),
+            ("a@hotmail.fe", "hotmail.fr"),
+            ("a@orange.fe", "orange.fr"),
+            ("a@wanadou.fr", "wanadoo.fr"),
+            ("a@yahoo.ff", "yahoo.fr"),
+        ] {
+            assert_eq!(misspelt(raw), Some(common), "{raw}");
+        }
+        for raw in [
+            "a@gmail.com",
+            "a@hotmail.com",
+            "a@yahoo.com",
+            "a@mail.com",
+            "a@ymail.com",
+            "a@email.com",
+            "a@cloud.com",
+            "a@example.org",
+            "a@free.fr",
+            "a@gmx.fr",
+            "a@outlook.be",
+        ] {
+            assert_eq!(misspelt(raw), None, "{raw}");
+        }
     }
 
     #[test]

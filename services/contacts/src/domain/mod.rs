@@ -7,7 +7,7 @@ mod phone;
 pub mod territory;
 pub mod yes_no;
 
-pub use email::EmailAddress;
+pub use email::{EmailAddress, unwrap_address};
 pub use phone::PhoneNumber;
 
 /// Why a raw value could not become a domain value, in words a user can act on.

@@ -168,7 +168,9 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     let spec = task.clone();
     let reader = tokio::task::spawn_blocking(move || read_file(spec, header_tx, senders));
 
+    let mut header_line = 1;
     if let Ok(opened) = header_rx.await {
+        header_line = opened.header_line;
         sqlx::query(
             "UPDATE imports SET state = 'running', encoding = $2, delimiter = $3 WHERE id = $1",
         )
@@ -177,11 +179,14 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
         .bind(&opened.delimiter)
         .execute(pool)
         .await?;
+        if !opened.titles.is_empty() {
+            note_titles(pool, task, &opened).await?;
+        }
         if !opened.unread.is_empty() {
-            note_unread_columns(pool, task, &opened.unread).await?;
+            note_unread_columns(pool, task, header_line, &opened.unread).await?;
         }
         for field in &opened.shadowed {
-            note_shadowed_field(pool, task, field).await?;
+            note_shadowed_field(pool, task, header_line, field).await?;
         }
     }
 
@@ -195,7 +200,7 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
     }
     let mut clock = std::time::Instant::now();
     let unnamed = reader.await.context("the file reader panicked")??;
-    note_unnamed_columns(pool, task, &unnamed).await?;
+    note_unnamed_columns(pool, task, header_line, &unnamed).await?;
     // Fresh statistics before anything plans a query over what was written:
     // without them, an organization's first import leaves the planner
     // thinking its tables empty, and a segment that reads consents under a
@@ -339,6 +344,28 @@ struct Opened {
     unread: Vec<UnreadColumn>,
     /// The custom fields a header names that are not filled from its column.
     shadowed: Vec<ShadowedField>,
+    /// The header's line number.
+    header_line: u64,
+    /// The lines of one cell above it, skipped as titles.
+    titles: Vec<String>,
+}
+
+/// A warning of the header line naming the lines above it that were read as
+/// titles, so that a row mistaken for one is not dropped in silence.
+async fn note_titles(pool: &PgPool, task: &ImportTask, opened: &Opened) -> anyhow::Result<()> {
+    let shown: Vec<String> = opened
+        .titles
+        .iter()
+        .map(|title| format!("{:?}", super::row::shown(title)))
+        .collect();
+    let reason = format!(
+        "the header is line {}; the line(s) above it hold one cell each and were skipped as a \
+         title: {}",
+        opened.header_line,
+        shown.join(", ")
+    );
+    let value = super::row::shown(&opened.titles.join(" "));
+    header_warning(pool, task, opened.header_line, &value, &reason).await
 }
 
 /// The most column names one issue lists.
@@ -350,6 +377,7 @@ const UNREAD_SHOWN: usize = 20;
 async fn note_unread_columns(
     pool: &PgPool,
     task: &ImportTask,
+    line: u64,
     unread: &[UnreadColumn],
 ) -> anyhow::Result<()> {
     let (repeated, unknown): (Vec<&UnreadColumn>, Vec<&UnreadColumn>) =
@@ -395,7 +423,7 @@ async fn note_unread_columns(
         warnings.push((value, reason));
     }
     for (value, reason) in warnings {
-        header_warning(pool, task, &value, &reason).await?;
+        header_warning(pool, task, line, &value, &reason).await?;
     }
     Ok(())
 }
@@ -405,6 +433,7 @@ async fn note_unread_columns(
 async fn note_shadowed_field(
     pool: &PgPool,
     task: &ImportTask,
+    line: u64,
     field: &ShadowedField,
 ) -> anyhow::Result<()> {
     let reason = format!(
@@ -416,21 +445,23 @@ async fn note_shadowed_field(
         super::row::shown(&field.header),
         field.key
     );
-    header_warning(pool, task, &super::row::shown(&field.header), &reason).await
+    header_warning(pool, task, line, &super::row::shown(&field.header), &reason).await
 }
 
-/// One warning of the file's header line (line 1).
+/// One warning of the file's header line, on `line`.
 async fn header_warning(
     pool: &PgPool,
     task: &ImportTask,
+    line: u64,
     value: &str,
     reason: &str,
 ) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO import_issues (import_id, line, field, value, reason, severity)
-         VALUES ($1, 1, 'header', $2, $3, 'warning')",
+         VALUES ($1, $2, 'header', $3, $4, 'warning')",
     )
     .bind(task.id)
+    .bind(line as i64)
     .bind(value)
     .bind(reason)
     .execute(pool)
@@ -443,6 +474,7 @@ async fn header_warning(
 async fn note_unnamed_columns(
     pool: &PgPool,
     task: &ImportTask,
+    line: u64,
     unnamed: &[(usize, u64)],
 ) -> anyhow::Result<()> {
     for (column, rows) in unnamed {
@@ -450,7 +482,7 @@ async fn note_unnamed_columns(
             "column {column} has no header and held a value in {rows} row(s): not imported; \
              give it a header (a custom field's key or label) and import again"
         );
-        header_warning(pool, task, "", &reason).await?;
+        header_warning(pool, task, line, "", &reason).await?;
     }
     Ok(())
 }
@@ -508,6 +540,8 @@ fn read_file(
         delimiter,
         unread: reader.unread_columns(),
         shadowed: reader.shadowed_fields(),
+        header_line: reader.header_line(),
+        titles: reader.titles().to_vec(),
     });
 
     let mut batches: Vec<Batch> = writers.iter().map(|_| new_batch()).collect();

@@ -322,6 +322,10 @@ pub struct ImportReader<R: Read> {
     default_country: String,
     /// The header line, kept to find custom field columns.
     headers: Vec<String>,
+    /// Its line number in the file.
+    header_line: u64,
+    /// The lines of one cell above the header, skipped as titles.
+    titles: Vec<String>,
     /// Custom field columns the mapping names, as (key, header).
     custom_mapping: Vec<(String, String)>,
     /// Columns without a header, with the rows that held a value in them.
@@ -342,6 +346,9 @@ fn looks_like_an_address(cell: &str) -> bool {
             && !cell.chars().any(char::is_whitespace)
     })
 }
+
+/// The most lines of one cell (a title, a date, blank) read above a header.
+const MAX_TITLE_LINES: usize = 5;
 
 /// Whether `record` is the `sep=X` line Excel writes above a CSV's header.
 fn is_separator_line(record: &ByteRecord) -> bool {
@@ -406,16 +413,44 @@ impl<R: Read> ImportReader<R> {
         if found && is_separator_line(&header) {
             found = read_header(&mut header)?;
         }
-        let headers: Vec<String> = header
-            .iter()
-            .map(|field| crate::domain::trim_blank(&String::from_utf8_lossy(field)).to_owned())
-            .collect();
-        if !found || headers.iter().all(String::is_empty) {
-            return Err(ImportError::NoHeader {
+        // A title typed above the header ("Adhérents au 1er décembre") is a
+        // line of one cell; the header is the first line after it that the
+        // format can read.
+        let (mut titles, mut skipped, mut first_error) = (Vec::new(), 0, None);
+        let (headers, columns) = loop {
+            let headers: Vec<String> = header
+                .iter()
+                .map(|field| crate::domain::trim_blank(&String::from_utf8_lossy(field)).to_owned())
+                .collect();
+            let no_header = || ImportError::NoHeader {
                 file: source_label.to_owned(),
-            });
-        }
-        let columns = Columns::resolve(&preset, &headers, source_label)?;
+            };
+            if !found {
+                return Err(first_error.unwrap_or_else(no_header));
+            }
+            let error = match headers.iter().all(String::is_empty) {
+                true => no_header(),
+                false => match Columns::resolve(&preset, &headers, source_label) {
+                    Ok(columns) => break (headers, columns),
+                    Err(error) => error,
+                },
+            };
+            let mut cells = headers.iter().filter(|cell| !cell.is_empty());
+            let title = matches!(
+                error,
+                ImportError::MissingColumn { .. } | ImportError::NoHeader { .. }
+            ) && cells.clone().count() <= 1
+                && !cells.any(|cell| looks_like_an_address(cell))
+                && skipped < MAX_TITLE_LINES;
+            if !title {
+                return Err(error);
+            }
+            titles.extend(headers.into_iter().find(|cell| !cell.is_empty()));
+            first_error.get_or_insert(error);
+            skipped += 1;
+            found = read_header(&mut header)?;
+        };
+        let header_line = header.position().map_or(1, csv::Position::line);
         // A header with every column the preset needs and an address after
         // them is the whole file on one line; read as it is, it imports no
         // one and succeeds.
@@ -429,7 +464,7 @@ impl<R: Read> ImportReader<R> {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),
         };
-        let unnamed = headers
+        let unnamed: Vec<(usize, u64)> = headers
             .iter()
             .enumerate()
             .filter(|(_, name)| name.is_empty())
@@ -454,6 +489,8 @@ impl<R: Read> ImportReader<R> {
             failure: None,
             default_country: "FR".to_owned(),
             headers,
+            header_line,
+            titles,
             custom_mapping,
             unnamed,
             rows_of_width: 0,
@@ -467,6 +504,16 @@ impl<R: Read> ImportReader<R> {
         self.columns
             .resolve_custom(fields, &self.custom_mapping, &self.headers, &self.file)?;
         Ok(self)
+    }
+
+    /// The header's line number in the file (after a `sep=` line or titles).
+    pub fn header_line(&self) -> u64 {
+        self.header_line
+    }
+
+    /// The lines of one cell read above the header as titles, as written.
+    pub fn titles(&self) -> &[String] {
+        &self.titles
     }
 
     /// The columns with a header that no field is read from, in file order;

@@ -8,8 +8,9 @@ use super::columns::{Columns, Layout};
 use super::time::{INSTANT_FORMS, parse_instant};
 use super::{ConsentStatement, ImportRow, RowIssue, RowOutcome};
 use crate::domain::date::parse_date;
+
 use crate::domain::yes_no::{YES_NO_FORMS, parse_yes_no};
-use crate::domain::{EmailAddress, PhoneNumber, nfc, territory, trim_blank};
+use crate::domain::{EmailAddress, PhoneNumber, nfc, territory, trim_blank, unwrap_address};
 
 /// The contact in `record`, which starts on `line` of a file decoded from `encoding`.
 pub(crate) fn read(
@@ -357,9 +358,19 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
 
 fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
     let value = fields.get(columns.email, "email")?;
-    let email = EmailAddress::parse(value.text)
+    let email = EmailAddress::parse(unwrap_address(value.text))
         .map_err(|error| fields.issue("email", value.raw, error.reason))
         .ok()?;
+    if let Some(common) = email.likely_misspelt_domain() {
+        fields.issue(
+            "email",
+            value.raw,
+            format!(
+                "imported as written, but the domain looks like a misspelling of {common}: \
+                 mail to it would bounce; correct the address if so"
+            ),
+        );
+    }
     let flagged_bad = fields.get(columns.email_is_bad, "email_is_bad");
     if flagged_bad.and_then(|flag| parse_yes_no(flag.text)) == Some(true) {
         fields.issue(

@@ -682,6 +682,89 @@ fn a_header_naming_an_address_column_with_an_at_sign_is_still_a_header() {
 }
 
 #[test]
+fn an_address_as_a_mail_program_copies_it_is_read_and_a_misspelt_domain_is_warned() {
+    let input = "Nom;Prénom;E-mail\n\
+                 Dupont;Marie;Marie Dupont <marie@example.org>\n\
+                 Martin;Paul;mailto:paul@example.org\n\
+                 Durand;Luc;luc@gmail.con\n";
+
+    let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+
+    let address = |n: usize| {
+        row(&outcomes[n])
+            .email
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .to_owned()
+    };
+    assert_eq!(address(0), "marie@example.org");
+    assert!(row(&outcomes[0]).issues.is_empty());
+    assert_eq!(address(1), "paul@example.org");
+    let luc = row(&outcomes[2]);
+    assert_eq!(address(2), "luc@gmail.con", "imported as written");
+    assert_eq!(luc.issues[0].field, "email");
+    assert!(
+        luc.issues[0].reason.contains("gmail.com"),
+        "{:?}",
+        luc.issues
+    );
+}
+
+#[test]
+fn a_title_above_the_header_is_skipped_and_lines_keep_their_numbers() {
+    let input = "Adhérents au 1er décembre;;;\n\
+                 ;;;\n\
+                 Nom;Prénom;E-mail;Ville\n\
+                 Dupont;Marie;marie@example.org;Bordeaux\n";
+
+    let mut reader = ImportReader::open(input.as_bytes(), Preset::FrExcel, "a.csv").unwrap();
+
+    assert_eq!(reader.titles(), ["Adhérents au 1er décembre"]);
+    assert_eq!(reader.header_line(), 3);
+    let outcomes = read_all(&mut reader);
+    assert_eq!(row(&outcomes[0]).line, 4);
+    assert_eq!(row(&outcomes[0]).city.as_deref(), Some("Bordeaux"));
+}
+
+#[test]
+fn a_header_after_a_separator_line_is_on_line_two() {
+    let reader = ImportReader::open(
+        "sep=;\nNom;Prénom;E-mail\n".as_bytes(),
+        Preset::FrExcel,
+        "a.csv",
+    )
+    .unwrap();
+
+    assert_eq!(reader.header_line(), 2);
+    assert!(reader.titles().is_empty());
+}
+
+#[test]
+fn a_line_of_one_address_is_no_title_and_a_bad_header_below_a_title_is_named() {
+    let person = "marie@example.org\nNom;Prénom;E-mail\n";
+    let error = ImportReader::open(person.as_bytes(), Preset::FrExcel, "a.csv").err();
+    assert!(
+        matches!(&error, Some(ImportError::MissingColumn { found, .. }) if found[0].contains('@')),
+        "{error:?}"
+    );
+
+    let missing = "Export du 01/12;;\nNom;Courriel;Ville\n";
+    let error = ImportReader::open(missing.as_bytes(), Preset::FrExcel, "a.csv").err();
+    assert!(
+        matches!(&error, Some(ImportError::MissingColumn { found, .. }) if found[0] == "Nom"),
+        "the header's own error, not the title's: {error:?}"
+    );
+
+    let only_a_title = "Export du 01/12;;\n";
+    let error = ImportReader::open(only_a_title.as_bytes(), Preset::FrExcel, "a.csv").err();
+    assert!(
+        matches!(&error, Some(ImportError::MissingColumn { found, .. }) if found[0] == "Export du 01/12"),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn a_file_that_fails_midway_reports_the_read_error() {
     struct Failing(Vec<u8>);
     impl Read for Failing {
