@@ -378,6 +378,33 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
     assert_eq!(job["counts"]["warnings"], 1, "{job}");
     let issues = gateway.get(&format!("{path}/issues")).await?;
     assert_eq!(issues["issues"][0]["line"], 3, "{issues}");
+    // The organization's imports, newest first, a page at a time.
+    let (second, _) = gateway
+        .import(
+            "preset=fr_excel&file_name=vide.csv",
+            b"Nom;Prenom;E-mail\n".to_vec(),
+        )
+        .await?;
+    let newest = gateway.get("/v1/imports?page_size=1").await?;
+    assert_eq!(
+        format!(
+            "/v1/imports/{}",
+            newest["imports"][0]["id"].as_str().unwrap_or("")
+        ),
+        second
+    );
+    let token = newest["next_page_token"].as_str().unwrap_or_default();
+    let older = gateway
+        .get(&format!("/v1/imports?page_size=1&page_token={token}"))
+        .await?;
+    assert_eq!(
+        format!(
+            "/v1/imports/{}",
+            older["imports"][0]["id"].as_str().unwrap_or("")
+        ),
+        path
+    );
+    assert_eq!(older["imports"][0]["counts"]["warnings"], 1, "{older}");
     assert_eq!(issues["issues"][0]["value"], "bleu", "{issues}");
 
     let people = gateway.get("/v1/people").await?;

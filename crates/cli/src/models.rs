@@ -23,6 +23,7 @@ pub struct ImportJob {
     pub encoding: Option<String>,
     pub delimiter: Option<String>,
     pub error: Option<String>,
+    pub create_time: Option<String>,
 }
 
 impl ImportJob {
@@ -55,6 +56,12 @@ pub struct ImportIssue {
     pub value: String,
     pub reason: String,
     pub severity: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ImportPage {
+    pub imports: Vec<ImportJob>,
 }
 
 #[derive(Debug, Default, Deserialize)]

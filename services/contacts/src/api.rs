@@ -204,6 +204,28 @@ impl ContactsService for Api {
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
     }
 
+    async fn list_imports(
+        &self,
+        request: Request<pb::ListImportsRequest>,
+    ) -> Result<Response<pb::ListImportsResponse>, Status> {
+        let tenant = auth::tenant(&request)?;
+        let request = request.into_inner();
+        let before = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_id(token, "page_token")?),
+        };
+        let limit = page_size(request.page_size)?;
+        let imports = imports::list(&self.pool, tenant, before, limit).await?;
+        let next_page_token = match imports.last() {
+            Some(last) if imports.len() as i64 == limit => last.id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListImportsResponse {
+            imports,
+            next_page_token,
+        }))
+    }
+
     async fn list_import_issues(
         &self,
         request: Request<pb::ListImportIssuesRequest>,

@@ -1,5 +1,5 @@
 //! `muster import`: stream a file to the gateway, follow the import, and
-//! summarise it; `muster import status|issues ID`.
+//! summarise it; `muster import status|issues ID`; `muster import list`.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use tokio_util::io::ReaderStream;
 
 use super::POLL_EVERY;
 use crate::gateway::Gateway;
-use crate::models::{ImportJob, IssuePage, decode};
+use crate::models::{ImportJob, ImportPage, IssuePage, decode};
 use crate::output::{BYTES, Output};
 
 /// Issues shown in a summary; the rest are one command away.
@@ -37,6 +37,12 @@ enum ImportCommand {
     Status { id: String },
     /// List every issue of an import.
     Issues { id: String },
+    /// List the organization's imports, newest first.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=1000))]
+        limit: i32,
+    },
 }
 
 #[derive(Args)]
@@ -170,6 +176,7 @@ pub async fn run(args: ImportArgs, gateway: &Gateway, output: &Output) -> anyhow
             report(gateway, output, &raw).await
         }
         Some(ImportCommand::Issues { id }) => issues(gateway, output, &id).await,
+        Some(ImportCommand::List { limit }) => list(gateway, output, limit).await,
         None => upload(args.upload, gateway, output).await,
     }
 }
@@ -339,6 +346,34 @@ fn print_issues(id: &str, page: &IssuePage) {
 }
 
 /// Prints every issue, page after page.
+/// The newest `limit` imports, one line each.
+async fn list(gateway: &Gateway, output: &Output, limit: i32) -> anyhow::Result<()> {
+    let raw = gateway
+        .get(&["v1", "imports"], &[("page_size", limit.to_string())])
+        .await?;
+    if output.is_json() {
+        output.print_json(&raw);
+        return Ok(());
+    }
+    let page: ImportPage = decode(&raw)?;
+    if page.imports.is_empty() {
+        println!("No imports yet.");
+    }
+    for job in &page.imports {
+        println!("{}", list_line(job));
+    }
+    Ok(())
+}
+
+fn list_line(job: &ImportJob) -> String {
+    let c = &job.counts;
+    let created = job.create_time.as_deref().unwrap_or("");
+    format!(
+        "{}  {created:<20}  {:<9}  {} rows: {} created, {} merged, {} rejected  {}",
+        job.id, job.state, c.rows_read, c.created, c.merged, c.rejected, job.file_name
+    )
+}
+
 async fn issues(gateway: &Gateway, output: &Output, id: &str) -> anyhow::Result<()> {
     let mut all = Vec::new();
     let mut token = String::new();
@@ -405,6 +440,27 @@ mod tests {
             ("custom:membership_year".into(), "Année".into())
         );
         assert!(parse_mapping("custom:=Année").is_err());
+    }
+
+    #[test]
+    fn an_import_is_listed_on_one_line_with_its_counts() {
+        let job: ImportJob = decode(&json!({
+            "id": "0190", "state": "succeeded", "file_name": "adherents.csv",
+            "create_time": "2026-12-05T09:00:00Z",
+            "counts": {"rows_read": 12, "created": 9, "merged": 2, "rejected": 1}
+        }))
+        .unwrap();
+
+        let line = list_line(&job);
+
+        assert!(
+            line.starts_with("0190  2026-12-05T09:00:00Z  succeeded"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("12 rows: 9 created, 2 merged, 1 rejected  adherents.csv"),
+            "{line}"
+        );
     }
 
     #[test]

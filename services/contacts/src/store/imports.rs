@@ -34,20 +34,47 @@ struct ImportRow {
     notice: String,
 }
 
+/// The columns an [`ImportRow`] is read from.
+const COLUMNS: &str = "id, file_name, preset, state, size_bytes, bytes_read, rows_read,
+    rows_empty, created, merged, rejected, warnings, consent_granted, suppressed,
+    duplicates_listed, duplicates_merged, encoding, delimiter, error, created_at, finished_at,
+    legal_basis, notice";
+
 /// One import of `tenant`.
 pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::ImportJob, ApiError> {
-    let row: Option<ImportRow> = sqlx::query_as(
-        "SELECT id, file_name, preset, state, size_bytes, bytes_read, rows_read, rows_empty,
-                created, merged, rejected, warnings, consent_granted, suppressed,
-                duplicates_listed, duplicates_merged, encoding, delimiter, error, created_at,
-                finished_at, legal_basis, notice
-         FROM imports WHERE tenant_id = $1 AND id = $2",
-    )
+    let row: Option<ImportRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM imports WHERE tenant_id = $1 AND id = $2"
+    )))
     .bind(tenant)
     .bind(id)
     .fetch_optional(pool)
     .await?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("import {id}")))?;
+    Ok(job(row))
+}
+
+/// A page of the imports of `tenant`, newest first (ids are time-ordered),
+/// those older than `before` when given.
+pub async fn list(
+    pool: &PgPool,
+    tenant: TenantId,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<pb::ImportJob>, ApiError> {
+    let rows: Vec<ImportRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM imports
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3"
+    )))
+    .bind(tenant)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(job).collect())
+}
+
+fn job(row: ImportRow) -> pb::ImportJob {
     let state = match row.state.as_str() {
         "receiving" | "queued" => pb::ImportState::Queued,
         "running" => pb::ImportState::Running,
@@ -55,7 +82,7 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
         _ => pb::ImportState::Failed,
     };
     let preset = pb::ImportPreset::from_str_name(&row.preset).unwrap_or_default();
-    Ok(pb::ImportJob {
+    pb::ImportJob {
         id: row.id.to_string(),
         state: state as i32,
         file_name: row.file_name,
@@ -81,7 +108,7 @@ pub async fn get(pool: &PgPool, tenant: TenantId, id: Uuid) -> Result<pb::Import
         finish_time: opt_to_proto(row.finished_at),
         legal_basis: row.legal_basis,
         notice: row.notice,
-    })
+    }
 }
 
 /// Where a page of issues ends: the line and id of its last issue.

@@ -8,12 +8,13 @@ use axum::{Json, RequestExt};
 use futures::StreamExt;
 use muster_proto::contacts::v1::upload_import_request::Part;
 use muster_proto::contacts::v1::{
-    ColumnMapping, GetImportRequest, ImportHeader, ListImportIssuesRequest, UploadImportRequest,
+    ColumnMapping, GetImportRequest, ImportHeader, ListImportIssuesRequest, ListImportsRequest,
+    UploadImportRequest,
 };
 use tokio::sync::oneshot;
 
 use super::PageParams;
-use super::models::{ImportIssue, ImportJob, ImportPreset, Issues, Page};
+use super::models::{ImportIssue, ImportJob, ImportPreset, Imports, Issues, Page};
 use crate::error::HttpError;
 use crate::extract::QueryParams;
 use crate::upstream::{Reply, TenantApi, Upstream};
@@ -219,6 +220,25 @@ pub async fn get(mut api: TenantApi, Path(id): Path<String>) -> Result<Json<Impo
         .await
         .reply(Upstream::Contacts)?;
     Ok(Json(job.into()))
+}
+
+/// `GET /v1/imports`: the organization's imports, newest first, a page at a time.
+#[tracing::instrument(name = "gateway.imports.list", skip_all, fields(tenant_id = %api.tenant))]
+pub async fn list(
+    mut api: TenantApi,
+    QueryParams(page): QueryParams<PageParams>,
+) -> Result<Json<Page<Imports>>, HttpError> {
+    let request = ListImportsRequest {
+        page_size: page.page_size,
+        page_token: page.page_token,
+    };
+    let reply = api
+        .contacts
+        .list_imports(request)
+        .await
+        .reply(Upstream::Contacts)?;
+    let imports = reply.imports.into_iter().map(ImportJob::from).collect();
+    Ok(Json(Page::new(Imports { imports }, reply.next_page_token)))
 }
 
 /// `GET /v1/imports/{id}/issues`: one page of the import's issues, by line.

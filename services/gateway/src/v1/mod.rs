@@ -15,7 +15,7 @@ mod templates;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{get, patch, post};
 use serde::Deserialize;
 
 use crate::startup::AppState;
@@ -28,7 +28,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/imports",
-            post(imports::upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            post(imports::upload)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+                .get(imports::list),
         )
         .route("/v1/imports/{id}", get(imports::get))
         .route("/v1/imports/{id}/issues", get(imports::issues))

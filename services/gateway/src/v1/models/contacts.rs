@@ -201,6 +201,12 @@ pub struct Issues {
     pub issues: Vec<ImportIssue>,
 }
 
+/// The imports of one page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Imports {
+    pub imports: Vec<ImportJob>,
+}
+
 /// Whether a person may be reached on a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
