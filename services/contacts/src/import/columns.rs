@@ -25,6 +25,9 @@ pub(crate) struct Columns {
     pub(crate) first_name: Option<usize>,
     pub(crate) last_name: Option<usize>,
     pub(crate) email: Option<usize>,
+    /// Read when the row's `email` cell is empty (NationBuilder's `email`
+    /// beside its `email1`).
+    pub(crate) email_fallback: Option<usize>,
     pub(crate) email_is_bad: Option<usize>,
     pub(crate) phone: Option<usize>,
     pub(crate) address_line1: Option<usize>,
@@ -40,6 +43,7 @@ pub(crate) struct Columns {
     pub(crate) origin: Option<usize>,
     pub(crate) created_at: Option<usize>,
     pub(crate) do_not_contact: Option<usize>,
+    pub(crate) is_deceased: Option<usize>,
     pub(crate) optin_time: Option<usize>,
     pub(crate) optin_ip: Option<usize>,
     pub(crate) confirm_time: Option<usize>,
@@ -150,6 +154,7 @@ impl Columns {
             self.first_name,
             self.last_name,
             self.email,
+            self.email_fallback,
             self.email_is_bad,
             self.phone,
             self.address_line1,
@@ -163,6 +168,7 @@ impl Columns {
             self.origin,
             self.created_at,
             self.do_not_contact,
+            self.is_deceased,
             self.optin_time,
             self.optin_ip,
             self.confirm_time,
@@ -226,11 +232,18 @@ impl Columns {
 
 fn fr_excel(header: &Header<'_>) -> Result<Columns, ImportError> {
     let consent = header.find(&["Consentement e-mail", "Consentement email"]);
+    const EMAIL: [&str; 3] = ["E-mail", "Email", "Courriel"];
+    let phone = header.find(&["Téléphone portable", "Portable", "Mobile", "Téléphone"]);
+    // A phone-bank list has numbers and no addresses: one of the two will do.
+    let email = match phone {
+        Some(_) => header.find(&EMAIL),
+        None => Some(header.require_any(&EMAIL)?),
+    };
     Ok(Columns {
         first_name: Some(header.require("Prénom")?),
         last_name: Some(header.require("Nom")?),
-        email: Some(header.require_any(&["E-mail", "Email", "Courriel"])?),
-        phone: header.find(&["Téléphone portable", "Portable", "Mobile", "Téléphone"]),
+        email,
+        phone,
         address_line1: header.find(&["Adresse"]),
         postal_code: header.find(&["Code postal"]),
         city: header.find(&["Ville"]),
@@ -252,6 +265,8 @@ fn nation_builder(header: &Header<'_>) -> Result<Columns, ImportError> {
         first_name: header.find(&["first_name"]),
         last_name: header.find(&["last_name"]),
         email: Some(header.require_any(&["email1", "email"])?),
+        // An export may carry both: `email1` first, `email` when it is empty.
+        email_fallback: header.find(&["email1"]).and(header.find(&["email"])),
         email_is_bad: header.find(&["email1_is_bad"]),
         phone: header.find(&["mobile_number"]),
         address_line1: header.find(&["primary_address1"]),
@@ -262,6 +277,7 @@ fn nation_builder(header: &Header<'_>) -> Result<Columns, ImportError> {
         tags: header.find(&["tag_list"]),
         consent: header.find(&["email_opt_in"]),
         do_not_contact: header.find(&["do_not_contact"]),
+        is_deceased: header.find(&["is_deceased"]),
         created_at: header.find(&["created_at"]),
         ..Columns::default()
     })

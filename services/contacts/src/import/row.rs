@@ -357,7 +357,10 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
 }
 
 fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
-    let value = fields.get(columns.email, "email")?;
+    let value = match fields.get(columns.email, "email") {
+        Some(value) => value,
+        None => fields.get(columns.email_fallback, "email")?,
+    };
     let email = EmailAddress::parse(unwrap_address(value.text))
         .map_err(|error| fields.issue("email", value.raw, error.reason))
         .ok()?;
@@ -620,16 +623,19 @@ fn nation_builder_consent(fields: &mut Fields<'_>, columns: &Columns) -> Consent
             .get(column, field)
             .is_some_and(|value| parse_yes_no(value.text) == Some(true))
     };
-    let withdrawn = is_true(fields, columns.do_not_contact, "do_not_contact");
+    // A person NationBuilder knows to be dead is never written to, whatever
+    // their opt-in said.
+    let deceased = is_true(fields, columns.is_deceased, "is_deceased");
+    let withdrawn = deceased || is_true(fields, columns.do_not_contact, "do_not_contact");
     let granted = is_true(fields, columns.consent, "email_opt_in");
     if !withdrawn && !granted {
         return ConsentStatement::None;
     }
 
-    let flag = if withdrawn {
-        "do_not_contact"
-    } else {
-        "email_opt_in"
+    let flag = match (deceased, withdrawn) {
+        (true, _) => "is_deceased",
+        (false, true) => "do_not_contact",
+        (false, false) => "email_opt_in",
     };
     let created_at = fields.get(columns.created_at, "created_at");
     let Some((time, created_at)) = created_at.and_then(|v| Some((parse_instant(v.text)?, v.text)))

@@ -297,6 +297,63 @@ fn nationbuilder_rows_after_a_multi_line_note_start_on_the_right_line() {
 }
 
 #[test]
+fn a_nationbuilder_export_with_email_beside_email1_reads_email_when_email1_is_empty() {
+    let input = "nationbuilder_id,first_name,email,email1,email_opt_in,is_deceased,created_at\n\
+                 1,Léa,lea@example.org,,true,false,2024-01-02T10:00:00+01:00\n\
+                 2,Ana,ana@example.org,ana@example.net,true,,2024-01-02T10:00:00+01:00\n\
+                 3,Max,max@example.org,,true,true,2024-01-02T10:00:00+01:00\n";
+
+    let outcomes = read_str(input.as_bytes(), Preset::NationBuilder);
+
+    let address = |n: usize| {
+        row(&outcomes[n])
+            .email
+            .as_ref()
+            .map(|e| e.as_str().to_owned())
+    };
+    assert_eq!(address(0).as_deref(), Some("lea@example.org"));
+    assert_eq!(
+        address(1).as_deref(),
+        Some("ana@example.net"),
+        "email1 first"
+    );
+    assert!(matches!(
+        row(&outcomes[0]).consent,
+        ConsentStatement::Granted { .. }
+    ));
+    let ConsentStatement::Withdrawn { evidence, .. } = &row(&outcomes[2]).consent else {
+        panic!(
+            "a deceased person is never granted: {:?}",
+            row(&outcomes[2]).consent
+        );
+    };
+    assert_eq!(evidence[0], ("column".to_owned(), "is_deceased".to_owned()));
+    let reader = ImportReader::open(input.as_bytes(), Preset::NationBuilder, "nb.csv").unwrap();
+    assert!(
+        reader.unread_columns().is_empty(),
+        "{:?}",
+        reader.unread_columns()
+    );
+}
+
+#[test]
+fn a_french_phone_bank_list_without_addresses_is_read_by_its_numbers() {
+    let input = "Prénom;Nom;Téléphone portable;Code postal\nMarie;Dupont;06 12 34 56 78;33000\n";
+
+    let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+
+    let marie = row(&outcomes[0]);
+    assert_eq!(marie.phone.as_ref().unwrap().as_str(), "+33612345678");
+    assert!(marie.email.is_none());
+    let neither = "Prénom;Nom;Code postal\nMarie;Dupont;33000\n";
+    let error = ImportReader::open(neither.as_bytes(), Preset::FrExcel, "a.csv").err();
+    assert!(
+        matches!(&error, Some(ImportError::MissingColumn { column, .. }) if column == "E-mail"),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn nationbuilder_flags_become_consent_dated_by_creation() {
     let outcomes = &nation_builder().outcomes;
 
