@@ -289,9 +289,10 @@ pub enum ImportError {
     /// The header line goes on with people's values: the file's line breaks
     /// were lost on the way, as `curl -d @FILE` strips them.
     #[error(
-        "{file}: the header line goes on with people's values (an e-mail address in column \
-         {column}): the file's line breaks were lost on the way, as curl -d strips them; send \
-         the file as it is (curl --data-binary @FILE)"
+        "{file}: the header line goes on with people's values (an address or a number in \
+         column {column}): the file's line breaks were lost on the way, as curl -d strips them; \
+         send the file as it is (curl --data-binary @FILE); a file of one person needs the \
+         header line above its row"
     )]
     JoinedLines {
         /// The file concerned.
@@ -350,6 +351,12 @@ fn looks_like_an_address(cell: &str) -> bool {
 /// The most lines of one cell (a title, a date, blank) read above a header.
 const MAX_TITLE_LINES: usize = 5;
 
+/// Whether a header cell is a number (a phone number, a postal code, an id):
+/// five digits or more and no letter.
+fn looks_like_a_number(cell: &str) -> bool {
+    cell.chars().filter(char::is_ascii_digit).count() >= 5 && !cell.chars().any(char::is_alphabetic)
+}
+
 /// Whether `record` is the `sep=X` line Excel writes above a CSV's header.
 fn is_separator_line(record: &ByteRecord) -> bool {
     let mut fields = record.iter();
@@ -402,17 +409,31 @@ impl<R: Read> ImportReader<R> {
             .from_reader(decoding);
 
         let mut header = ByteRecord::new();
-        let mut read_header = |header: &mut ByteRecord| {
+        let read_header = |csv: &mut csv::Reader<Decoding<R>>, header: &mut ByteRecord| {
             csv.read_byte_record(header).map_err(|error| {
                 unreadable(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
             })
         };
-        let mut found = read_header(&mut header)?;
+        let mut found = read_header(&mut csv, &mut header)?;
         // Excel's `sep=;` line names the separator (the sniffer read it from
         // that line); the header is the line after it.
         if found && is_separator_line(&header) {
-            found = read_header(&mut header)?;
+            found = read_header(&mut csv, &mut header)?;
         }
+        // The whole file on one line, with people's values in it: its line
+        // breaks were lost (`curl -d @FILE` strips them). Read as it is, it
+        // is a header that fails, or that imports no one and succeeds.
+        // An address is no header even on a line of its own; a number is
+        // one only on a line that ends the file.
+        let joined = |cells: &[String], last_line: bool| {
+            let at = cells.iter().position(|cell| {
+                looks_like_an_address(cell) || last_line && looks_like_a_number(cell)
+            })?;
+            Some(ImportError::JoinedLines {
+                file: source_label.to_owned(),
+                column: at + 1,
+            })
+        };
         // A title typed above the header ("Adhérents au 1er décembre") is a
         // line of one cell; the header is the first line after it that the
         // format can read.
@@ -428,13 +449,23 @@ impl<R: Read> ImportReader<R> {
             if !found {
                 return Err(first_error.unwrap_or_else(no_header));
             }
+            // No line break after this line: it is the file's only line.
+            let last_line =
+                header.position().map_or(1, csv::Position::line) == csv.position().line();
             let error = match headers.iter().all(String::is_empty) {
                 true => no_header(),
                 false => match Columns::resolve(&preset, &headers, source_label) {
-                    Ok(columns) => break (headers, columns),
+                    Ok(columns) => match joined(&headers, last_line) {
+                        Some(error) => return Err(error),
+                        None => break (headers, columns),
+                    },
                     Err(error) => error,
                 },
             };
+            // A header that fails on the file's only line, with values in it.
+            if let Some(error) = joined(&headers, last_line).filter(|_| last_line) {
+                return Err(error);
+            }
             let mut cells = headers.iter().filter(|cell| !cell.is_empty());
             let title = matches!(
                 error,
@@ -448,18 +479,9 @@ impl<R: Read> ImportReader<R> {
             titles.extend(headers.into_iter().find(|cell| !cell.is_empty()));
             first_error.get_or_insert(error);
             skipped += 1;
-            found = read_header(&mut header)?;
+            found = read_header(&mut csv, &mut header)?;
         };
         let header_line = header.position().map_or(1, csv::Position::line);
-        // A header with every column the preset needs and an address after
-        // them is the whole file on one line; read as it is, it imports no
-        // one and succeeds.
-        if let Some(at) = headers.iter().position(|cell| looks_like_an_address(cell)) {
-            return Err(ImportError::JoinedLines {
-                file: source_label.to_owned(),
-                column: at + 1,
-            });
-        }
         let custom_mapping = match preset {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),

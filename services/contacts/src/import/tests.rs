@@ -727,6 +727,33 @@ fn a_file_whose_line_breaks_were_stripped_is_refused_not_imported_empty() {
 }
 
 #[test]
+fn a_one_line_file_of_joined_rows_is_refused_whatever_its_header_holds() {
+    let one_person = "Nom;Prénom;E-mailDupont;Marie;marie@example.org";
+    let phones = "Prénom;Nom;Téléphone portable;Code postalMarie;Dupont;06 12 34 56 78;33000";
+    for input in [one_person, phones] {
+        let error = ImportReader::open(input.as_bytes(), Preset::FrExcel, "a.csv").err();
+        assert!(
+            matches!(error, Some(ImportError::JoinedLines { .. })),
+            "{input}: {error:?}"
+        );
+    }
+    // A header alone, with or without its line break, is an empty file.
+    for input in [
+        "Prénom;Nom;Téléphone portable",
+        "Prénom;Nom;Téléphone portable\r\n",
+    ] {
+        assert!(ImportReader::open(input.as_bytes(), Preset::FrExcel, "a.csv").is_ok());
+    }
+    // A headerless file of several lines is a person's row, not joined lines.
+    let headerless = "Marie;Dupont;06 12 34 56 78\nPaul;Martin;06 12 34 56 79\n";
+    let error = ImportReader::open(headerless.as_bytes(), Preset::FrExcel, "a.csv").err();
+    assert!(
+        matches!(error, Some(ImportError::MissingColumn { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn a_header_naming_an_address_column_with_an_at_sign_is_still_a_header() {
     let input = "Nom;Prénom;E-mail;@ perso;Courriel@\nDupont;Marie;marie@example.org;;\n";
 
