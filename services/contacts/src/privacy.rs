@@ -106,34 +106,48 @@ impl PersonDataService for PrivacyApi {
 }
 
 /// The records merged into `person` (the survivor's id, as `GetPerson`
-/// answered it), oldest first, with what they held when merged.
+/// answered it), directly or into one of them before, oldest first, with
+/// what they held when merged.
 async fn merges_into(
     pool: &PgPool,
     tenant: TenantId,
     person: &str,
 ) -> Result<Vec<pb::MergeRecord>, ApiError> {
     let survivor = parse_id(person, "person_id")?;
-    let rows: Vec<(Uuid, Uuid, String, String, DateTime<Utc>, serde_json::Value)> = sqlx::query_as(
-        "SELECT id, merged_id, reason, merged_by, merged_at, snapshot FROM merges
-             WHERE tenant_id = $1 AND survivor_id = $2 ORDER BY merged_at, id",
-    )
+    let rows: Vec<MergeRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{}
+         SELECT id, merged_id, survivor_id, reason, merged_by, merged_at, snapshot FROM merges
+         WHERE tenant_id = $1 AND survivor_id IN (SELECT id FROM merged)
+         ORDER BY merged_at, id",
+        crate::merge::MERGED_INTO
+    )))
     .bind(tenant)
     .bind(survivor)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(id, merged, reason, merged_by, at, snapshot)| pb::MergeRecord {
-                merge_id: id.to_string(),
-                merged_id: merged.to_string(),
-                reason,
-                merged_by,
-                time: Some(to_proto(at)),
-                snapshot_json: snapshot.to_string(),
-            },
-        )
+        .map(|row| pb::MergeRecord {
+            merge_id: row.id.to_string(),
+            merged_id: row.merged_id.to_string(),
+            reason: row.reason,
+            merged_by: row.merged_by,
+            time: Some(to_proto(row.merged_at)),
+            snapshot_json: row.snapshot.to_string(),
+            survivor_id: row.survivor_id.to_string(),
+        })
         .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct MergeRow {
+    id: Uuid,
+    merged_id: Uuid,
+    survivor_id: Uuid,
+    reason: String,
+    merged_by: String,
+    merged_at: DateTime<Utc>,
+    snapshot: serde_json::Value,
 }
 
 /// The whole ledger of `person`, oldest first, as the export shows it.
@@ -192,12 +206,12 @@ pub async fn erase(
     // A pair would tell that an erased person matched another, and can no
     // longer be merged: the person's pairs go, by their own id or one merged
     // into them.
-    sqlx::query(
-        "DELETE FROM duplicates d WHERE d.tenant_id = $1
-           AND (d.person_a = $2 OR d.person_b = $2 OR EXISTS (
-                SELECT 1 FROM merges m WHERE m.tenant_id = $1 AND m.survivor_id = $2
-                  AND m.merged_id IN (d.person_a, d.person_b)))",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{}
+         DELETE FROM duplicates d WHERE d.tenant_id = $1
+           AND (d.person_a IN (SELECT id FROM merged) OR d.person_b IN (SELECT id FROM merged))",
+        crate::merge::MERGED_INTO
+    )))
     .bind(tenant)
     .bind(person)
     .execute(&mut *tx)

@@ -1283,3 +1283,70 @@ async fn a_person_is_found_by_an_address_or_number_of_theirs_or_merged_into_them
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_access_export_and_erasure_follow_merges_of_merges() -> anyhow::Result<()> {
+    let mut service = start("merge_chain").await?;
+    let person = |email, id| New {
+        email: Some(email),
+        external_ids: serde_json::json!({ "nationbuilder": id }),
+        ..New::default()
+    };
+    let ines = insert(&service, person("ines@example.org", "90011")).await?;
+    let karim = insert(&service, person("karim@example.org", "90013")).await?;
+    let hugo = insert(&service, person("hugo@example.org", "90012")).await?;
+    let other = insert(&service, person("other@example.org", "90014")).await?;
+    // Hugo into Karim, then Karim into Inès; Hugo was also paired with someone.
+    merge(&mut service.client, karim, hugo).await?;
+    sqlx::query(
+        "INSERT INTO duplicates (id, tenant_id, person_a, person_b, reasons)
+         SELECT $1, tenant_id, $2, $3, '{name_postal_code}' FROM people WHERE id = $3",
+    )
+    .bind(Uuid::now_v7())
+    .bind(hugo)
+    .bind(other)
+    .execute(&service.pool)
+    .await?;
+    merge(&mut service.client, ines, karim).await?;
+
+    let mut privacy = PersonDataServiceClient::with_interceptor(
+        service.channel.clone(),
+        Bearer::new(&service.token),
+    );
+    let export = privacy
+        .export_person(pb::ExportPersonRequest {
+            person_id: ines.to_string(),
+        })
+        .await?
+        .into_inner();
+    let merges: Vec<(String, String)> = export
+        .merges
+        .iter()
+        .map(|m| (m.merged_id.clone(), m.survivor_id.clone()))
+        .collect();
+    assert_eq!(
+        merges,
+        [
+            (hugo.to_string(), karim.to_string()),
+            (karim.to_string(), ines.to_string())
+        ]
+    );
+    assert!(
+        export.merges[0].snapshot_json.contains("90012"),
+        "Hugo's own outside id, which the survivor's replaced: {}",
+        export.merges[0].snapshot_json
+    );
+
+    privacy
+        .erase_person(pb::ErasePersonRequest {
+            person_id: ines.to_string(),
+            requested_by: "the person".into(),
+            reason: String::new(),
+        })
+        .await?;
+    let pairs: i64 = sqlx::query_scalar("SELECT count(*) FROM duplicates")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(pairs, 0, "Hugo's pair goes with Inès");
+    Ok(())
+}

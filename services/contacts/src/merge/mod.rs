@@ -209,6 +209,16 @@ pub async fn survivor_of(
     .await
 }
 
+/// `merged (id)`: the person `$2` of tenant `$1` and everyone merged into
+/// them, directly or through later merges (Hugo into Karim, then Karim into
+/// Inès: all three for Inès). A statement's opening `WITH`.
+pub const MERGED_INTO: &str = "WITH RECURSIVE merged (id) AS (
+        SELECT $2::uuid
+        UNION
+        SELECT m.merged_id FROM merges m JOIN merged ON m.survivor_id = merged.id
+        WHERE m.tenant_id = $1
+    )";
+
 /// Empties the snapshots of the people merged, directly or through later
 /// merges, into `person`, who is being erased: the audit keeps who merged
 /// whom and when, not the merged records.
@@ -217,16 +227,11 @@ pub async fn forget_snapshots(
     tenant: TenantId,
     person: Uuid,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "WITH RECURSIVE merged (id) AS (
-            SELECT $2::uuid
-            UNION
-            SELECT m.merged_id FROM merges m JOIN merged ON m.survivor_id = merged.id
-            WHERE m.tenant_id = $1
-         )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{MERGED_INTO}
          UPDATE merges SET snapshot = jsonb_build_object('erased', true)
-         WHERE tenant_id = $1 AND survivor_id IN (SELECT id FROM merged)",
-    )
+         WHERE tenant_id = $1 AND survivor_id IN (SELECT id FROM merged)"
+    )))
     .bind(tenant)
     .bind(person)
     .execute(&mut *tx)

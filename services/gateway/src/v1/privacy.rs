@@ -231,6 +231,8 @@ struct ContactsSection {
 struct MergeRecord {
     merge_id: String,
     merged_id: String,
+    /// The record it was merged into: the person, or one merged into them later.
+    into_id: String,
     reason: String,
     merged_by: String,
     time: Option<DateTime<Utc>>,
@@ -313,6 +315,7 @@ impl From<contacts::ContactsExport> for ContactsSection {
                         .unwrap_or(serde_json::Value::String(m.snapshot_json)),
                     merge_id: m.merge_id,
                     merged_id: m.merged_id,
+                    into_id: m.survivor_id,
                     reason: m.reason,
                     merged_by: m.merged_by,
                     time: instant(m.time),
@@ -547,6 +550,7 @@ fn rows(gathered: &Gathered) -> Vec<Row> {
             time: instant(merge.time),
             details: vec![
                 ("merge_id", merge.merge_id.clone()),
+                ("into_id", merge.survivor_id.clone()),
                 ("reason", merge.reason.clone()),
                 ("merged_by", merge.merged_by.clone()),
                 ("snapshot", merge.snapshot_json.clone()),
