@@ -193,6 +193,13 @@ impl ContactsService for FakeContacts {
         Err(not_faked())
     }
 
+    async fn list_imports(
+        &self,
+        _: Request<contacts::ListImportsRequest>,
+    ) -> Result<Response<contacts::ListImportsResponse>, Status> {
+        Err(not_faked())
+    }
+
     async fn list_import_issues(
         &self,
         _: Request<contacts::ListImportIssuesRequest>,
