@@ -8,7 +8,8 @@ use tonic::{Code, Status};
 pub enum ApiError {
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
-    #[error("{0} not found")]
+    /// The whole message: "campaign X not found", and what to do when known.
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
@@ -34,8 +35,13 @@ impl ApiError {
     }
 
     /// Something the caller named does not exist (in the caller's organization).
-    pub fn not_found(what: impl Into<String>) -> Self {
-        Self::NotFound(what.into())
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{what} not found"))
+    }
+
+    /// [`ApiError::not_found`], saying what to do instead.
+    pub fn not_found_then(what: impl std::fmt::Display, hint: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{what} not found: {hint}"))
     }
 
     /// The request is valid but the resource's state forbids it now.

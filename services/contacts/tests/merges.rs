@@ -1276,9 +1276,9 @@ async fn a_person_is_found_by_an_address_or_number_of_theirs_or_merged_into_them
         .unwrap_err();
     assert_eq!(merged.code(), tonic::Code::NotFound);
     assert!(
-        merged
-            .message()
-            .contains(&format!("merged into person {ann}: use that id")),
+        merged.message().contains(&format!(
+            "not found: it was merged into person {ann}; use that id"
+        )),
         "{merged:?}"
     );
     Ok(())

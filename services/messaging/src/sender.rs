@@ -210,10 +210,8 @@ impl Sender {
         }
         let row = match store::campaign(&self.pool, tenant, campaign).await {
             Ok(row) => row,
-            Err(muster_runtime::ApiError::NotFound(what)) => {
-                return Err(HandleError::Permanent(anyhow::anyhow!(
-                    "{what} does not exist"
-                )));
+            Err(muster_runtime::ApiError::NotFound(message)) => {
+                return Err(HandleError::Permanent(anyhow::anyhow!("{message}")));
             }
             Err(error) => return Err(HandleError::Transient(anyhow::anyhow!("{error}"))),
         };

@@ -249,9 +249,10 @@ fn into_proto(row: PersonRow) -> pb::Person {
 /// another says which id to use instead (only `GetPerson` follows merges).
 pub async fn missing(conn: &mut sqlx::PgConnection, tenant: TenantId, id: Uuid) -> ApiError {
     match merge::survivor_of(conn, tenant, id).await {
-        Ok(Some(survivor)) => ApiError::not_found(format!(
-            "person {id} (merged into person {survivor}: use that id)"
-        )),
+        Ok(Some(survivor)) => ApiError::not_found_then(
+            format_args!("person {id}"),
+            format_args!("it was merged into person {survivor}; use that id"),
+        ),
         Ok(None) => ApiError::not_found(format!("person {id}")),
         Err(error) => error.into(),
     }
