@@ -917,6 +917,19 @@ fn a_territory_that_names_no_place_is_refused_with_what_to_write() {
         let error = refused(query);
         assert!(error.contains(expected), "{query}: {error}");
     }
+    // The error points at the value, as the query's other errors do.
+    for (query, column) in [
+        ("departement:20", 13),
+        ("tag:a AND commune:99999", 19),
+        ("region:33", 8),
+        ("commune:", 9),
+    ] {
+        let error = refused(query);
+        assert!(
+            error.starts_with(&format!("filter.query: column {column}: ")),
+            "{query}: {error}"
+        );
+    }
 
     let flat = SegmentFilter {
         departements: vec!["75".into(), "20".into()],

@@ -16,6 +16,7 @@ use super::expr::{
 use super::{MAX_CONDITIONS, MAX_DEPTH};
 use crate::domain::custom_field::{Definitions, canonical_text};
 use crate::domain::date;
+use crate::domain::territory;
 
 /// The longest query accepted, in characters.
 pub const MAX_LENGTH: usize = 10_000;
@@ -356,17 +357,24 @@ fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseEr
             postal_prefix(&prefix).map_err(error)?;
             Node::PostalCodePrefix(prefix)
         }
+        // Places are checked here too, where the error can name the column.
         "departement" | "département" | "dept" => {
             needs(":")?;
-            Node::Departement(non_empty()?)
+            let code = non_empty()?;
+            territory::departement(&code).map_err(error)?;
+            Node::Departement(code)
         }
         "commune" => {
             needs(":")?;
-            Node::Commune(non_empty()?)
+            let code = non_empty()?;
+            territory::commune(&code).map_err(error)?;
+            Node::Commune(code)
         }
         "region" | "région" => {
             needs(":")?;
-            Node::Region(non_empty()?)
+            let code = non_empty()?;
+            territory::region(&code).map_err(error)?;
+            Node::Region(code)
         }
         "has" => {
             needs(":")?;
