@@ -536,7 +536,21 @@ fn consent(fields: &mut Fields<'_>, columns: &Columns) -> ConsentStatement {
         Layout::MailchimpSubscribed => mailchimp_subscribed_consent(fields, columns),
         Layout::MailchimpUnsubscribed => mailchimp_unsubscribed_consent(fields, columns),
     };
-    not_in_the_future(fields, statement, chrono::Utc::now())
+    not_in_the_future(fields, columns, statement, chrono::Utc::now())
+}
+
+/// The cell a statement's time was read from, as written, in the order the
+/// layout's reader prefers them.
+fn written_time(fields: &mut Fields<'_>, columns: &Columns) -> Option<String> {
+    let candidates = match columns.layout {
+        Layout::YesNo => [columns.consent_time, None],
+        Layout::NationBuilder => [columns.created_at, None],
+        Layout::MailchimpSubscribed => [columns.confirm_time, columns.optin_time],
+        Layout::MailchimpUnsubscribed => [columns.unsub_time, columns.last_changed],
+    };
+    candidates
+        .into_iter()
+        .find_map(|column| Some(fields.get(column, "email_consent_time")?.raw.to_owned()))
 }
 
 /// How far ahead of now a statement's date may be (time zones, clocks).
@@ -547,6 +561,7 @@ const FUTURE_SLACK: chrono::TimeDelta = chrono::TimeDelta::days(1);
 /// of `now`, since it always applies. Either way the row says so.
 fn not_in_the_future(
     fields: &mut Fields<'_>,
+    columns: &Columns,
     statement: ConsentStatement,
     now: DateTime<Utc>,
 ) -> ConsentStatement {
@@ -557,7 +572,8 @@ fn not_in_the_future(
     if time <= now + FUTURE_SLACK {
         return statement;
     }
-    let shown = time.format("%Y-%m-%d %H:%M").to_string();
+    let shown = written_time(fields, columns)
+        .unwrap_or_else(|| time.format("%Y-%m-%d %H:%M UTC").to_string());
     match statement {
         ConsentStatement::Withdrawn { evidence, .. } => {
             let reason = "dated in the future: the withdrawal is recorded as of the import";

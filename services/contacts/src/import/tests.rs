@@ -611,7 +611,8 @@ fn a_consent_dated_in_the_future_is_not_a_grant_and_a_withdrawal_counts_from_now
     assert_eq!(ada.consent, ConsentStatement::None);
     assert_eq!(
         (ada.issues[0].field, ada.issues[0].value.as_str()),
-        ("email_consent_time", "2999-03-01 09:00")
+        ("email_consent_time", "2999-03-01T10:00:00+01:00"),
+        "the date as the file wrote it"
     );
     match &row(&outcomes[1]).consent {
         ConsentStatement::Withdrawn { time, .. } => assert!(*time >= before && *time <= Utc::now()),
@@ -623,6 +624,11 @@ fn a_consent_dated_in_the_future_is_not_a_grant_and_a_withdrawal_counts_from_now
         ConsentStatement::Granted { .. }
     ));
     assert!(row(&outcomes[2]).issues.is_empty());
+
+    let french = "Prénom;Nom;E-mail;Consentement e-mail;Date du consentement\n\
+                  Ada;L;ada@example.org;oui;01/01/2099\n";
+    let outcomes = read_str(french.as_bytes(), Preset::FrExcel);
+    assert_eq!(row(&outcomes[0]).issues[0].value, "01/01/2099");
 }
 
 #[test]
