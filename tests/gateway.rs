@@ -405,6 +405,25 @@ async fn an_organizer_defines_custom_fields_fills_them_and_counts_on_them_over_r
         path
     );
     assert_eq!(older["imports"][0]["counts"]["warnings"], 1, "{older}");
+    // A file refused at its header is answered failed, with the reason.
+    let joined = "Prénom;Nom;E-mail;VilleAna;Roy;ana@example.org;Lyon".as_bytes();
+    let refused = gateway
+        .http
+        .post(format!("{}/v1/imports?preset=fr_excel", gateway.base))
+        .bearer_auth(&gateway.key)
+        .header("content-length", joined.len())
+        .body(joined)
+        .send()
+        .await?;
+    assert_eq!(refused.status().as_u16(), 201);
+    let refused: Value = refused.json().await?;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--data-binary")),
+        "{refused}"
+    );
     assert_eq!(issues["issues"][0]["value"], "bleu", "{issues}");
 
     let people = gateway.get("/v1/people").await?;

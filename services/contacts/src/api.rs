@@ -40,6 +40,9 @@ fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
 }
 
 /// The rows a page holds: 0 (unset) means 100, more than 1,000 means 1,000.
+/// How long an upload's answer waits for the import to read the header.
+const HEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn page_size(requested: i32) -> Result<i64, ApiError> {
     match requested {
         0 => Ok(100),
@@ -191,7 +194,12 @@ impl ContactsService for Api {
             notice,
             writers: self.import_writers,
         };
-        tokio::spawn(job::run(self.pool.clone(), task));
+        // The answer waits for the header: a file refused at it (a wrong
+        // preset, a workbook, joined lines) is answered failed with its
+        // reason, not queued.
+        let (started, header_read) = tokio::sync::oneshot::channel();
+        tokio::spawn(job::run(self.pool.clone(), task, started));
+        let _ = tokio::time::timeout(HEADER_WAIT, header_read).await;
         Ok(Response::new(imports::get(&self.pool, tenant, id).await?))
     }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use muster_runtime::TenantId;
 use muster_runtime::privacy::AddressHasher;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
@@ -133,8 +133,11 @@ struct Counts {
 
 /// Runs the import to its end, recording success or the reason of failure.
 #[tracing::instrument(name = "contacts.import.run", skip_all, fields(import_id = %task.id))]
-pub async fn run(pool: PgPool, task: ImportTask) {
-    let outcome = execute(&pool, &task).await;
+/// Runs the import; `started` is told once its header is read and recorded,
+/// or once it failed.
+pub async fn run(pool: PgPool, task: ImportTask, started: oneshot::Sender<()>) {
+    let mut started = Some(started);
+    let outcome = execute(&pool, &task, &mut started).await;
     let _ = tokio::fs::remove_file(&task.path).await;
     let (state, error) = match &outcome {
         Ok(()) => ("succeeded", None),
@@ -158,10 +161,17 @@ pub async fn run(pool: PgPool, task: ImportTask) {
     if let Err(error) = finished {
         tracing::error!(%error, "could not record the end of an import");
     }
+    if let Some(started) = started {
+        let _ = started.send(());
+    }
 }
 
-async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
-    let (header_tx, header_rx) = tokio::sync::oneshot::channel();
+async fn execute(
+    pool: &PgPool,
+    task: &ImportTask,
+    started: &mut Option<oneshot::Sender<()>>,
+) -> anyhow::Result<()> {
+    let (header_tx, header_rx) = oneshot::channel();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..task.writers.clamp(1, MAX_WRITERS))
         .map(|_| mpsc::channel::<Batch>(2))
         .unzip();
@@ -187,6 +197,9 @@ async fn execute(pool: &PgPool, task: &ImportTask) -> anyhow::Result<()> {
         }
         for field in &opened.shadowed {
             note_shadowed_field(pool, task, header_line, field).await?;
+        }
+        if let Some(started) = started.take() {
+            let _ = started.send(());
         }
     }
 
