@@ -265,3 +265,49 @@ async fn a_title_above_the_header_is_named_on_the_header_line() -> anyhow::Resul
     );
     service.stop().await
 }
+
+#[tokio::test]
+async fn a_postal_code_several_communes_share_without_a_town_places_no_commune()
+-> anyhow::Result<()> {
+    let service = Service::start("shared_postal_code").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let file = "Prénom;Nom;E-mail;Code postal;Ville\n\
+                Marie;Dupont;marie@example.org;56120;\n\
+                Paul;Roy;paul@example.org;33000;\n\
+                Lou;Gall;lou@example.org;56120;Josselin\n";
+
+    let job = support::upload(&mut client, header, file).await?;
+
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(0, "city")], "{issues:?}");
+    assert!(
+        issues[0].2.starts_with("1 row(s) have a postal code"),
+        "{issues:?}"
+    );
+    let places: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT email, commune_insee, departement FROM people ORDER BY email")
+            .fetch_all(&service.pool)
+            .await?;
+    let place = |email: &str| {
+        places
+            .iter()
+            .find(|(e, ..)| e == email)
+            .map(|(_, commune, departement)| (commune.clone(), departement.clone()))
+    };
+    assert_eq!(place("marie@example.org"), Some((None, Some("56".into()))));
+    assert_eq!(
+        place("paul@example.org"),
+        Some((Some("33063".into()), Some("33".into())))
+    );
+    assert_eq!(
+        place("lou@example.org"),
+        Some((Some("56091".into()), Some("56".into())))
+    );
+    service.stop().await
+}

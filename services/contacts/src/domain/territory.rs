@@ -9,9 +9,9 @@ use std::sync::LazyLock;
 /// Where a postal address is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
-    /// The commune's INSEE code ("69123").
-    pub commune: &'static str,
-    pub commune_name: &'static str,
+    /// The commune's INSEE code ("69123"); `None` when the postal code is
+    /// shared by several communes and no town says which.
+    pub commune: Option<&'static str>,
     pub departement: &'static str,
     pub region: &'static str,
 }
@@ -83,7 +83,12 @@ fn parse(source: &'static str) -> Table {
 }
 
 /// The place of a French postal code; where several communes share it, the
-/// one named `city`, else the most populous.
+/// one named `city`. Without a town, a shared code places the address in
+/// its département and région only: most French postal codes serve several
+/// communes, and guessing the largest would put their neighbours in it (a
+/// municipal campaign writing to people of the next village). A town that
+/// names none of the communes places it in the most populous, and
+/// [`locate_checked`] says so.
 pub fn locate(postal_code: &str, city: Option<&str>) -> Option<Place> {
     locate_checked(postal_code, city).0
 }
@@ -97,23 +102,21 @@ pub fn locate_checked(postal_code: &str, city: Option<&str>) -> (Option<Place>, 
     let Some(candidates) = table.by_postal_code.get(postal_code.trim()) else {
         return (None, None);
     };
-    let wanted = city.map(fold);
+    let wanted = city.map(fold).filter(|town| !town.is_empty());
     let mut communes: Vec<&Commune> = candidates.iter().map(|&i| &table.communes[i]).collect();
-    let place = communes
+    let chosen = communes
         .iter()
-        .max_by_key(|c| (wanted.as_deref() == Some(c.folded.as_str()), c.population))
-        .map(|chosen| Place {
-            commune: chosen.code,
-            commune_name: chosen.name,
-            departement: chosen.departement,
-            region: table
-                .region_of
-                .get(chosen.departement)
-                .copied()
-                .unwrap_or(""),
-        });
+        .max_by_key(|c| (wanted.as_deref() == Some(c.folded.as_str()), c.population));
+    let place = chosen.map(|chosen| place_of(chosen));
     let Some(town) = wanted else {
-        return (place, None);
+        let unsure = communes.len() > 1;
+        return (
+            place.map(|p| Place {
+                commune: p.commune.filter(|_| !unsure),
+                ..p
+            }),
+            None,
+        );
     };
     let names = |c: &&Commune| {
         town.strip_prefix(c.folded.as_str())
@@ -136,6 +139,18 @@ pub fn locate_checked(postal_code: &str, city: Option<&str>) -> (Option<Place>, 
         shown.first().copied().unwrap_or_default()
     );
     (place, Some(reason))
+}
+
+fn place_of(commune: &Commune) -> Place {
+    Place {
+        commune: Some(commune.code),
+        departement: commune.departement,
+        region: TABLE
+            .region_of
+            .get(commune.departement)
+            .copied()
+            .unwrap_or(""),
+    }
 }
 
 /// Whether some French commune has `postal_code` (CEDEX codes, given to
@@ -217,11 +232,21 @@ pub fn commune(written: &str) -> Result<String, String> {
     if let Some(named) = commune_named(written) {
         return named;
     }
-    Err(match locate(&code, None) {
-        Some(place) => format!(
-            "{code} is a postal code, not a commune's INSEE code: write commune:{} ({}) or \
+    let served: Vec<&Commune> = table
+        .by_postal_code
+        .get(code.as_str())
+        .map(|served| served.iter().map(|&i| &table.communes[i]).collect())
+        .unwrap_or_default();
+    Err(match served.iter().max_by_key(|c| c.population) {
+        Some(largest) => format!(
+            "{code} is a postal code, not a commune's INSEE code: write commune:{} ({}{}) or \
              postal:{code}",
-            place.commune, place.commune_name
+            largest.code,
+            largest.name,
+            match served.len() {
+                1 => String::new(),
+                n => format!(", the largest of the {n} it serves"),
+            }
         ),
         None => format!(
             "no current commune has the INSEE code {}: a commune merged into another keeps \
@@ -385,8 +410,13 @@ mod tests {
         let paris = locate("75011", Some("Paris")).unwrap();
         assert_eq!(
             (paris.commune, paris.departement, paris.region),
-            ("75056", "75", "11")
+            (Some("75056"), "75", "11")
         );
+        // Without a town, a shared code says the département, not a commune.
+        let shared = locate("56120", None).unwrap();
+        assert_eq!((shared.commune, shared.departement), (None, "56"));
+        assert_eq!(locate("56120", Some("  ")).unwrap().commune, None);
+        assert_eq!(locate("33000", None).unwrap().commune, Some("33063"));
         let default = locate("97110", None).unwrap();
         assert_eq!((default.departement, default.region), ("971", "01"));
         assert_eq!(time_zone(default.departement), "America/Guadeloupe");
@@ -399,7 +429,8 @@ mod tests {
         let candidates = TABLE.by_postal_code.get("56120").unwrap();
         assert!(candidates.len() > 1, "56120 is shared by several communes");
         let josselin = locate("56120", Some("JOSSELIN")).unwrap();
-        assert_eq!(josselin.commune_name, "Josselin");
+        let code = TABLE.by_insee_code[josselin.commune.unwrap()];
+        assert_eq!(TABLE.communes[code].name, "Josselin");
         assert_eq!(fold("St-Étienne-de-Tinée"), "saint etienne de tinee");
     }
 

@@ -212,8 +212,11 @@ async fn execute(
         phases.add(&written);
     }
     let mut clock = std::time::Instant::now();
-    let unnamed = reader.await.context("the file reader panicked")??;
-    note_unnamed_columns(pool, task, header_line, &unnamed).await?;
+    let read = reader.await.context("the file reader panicked")??;
+    note_unnamed_columns(pool, task, header_line, &read.unnamed).await?;
+    if read.without_commune > 0 {
+        note_without_commune(pool, task, read.without_commune).await?;
+    }
     // Fresh statistics before anything plans a query over what was written:
     // without them, an organization's first import leaves the planner
     // thinking its tables empty, and a segment that reads consents under a
@@ -538,7 +541,7 @@ fn read_file(
     task: ImportTask,
     header: tokio::sync::oneshot::Sender<Opened>,
     writers: Vec<mpsc::Sender<Batch>>,
-) -> anyhow::Result<Vec<(usize, u64)>> {
+) -> anyhow::Result<Read> {
     let file = std::fs::File::open(&task.path).context("opening the spooled upload")?;
     let source = std::io::BufReader::with_capacity(1 << 16, file);
     let mut reader = ImportReader::open(source, task.preset, &task.source_label)?
@@ -558,7 +561,11 @@ fn read_file(
     });
 
     let mut batches: Vec<Batch> = writers.iter().map(|_| new_batch()).collect();
+    let mut without_commune = 0;
     while let Some(outcome) = reader.next_row() {
+        if let RowOutcome::Row(row) = &outcome {
+            without_commune += u64::from(row.place.is_some_and(|p| p.commune.is_none()));
+        }
         let share = match &outcome {
             RowOutcome::Row(row) => writer_of(row, writers.len()),
             _ => 0,
@@ -585,8 +592,40 @@ fn read_file(
     }
     match reader.take_error() {
         Some(error) => Err(error.into()),
-        None => Ok(reader.unnamed_values()),
+        None => Ok(Read {
+            unnamed: reader.unnamed_values(),
+            without_commune,
+        }),
     }
+}
+
+/// What the reader tells once the whole file is read.
+struct Read {
+    /// Columns without a header that held values, with how many rows did.
+    unnamed: Vec<(usize, u64)>,
+    /// Rows placed in a département only: a postal code several communes
+    /// share, and no town.
+    without_commune: u64,
+}
+
+/// One warning of the whole file (line 0) counting the rows placed in a
+/// département only, and how to place them in their commune.
+async fn note_without_commune(pool: &PgPool, task: &ImportTask, rows: u64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO import_issues (import_id, line, field, value, reason, severity)
+         VALUES ($1, 0, 'city', '', $2, 'warning')",
+    )
+    .bind(task.id)
+    .bind(format!(
+        "{rows} row(s) have a postal code that several communes share and no town: they are \
+         placed in their département and région, not in a commune (segments by commune leave \
+         them out); add the town (a Ville or city column) and import the file again to place \
+         them"
+    ))
+    .execute(pool)
+    .await
+    .context("recording the rows without a commune")?;
+    Ok(())
 }
 
 /// The writer of a row: the same for every row of one person (by address,
@@ -982,7 +1021,7 @@ async fn upsert(
             .bind(&birth_dates)
             .bind(&tags)
             .bind(&external_ids)
-            .bind(territory(|t| t.place.map(|p| p.commune)))
+            .bind(territory(|t| t.place.and_then(|p| p.commune)))
             .bind(territory(|t| t.place.map(|p| p.region)))
             .bind(territory(|t| t.time_zone))
             .bind(&custom_fields)
