@@ -230,7 +230,10 @@ pub async fn detect(
             continue;
         }
         let (survivor, merged) = (survivor.min(merged), survivor.max(merged));
-        if rule == Kind::Phone && !same_or_unnamed(&mut tx, survivor, merged).await? {
+        // The same number or outside id may belong to two people: a couple's
+        // line, an id reused by two outside accounts (NationBuilder numbers
+        // each nation's people from 1).
+        if rule != Kind::NameAddress && !same_or_unnamed(&mut tx, survivor, merged).await? {
             done.listed += u64::from(inserted);
             continue;
         }
@@ -250,9 +253,10 @@ pub async fn detect(
     Ok(done)
 }
 
-/// Whether two people sharing a number may be merged by the phone rule: no
-/// first name and no last name that both give differ (folded). A couple or
-/// a family on one line ("Marie" and "Jean Dupont") is listed for review.
+/// Whether two people sharing a number or an outside id may be merged by
+/// the rule: no first name and no last name that both give differ (folded).
+/// A couple or a family on one line ("Marie" and "Jean Dupont"), or two
+/// accounts' people under one id, are listed for review.
 async fn same_or_unnamed(tx: &mut sqlx::PgConnection, a: Uuid, b: Uuid) -> sqlx::Result<bool> {
     let agree: Option<bool> = sqlx::query_scalar(
         "WITH names AS (
