@@ -25,10 +25,12 @@ pub(crate) struct Columns {
     pub(crate) first_name: Option<usize>,
     pub(crate) last_name: Option<usize>,
     pub(crate) email: Option<usize>,
-    /// Read when the row's `email` cell is empty (NationBuilder's `email`
-    /// beside its `email1`).
+    /// Read when the row's `email` cell is empty, invalid or flagged bad
+    /// (NationBuilder's `email1` beside its `email`).
     pub(crate) email_fallback: Option<usize>,
     pub(crate) email_is_bad: Option<usize>,
+    /// The column `email_is_bad` qualifies (NationBuilder's `email1`).
+    pub(crate) email_flagged: Option<usize>,
     pub(crate) phone: Option<usize>,
     pub(crate) address_line1: Option<usize>,
     pub(crate) postal_code: Option<usize>,
@@ -264,10 +266,12 @@ fn nation_builder(header: &Header<'_>) -> Result<Columns, ImportError> {
         external_system: "nationbuilder",
         first_name: header.find(&["first_name"]),
         last_name: header.find(&["last_name"]),
-        email: Some(header.require_any(&["email1", "email"])?),
-        // An export may carry both: `email1` first, `email` when it is empty.
-        email_fallback: header.find(&["email1"]).and(header.find(&["email"])),
+        // `email` is the person's primary address, one of the numbered
+        // `email1`…; an export may carry either or both.
+        email: Some(header.require_any(&["email", "email1"])?),
+        email_fallback: header.find(&["email"]).and(header.find(&["email1"])),
         email_is_bad: header.find(&["email1_is_bad"]),
+        email_flagged: header.find(&["email1"]),
         phone: header.find(&["mobile_number"]),
         address_line1: header.find(&["primary_address1"]),
         postal_code: header.find(&["primary_zip"]),

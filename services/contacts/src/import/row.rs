@@ -356,34 +356,53 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
     })
 }
 
+/// The row's address: the e-mail column's, else the fallback column's
+/// (NationBuilder's `email`, then `email1`) when the first is empty,
+/// invalid or flagged bad. A second, different valid address is named on
+/// the row, not dropped in silence.
 fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
-    let value = match fields.get(columns.email, "email") {
-        Some(value) => value,
-        None => fields.get(columns.email_fallback, "email")?,
-    };
-    let email = EmailAddress::parse(unwrap_address(value.text))
-        .map_err(|error| fields.issue("email", value.raw, error.reason))
-        .ok()?;
-    if let Some(common) = email.likely_misspelt_domain() {
-        fields.issue(
-            "email",
-            value.raw,
-            format!(
-                "imported as written, but the domain looks like a misspelling of {common}: \
-                 mail to it would bounce; correct the address if so"
-            ),
-        );
+    let flagged_bad = fields
+        .get(columns.email_is_bad, "email_is_bad")
+        .is_some_and(|flag| parse_yes_no(flag.text) == Some(true));
+    let mut chosen: Option<EmailAddress> = None;
+    for column in [columns.email, columns.email_fallback] {
+        let Some(value) = fields.get(column, "email") else {
+            continue;
+        };
+        let email = match EmailAddress::parse(unwrap_address(value.text)) {
+            Ok(email) => email,
+            Err(error) => {
+                fields.issue("email", value.raw, error.reason);
+                continue;
+            }
+        };
+        if flagged_bad && column == columns.email_flagged {
+            let reason = "marked as bad in the source file (email1_is_bad)";
+            fields.issue("email", value.raw, reason);
+            continue;
+        }
+        match &chosen {
+            None => {
+                if let Some(common) = email.likely_misspelt_domain() {
+                    let reason = format!(
+                        "imported as written, but the domain looks like a misspelling of \
+                         {common}: mail to it would bounce; correct the address if so"
+                    );
+                    fields.issue("email", value.raw, reason);
+                }
+                chosen = Some(email);
+            }
+            Some(first) if first.key() != email.key() => {
+                let reason = format!(
+                    "a second address, not imported: a row brings one address, and this one \
+                     has {first}; add the other to the person if it is theirs"
+                );
+                fields.issue("email", value.raw, reason);
+            }
+            Some(_) => {}
+        }
     }
-    let flagged_bad = fields.get(columns.email_is_bad, "email_is_bad");
-    if flagged_bad.and_then(|flag| parse_yes_no(flag.text)) == Some(true) {
-        fields.issue(
-            "email",
-            value.raw,
-            "marked as bad in the source file (email1_is_bad)",
-        );
-        return None;
-    }
-    Some(email)
+    chosen
 }
 
 /// The country code in `column`, "FR" when the file does not say.

@@ -297,26 +297,45 @@ fn nationbuilder_rows_after_a_multi_line_note_start_on_the_right_line() {
 }
 
 #[test]
-fn a_nationbuilder_export_with_email_beside_email1_reads_email_when_email1_is_empty() {
-    let input = "nationbuilder_id,first_name,email,email1,email_opt_in,is_deceased,created_at\n\
-                 1,Léa,lea@example.org,,true,false,2024-01-02T10:00:00+01:00\n\
-                 2,Ana,ana@example.org,ana@example.net,true,,2024-01-02T10:00:00+01:00\n\
-                 3,Max,max@example.org,,true,true,2024-01-02T10:00:00+01:00\n";
+fn a_nationbuilder_export_with_email_and_email1_reads_email_then_email1() {
+    let input = "nationbuilder_id,first_name,email,email1,email1_is_bad,email_opt_in,is_deceased,\
+                 created_at\n\
+                 1,Léa,,lea@example.org,,true,false,2024-01-02T10:00:00+01:00\n\
+                 2,Ana,ana@example.org,ana@example.net,,true,,2024-01-02T10:00:00+01:00\n\
+                 3,Max,max@example.org,,,true,true,2024-01-02T10:00:00+01:00\n\
+                 4,Yann,yann@example.org,yann@@example.org,,,,\n\
+                 5,Yves,yves@example.org,yves.old@example.org,true,,,\n\
+                 6,Zoé,,zoe@example.org,true,,,\n\
+                 7,Rémi,REMI@example.org,remi@example.org,,,,\n";
 
     let outcomes = read_str(input.as_bytes(), Preset::NationBuilder);
 
     let address = |n: usize| {
-        row(&outcomes[n])
-            .email
-            .as_ref()
-            .map(|e| e.as_str().to_owned())
+        let row = row(&outcomes[n]);
+        let reasons: Vec<&str> = row.issues.iter().map(|i| i.reason.as_str()).collect();
+        (row.email.as_ref().map(|e| e.as_str().to_owned()), reasons)
     };
-    assert_eq!(address(0).as_deref(), Some("lea@example.org"));
+    assert_eq!(address(0).0.as_deref(), Some("lea@example.org"));
+    let (ana, reasons) = address(1);
     assert_eq!(
-        address(1).as_deref(),
-        Some("ana@example.net"),
-        "email1 first"
+        ana.as_deref(),
+        Some("ana@example.org"),
+        "email, the primary, first"
     );
+    assert!(
+        reasons[0].starts_with("a second address, not imported"),
+        "{reasons:?}"
+    );
+    assert_eq!(address(3).0.as_deref(), Some("yann@example.org"));
+    let (yves, reasons) = address(4);
+    assert_eq!(yves.as_deref(), Some("yves@example.org"));
+    assert!(reasons[0].contains("email1_is_bad"), "{reasons:?}");
+    assert!(
+        matches!(outcomes[5], RowOutcome::Rejected { .. }),
+        "{:?}",
+        outcomes[5]
+    );
+    assert_eq!(address(6), (Some("REMI@example.org".to_owned()), vec![]));
     assert!(matches!(
         row(&outcomes[0]).consent,
         ConsentStatement::Granted { .. }
