@@ -87,8 +87,7 @@ fn parse(source: &'static str) -> Table {
 /// its département and région only: most French postal codes serve several
 /// communes, and guessing the largest would put their neighbours in it (a
 /// municipal campaign writing to people of the next village). A town that
-/// names none of the communes places it in the most populous, and
-/// [`locate_checked`] says so.
+/// names none of the communes does the same, and [`locate_checked`] says so.
 pub fn locate(postal_code: &str, city: Option<&str>) -> Option<Place> {
     locate_checked(postal_code, city).0
 }
@@ -104,39 +103,44 @@ pub fn locate_checked(postal_code: &str, city: Option<&str>) -> (Option<Place>, 
     };
     let wanted = city.map(fold).filter(|town| !town.is_empty());
     let mut communes: Vec<&Commune> = candidates.iter().map(|&i| &table.communes[i]).collect();
-    let chosen = communes
-        .iter()
-        .max_by_key(|c| (wanted.as_deref() == Some(c.folded.as_str()), c.population));
-    let place = chosen.map(|chosen| place_of(chosen));
-    let Some(town) = wanted else {
-        let unsure = communes.len() > 1;
-        return (
-            place.map(|p| Place {
-                commune: p.commune.filter(|_| !unsure),
-                ..p
-            }),
-            None,
-        );
-    };
-    let names = |c: &&Commune| {
-        town.strip_prefix(c.folded.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
-    };
-    if communes.iter().any(names) {
+    communes.sort_by_key(|c| std::cmp::Reverse(c.population));
+    // A town names a commune by its name, or its name followed by more, as
+    // in "Paris 11e" or "Bordeaux Cedex"; the longest such name wins.
+    let named = wanted.as_deref().and_then(|town| {
+        communes
+            .iter()
+            .filter(|c| {
+                town.strip_prefix(c.folded.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+            })
+            .max_by_key(|c| c.folded.len())
+    });
+    if let Some(commune) = named {
+        return (Some(place_of(commune)), None);
+    }
+    // Otherwise the département and région, and a commune only where the
+    // code serves just one.
+    let place = communes.first().map(|largest| Place {
+        commune: Some(largest.code).filter(|_| communes.len() == 1),
+        ..place_of(largest)
+    });
+    if wanted.is_none() {
         return (place, None);
     }
-    communes.sort_by_key(|c| std::cmp::Reverse(c.population));
     let shown: Vec<&str> = communes.iter().take(5).map(|c| c.name).collect();
     let more = match communes.len().saturating_sub(shown.len()) {
         0 => String::new(),
         n => format!(" and {n} more"),
     };
+    let placed = match place.and_then(|p| p.commune) {
+        Some(_) => format!("placed in {}, the code's only commune", shown[0]),
+        None => "placed in its département only, in no commune".to_owned(),
+    };
     let reason = format!(
-        "no commune of postal code {} is called so ({}{more}): placed in {}, the most \
-         populous; check the town or the code",
+        "no commune of postal code {} is called so ({}{more}): {placed}; check the town or \
+         the code",
         postal_code.trim(),
         shown.join(", "),
-        shown.first().copied().unwrap_or_default()
     );
     (place, Some(reason))
 }
@@ -403,6 +407,17 @@ mod tests {
             locate_checked("75011", Some("Parisot")).1.is_some(),
             "a word, not a prefix"
         );
+        // A town that is no commune of a shared code (Lanouée merged into
+        // Forges de Lanouée) places no commune: the largest is not guessed.
+        let (place, reason) = locate_checked("56120", Some("Lanouée"));
+        assert_eq!(
+            place.map(|p| (p.commune, p.departement)),
+            Some((None, "56"))
+        );
+        assert!(reason.unwrap().contains("placed in its département only"));
+        // A commune's name followed by more names that commune, not the largest.
+        let josselin = locate("56120", Some("Josselin Cedex")).unwrap();
+        assert_eq!(josselin.commune, Some("56091"));
     }
 
     #[test]
