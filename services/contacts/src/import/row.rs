@@ -34,7 +34,8 @@ pub(crate) fn read(
     let last_name = fields.words(columns.last_name, "last_name");
     let email = email(&mut fields, columns);
     let country = country(&mut fields, columns.country, default_country);
-    let postal_code = postal_code(&mut fields, columns.postal_code, country.as_deref());
+    let (postal_code, town_after_code) =
+        postal_code(&mut fields, columns.postal_code, country.as_deref());
     let region = country
         .as_deref()
         .and_then(|code| code.parse::<Id>().ok())
@@ -45,7 +46,9 @@ pub(crate) fn read(
             .ok()
     });
     let address_line1 = fields.text(columns.address_line1, "address_line1");
-    let city = fields.words(columns.city, "city");
+    // A town written after the code (`56120 Josselin`) is the town when the
+    // row gives none of its own.
+    let city = fields.words(columns.city, "city").or(town_after_code);
     // Placed here, once: the writers take the place as read.
     let french = matches!(country.as_deref(), None | Some("FR"));
     let (place, stray_town) = match postal_code.as_deref().filter(|_| french) {
@@ -429,30 +432,45 @@ fn country(fields: &mut Fields<'_>, column: Option<usize>, default: &str) -> Opt
 /// ("33 000"), a "F-" prefix, the leading zero that spreadsheets drop (`2820` for `02820`);
 /// one that is still not a postal code is kept as written with an issue, so the person keeps
 /// their address but gets no commune or département.
+/// The row's postal code, and the town written after a French one.
 fn postal_code(
     fields: &mut Fields<'_>,
     column: Option<usize>,
     country: Option<&str>,
-) -> Option<String> {
-    let value = fields.get(column, "postal_code")?;
+) -> (Option<String>, Option<String>) {
+    let Some(value) = fields.get(column, "postal_code") else {
+        return (None, None);
+    };
     if country != Some("FR") {
-        return Some(value.text.to_owned());
+        return (Some(value.text.to_owned()), None);
     }
+    let town = town_after_code(value.text);
     match french_postal_code(value.text) {
-        Ok(code) if territory::departement_of(&code).is_some() => Some(code),
+        Ok(code) if territory::departement_of(&code).is_some() => (Some(code), town),
         Ok(code) => {
             fields.issue(
                 "postal_code",
                 value.raw,
                 "no French département has this postal code: kept, without commune",
             );
-            Some(code)
+            (Some(code), None)
         }
         Err(reason) => {
             fields.issue("postal_code", value.raw, reason);
-            Some(value.text.to_owned())
+            (Some(value.text.to_owned()), None)
         }
     }
+}
+
+/// The town in a postal code cell written `56120 Josselin`: the words from
+/// the first letter on, when they hold no digit and are no CEDEX mark.
+fn town_after_code(text: &str) -> Option<String> {
+    let at = text.find(char::is_alphabetic).filter(|&at| at > 0)?;
+    let town = &text[at..];
+    let cedex = town.to_ascii_lowercase().contains("cedex");
+    let digit_before = text[..at].chars().any(|c| c.is_ascii_digit());
+    (digit_before && !cedex && !town.contains(|c: char| c.is_ascii_digit()))
+        .then(|| town.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// `text` as a five-digit French postal code, or why it is not one.

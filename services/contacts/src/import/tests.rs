@@ -1340,6 +1340,32 @@ fn a_town_that_is_no_commune_of_its_postal_code_is_named_on_its_row() {
 }
 
 #[test]
+fn a_town_written_after_the_postal_code_places_a_row_without_a_town() {
+    let input = "Prénom;Nom;E-mail;Code postal;Ville\n\
+        A;A;a@example.org;56120 Josselin;\n\
+        B;B;b@example.org;56120  Forges de Lanouée;Josselin\n\
+        C;C;c@example.org;75008 CEDEX 08;\n"
+        .as_bytes();
+
+    let outcomes = read_str(input, Preset::FrExcel);
+
+    let a = row(&outcomes[0]);
+    assert_eq!(
+        (a.postal_code.as_deref(), a.city.as_deref()),
+        (Some("56120"), Some("Josselin"))
+    );
+    assert_eq!(a.place.and_then(|p| p.commune), Some("56091"));
+    let b = row(&outcomes[1]);
+    assert_eq!(
+        b.city.as_deref(),
+        Some("Josselin"),
+        "the row's own town first"
+    );
+    let c = row(&outcomes[2]);
+    assert_eq!(c.city, None, "CEDEX is no town");
+}
+
+#[test]
 fn an_excel_separator_line_above_the_header_is_read_as_such() {
     let input = "sep=;\nPrénom;Nom;E-mail\nAda;Lovelace;ada@example.org\n".as_bytes();
 
