@@ -87,6 +87,7 @@ impl Columns {
                 file,
                 preset: chosen,
                 column,
+                or,
                 found,
                 fits: None,
             }) => Err(ImportError::MissingColumn {
@@ -94,6 +95,7 @@ impl Columns {
                 file,
                 preset: chosen,
                 column,
+                or,
                 found,
             }),
             other => other,
@@ -235,11 +237,30 @@ impl Columns {
 fn fr_excel(header: &Header<'_>) -> Result<Columns, ImportError> {
     let consent = header.find(&["Consentement e-mail", "Consentement email"]);
     const EMAIL: [&str; 3] = ["E-mail", "Email", "Courriel"];
-    let phone = header.find(&["Téléphone portable", "Portable", "Mobile", "Téléphone"]);
+    // Mobile numbers first: they can take SMS.
+    let phone = header.find(&[
+        "Téléphone portable",
+        "Tél. portable",
+        "Tél portable",
+        "Téléphone mobile",
+        "Tél. mobile",
+        "Portable",
+        "Mobile",
+        "Téléphone",
+        "Tél.",
+        "Tél",
+        "Téléphone fixe",
+        "Tél. fixe",
+    ]);
     // A phone-bank list has numbers and no addresses: one of the two will do.
     let email = match phone {
         Some(_) => header.find(&EMAIL),
-        None => Some(header.require_any(&EMAIL)?),
+        None => Some(header.require_any(&EMAIL).map_err(|mut error| {
+            if let ImportError::MissingColumn { or, .. } = &mut error {
+                *or = " or a phone column (\"Téléphone portable\", \"Portable\", \"Téléphone\"…)";
+            }
+            error
+        })?),
     };
     Ok(Columns {
         first_name: Some(header.require("Prénom")?),
@@ -377,6 +398,7 @@ impl Header<'_> {
             file: self.file.to_owned(),
             preset: self.preset,
             column: names[0].to_owned(),
+            or: "",
             found: self.headers.to_vec(),
             fits: None,
         })
@@ -423,7 +445,8 @@ mod tests {
 
         assert_eq!(
             error.to_string(),
-            "f.csv: the French Excel format needs a column \"E-mail\"; \
+            "f.csv: the French Excel format needs a column \"E-mail\" or a phone column \
+             (\"Téléphone portable\", \"Portable\", \"Téléphone\"…); \
              the header has: Prénom, Nom, Mail"
         );
     }

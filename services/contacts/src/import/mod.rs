@@ -259,7 +259,7 @@ pub enum ImportError {
     },
     /// A column that the chosen format needs is not in the header.
     #[error(
-        "{file}: the {preset} format needs a column {column:?}; {}{}",
+        "{file}: the {preset} format needs a column {column:?}{or}; {}{}",
         described(found),
         fitting(fits.as_ref())
     )]
@@ -270,6 +270,8 @@ pub enum ImportError {
         preset: &'static str,
         /// The header that was looked for.
         column: String,
+        /// What would do instead, written after it (" or a phone column …").
+        or: &'static str,
         /// The headers of the file.
         found: Vec<String>,
         /// Another format the header has every needed column of, as (name

@@ -370,6 +370,16 @@ fn a_french_phone_bank_list_without_addresses_is_read_by_its_numbers() {
         matches!(&error, Some(ImportError::MissingColumn { column, .. }) if column == "E-mail"),
         "{error:?}"
     );
+    let message = error.unwrap().to_string();
+    assert!(
+        message.contains("needs a column \"E-mail\" or a phone column (\"Téléphone portable\""),
+        "{message}"
+    );
+    for header in ["Tél. portable", "Tél", "Téléphone fixe"] {
+        let input = format!("Prénom;Nom;{header}\nMarie;Dupont;06 12 34 56 78\n");
+        let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+        assert!(row(&outcomes[0]).phone.is_some(), "{header}");
+    }
 }
 
 #[test]
