@@ -252,9 +252,14 @@ pub fn commune(written: &str) -> Result<String, String> {
                 n => format!(", the largest of the {n} it serves"),
             }
         ),
-        None => format!(
+        None if code.bytes().any(|b| b.is_ascii_digit()) => format!(
             "no current commune has the INSEE code {}: a commune merged into another keeps \
              none of its own; write the current commune's code (75056 is Paris)",
+            clipped(written)
+        ),
+        None => format!(
+            "no current commune is called {}: a commune merged into another keeps none of its \
+             own name; write the current commune's name or INSEE code",
             clipped(written)
         ),
     })

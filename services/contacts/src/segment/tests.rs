@@ -912,6 +912,10 @@ fn a_territory_that_names_no_place_is_refused_with_what_to_write() {
             "write commune:69123 for all of Lyon, or postal:69001",
         ),
         ("region:33", "no région \"33\""),
+        (
+            "commune:Lanouée",
+            "no current commune is called \"Lanouée\"",
+        ),
     ];
     for (query, expected) in cases {
         let error = refused(query);
