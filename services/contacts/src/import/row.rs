@@ -694,7 +694,15 @@ fn nation_builder_consent(fields: &mut Fields<'_>, columns: &Columns) -> Consent
     let Some((time, created_at)) = created_at.and_then(|v| Some((parse_instant(v.text)?, v.text)))
     else {
         let value = created_at.map_or("", |v| v.raw);
-        let reason = format!("{flag} is true but created_at is not a date: not recorded");
+        let reason = match (columns.created_at, created_at) {
+            (None, _) => format!(
+                "{flag} is true but the file has no created_at column to date it: not recorded"
+            ),
+            (Some(_), None) => format!("{flag} is true but created_at is empty: not recorded"),
+            (Some(_), Some(_)) => {
+                format!("{flag} is true but created_at is not a date: not recorded")
+            }
+        };
         fields.issue("created_at", value, reason);
         return ConsentStatement::None;
     };
