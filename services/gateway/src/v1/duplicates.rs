@@ -88,8 +88,22 @@ pub async fn merge(
         .contacts
         .merge_people(request)
         .await
+        .map_err(rest_fields)
         .reply(Upstream::Contacts)?;
     Ok(Json(merge.into()))
+}
+
+/// A refusal of MergePeople, naming the request's parts as REST calls them:
+/// the path's `id` and the body's `other_id`.
+fn rest_fields(status: tonic::Status) -> tonic::Status {
+    let message = status.message();
+    let renamed = [("survivor_id: ", "id: "), ("merged_id: ", "other_id: ")]
+        .into_iter()
+        .find_map(|(grpc, rest)| Some(format!("{rest}{}", message.strip_prefix(grpc)?)));
+    match renamed {
+        Some(message) => tonic::Status::new(status.code(), message),
+        None => status,
+    }
 }
 
 /// `GET /v1/duplicate-rules`.
@@ -122,4 +136,19 @@ pub async fn set_rules(
         .await
         .reply(Upstream::Contacts)?;
     Ok(Json(rules.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_refusal_names_the_rest_fields() {
+        let status = tonic::Status::failed_precondition("merged_id: person x was erased");
+        let renamed = rest_fields(status);
+        assert_eq!(renamed.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(renamed.message(), "other_id: person x was erased");
+        let other = rest_fields(tonic::Status::not_found("person y not found"));
+        assert_eq!(other.message(), "person y not found");
+    }
 }
