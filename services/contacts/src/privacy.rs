@@ -133,10 +133,21 @@ async fn merges_into(
             reason: row.reason,
             merged_by: row.merged_by,
             time: Some(to_proto(row.merged_at)),
-            snapshot_json: row.snapshot.to_string(),
+            snapshot_json: shown_snapshot(row.snapshot).to_string(),
             survivor_id: row.survivor_id.to_string(),
         })
         .collect())
+}
+
+/// A merge's snapshot as the person sees it: their record's fields, without
+/// the keys kept for matching and the organization's id.
+fn shown_snapshot(mut snapshot: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = snapshot.as_object_mut() {
+        for internal in ["tenant_id", "email_key", "name_key"] {
+            fields.remove(internal);
+        }
+    }
+    snapshot
 }
 
 #[derive(sqlx::FromRow)]

@@ -1376,6 +1376,11 @@ async fn the_access_export_and_erasure_follow_merges_of_merges() -> anyhow::Resu
         "Hugo's own outside id, which the survivor's replaced: {}",
         export.merges[0].snapshot_json
     );
+    let snapshot: serde_json::Value = serde_json::from_str(&export.merges[0].snapshot_json)?;
+    assert_eq!(snapshot["email"], "hugo@example.org");
+    for internal in ["tenant_id", "email_key", "name_key"] {
+        assert!(snapshot.get(internal).is_none(), "{internal}: {snapshot}");
+    }
 
     privacy
         .erase_person(pb::ErasePersonRequest {
