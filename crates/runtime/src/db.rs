@@ -63,6 +63,20 @@ pub fn listing_errors(dir: &str, migrations: &[Migration]) -> std::io::Result<Ve
     Ok(errors)
 }
 
+/// A test, in the calling service's crate, that [`listing_errors`] finds
+/// nothing wrong between its `migrations/` folder and `$list`.
+#[macro_export]
+macro_rules! test_migrations_listed {
+    ($list:expr) => {
+        #[test]
+        fn every_migration_file_is_listed_under_its_number() {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+            let errors = $crate::db::listing_errors(dir, $list).unwrap();
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    };
+}
+
 /// The outbox and inbox tables every service carries (version 0).
 const BUS_TABLES: Migration = Migration {
     version: 0,

@@ -301,10 +301,5 @@ mod tests {
         assert_eq!(writers, [1, 1, 2, 8, 8]);
     }
 
-    #[test]
-    fn every_migration_file_is_listed_under_its_number() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-        let errors = muster_runtime::db::listing_errors(dir, super::MIGRATIONS).unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-    }
+    muster_runtime::test_migrations_listed!(super::MIGRATIONS);
 }

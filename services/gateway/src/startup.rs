@@ -153,10 +153,5 @@ impl Application {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn every_migration_file_is_listed_under_its_number() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-        let errors = muster_runtime::db::listing_errors(dir, super::MIGRATIONS).unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-    }
+    muster_runtime::test_migrations_listed!(super::MIGRATIONS);
 }

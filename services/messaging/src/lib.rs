@@ -426,10 +426,5 @@ async fn watch_campaigns(pool: PgPool, settings: SenderSettings, shutdown: Cance
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn every_migration_file_is_listed_under_its_number() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-        let errors = muster_runtime::db::listing_errors(dir, super::MIGRATIONS).unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-    }
+    muster_runtime::test_migrations_listed!(super::MIGRATIONS);
 }
