@@ -87,7 +87,7 @@ impl Columns {
                 file,
                 preset: chosen,
                 column,
-                or,
+                or_phone,
                 found,
                 fits: None,
             }) => Err(ImportError::MissingColumn {
@@ -95,7 +95,7 @@ impl Columns {
                 file,
                 preset: chosen,
                 column,
-                or,
+                or_phone,
                 found,
             }),
             other => other,
@@ -256,8 +256,8 @@ fn fr_excel(header: &Header<'_>) -> Result<Columns, ImportError> {
     let email = match phone {
         Some(_) => header.find(&EMAIL),
         None => Some(header.require_any(&EMAIL).map_err(|mut error| {
-            if let ImportError::MissingColumn { or, .. } = &mut error {
-                *or = " or a phone column (\"Téléphone portable\", \"Portable\", \"Téléphone\"…)";
+            if let ImportError::MissingColumn { or_phone, .. } = &mut error {
+                *or_phone = true;
             }
             error
         })?),
@@ -398,7 +398,7 @@ impl Header<'_> {
             file: self.file.to_owned(),
             preset: self.preset,
             column: names[0].to_owned(),
-            or: "",
+            or_phone: false,
             found: self.headers.to_vec(),
             fits: None,
         })

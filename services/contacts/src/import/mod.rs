@@ -232,6 +232,10 @@ fn described(found: &[String]) -> String {
 }
 
 /// The advice to import with the preset the header fits, if any.
+/// What a French Excel file may have instead of an e-mail column.
+const PHONE_WOULD_DO: &str = " or a phone column (\"Téléphone portable\", \"Portable\", \
+    \"Téléphone\"…)";
+
 fn fitting(fits: Option<&(&'static str, &'static str)>) -> String {
     fits.map_or_else(String::new, |(name, api_name)| {
         format!("; the header fits the {name} format: import the file with the preset {api_name}")
@@ -259,7 +263,8 @@ pub enum ImportError {
     },
     /// A column that the chosen format needs is not in the header.
     #[error(
-        "{file}: the {preset} format needs a column {column:?}{or}; {}{}",
+        "{file}: the {preset} format needs a column {column:?}{}; {}{}",
+        if *or_phone { PHONE_WOULD_DO } else { "" },
         described(found),
         fitting(fits.as_ref())
     )]
@@ -270,8 +275,8 @@ pub enum ImportError {
         preset: &'static str,
         /// The header that was looked for.
         column: String,
-        /// What would do instead, written after it (" or a phone column …").
-        or: &'static str,
+        /// Whether a phone column would do instead.
+        or_phone: bool,
         /// The headers of the file.
         found: Vec<String>,
         /// Another format the header has every needed column of, as (name
