@@ -57,6 +57,15 @@ pub fn most_in_window(times: &[i64], window: Duration) -> (usize, i64) {
     most
 }
 
+/// The most messages a limit of `limit` per second with `burst` lets the sink
+/// see in one second. The limiter grants at most limit + burst turns in any
+/// second; the sink and the recorded answers see each message later, by the
+/// time SMTP and the database take, which shifts under load: a window of
+/// received times spans up to 200 ms more of granted ones.
+pub fn per_second_ceiling(limit: u32, burst: u32) -> usize {
+    (limit + burst + limit / 5) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,13 +79,4 @@ mod tests {
         assert_eq!(most_in_window(&times[..3], second), (2, 0));
         assert_eq!(most_in_window(&[], second), (0, 0));
     }
-}
-
-/// The most messages a limit of `limit` per second with `burst` lets the sink
-/// see in one second. The limiter grants at most limit + burst turns in any
-/// second; the sink and the recorded answers see each message later, by the
-/// time SMTP and the database take, which shifts under load: a window of
-/// received times spans up to 200 ms more of granted ones.
-pub fn per_second_ceiling(limit: u32, burst: u32) -> usize {
-    (limit + burst + limit / 5) as usize
 }

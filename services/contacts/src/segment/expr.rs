@@ -641,8 +641,11 @@ fn created(range: &TimeRange) -> Result<Expr, String> {
     Ok(Expr::Leaf(Leaf::Created { start, end }))
 }
 
+/// A range's start and end, either open.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The instants of a range, checked: at least one bound, the start first.
-fn bounds(range: &TimeRange) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), String> {
+fn bounds(range: &TimeRange) -> Result<Bounds, String> {
     let instant = |t: &Option<muster_proto::Timestamp>, bound: &str| match t {
         None => Ok(None),
         Some(t) => DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
