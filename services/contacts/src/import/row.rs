@@ -444,10 +444,9 @@ fn postal_code(
     if country != Some("FR") {
         return (Some(value.text.to_owned()), None);
     }
-    let town = town_after_code(value.text);
     match french_postal_code(value.text) {
-        Ok(code) if territory::departement_of(&code).is_some() => (Some(code), town),
-        Ok(code) => {
+        Ok((code, town)) if territory::departement_of(&code).is_some() => (Some(code), town),
+        Ok((code, _)) => {
             fields.issue(
                 "postal_code",
                 value.raw,
@@ -462,23 +461,13 @@ fn postal_code(
     }
 }
 
-/// The town in a postal code cell written `56120 Josselin`: the words from
-/// the first letter on, when they hold no digit and are no CEDEX mark.
-fn town_after_code(text: &str) -> Option<String> {
-    let at = text.find(char::is_alphabetic).filter(|&at| at > 0)?;
-    let town = &text[at..];
-    let cedex = town.to_ascii_lowercase().contains("cedex");
-    let digit_before = text[..at].chars().any(|c| c.is_ascii_digit());
-    (digit_before && !cedex && !town.contains(|c: char| c.is_ascii_digit()))
-        .then(|| town.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
 /// `text` as a five-digit French postal code, or why it is not one.
 /// Reads the forms spreadsheets and mail merges leave: Excel's text marks
 /// (`'02820`, `="02820"`), a number exported with a decimal (`33000.0`,
 /// `33000,0`), a country prefix (`F-75011`, `F75011`), a CEDEX code
-/// (`75008 CEDEX 08`, `CEDEX 75008`), the town after the code (`75011 Paris`).
-fn french_postal_code(text: &str) -> Result<String, String> {
+/// (`75008 CEDEX 08`, `CEDEX 75008`), the town after the code (`75011 Paris`),
+/// which comes back beside the code.
+fn french_postal_code(text: &str) -> Result<(String, Option<String>), String> {
     const NOT_ONE: &str =
         "not a French postal code (five digits): kept as written, without commune";
     let text = text.trim();
@@ -507,9 +496,12 @@ fn french_postal_code(text: &str) -> Result<String, String> {
         })
         .unwrap_or(text);
     // A town written after the code: letters only from the first letter on.
-    let text = match text.find(char::is_alphabetic) {
-        Some(at) if at > 0 && !text[at..].contains(|c: char| c.is_ascii_digit()) => &text[..at],
-        _ => text,
+    let (text, town) = match text.find(char::is_alphabetic) {
+        Some(at) if at > 0 && !text[at..].contains(|c: char| c.is_ascii_digit()) => {
+            let town = text[at..].split_whitespace().collect::<Vec<_>>().join(" ");
+            (&text[..at], Some(town))
+        }
+        _ => (text, None),
     };
     // Spaces, no-break spaces and dots people put between thousands.
     let digits: String = text
@@ -520,9 +512,9 @@ fn french_postal_code(text: &str) -> Result<String, String> {
         return Err(NOT_ONE.to_owned());
     }
     match digits.len() {
-        5 => Ok(digits),
+        5 => Ok((digits, town)),
         // A spreadsheet dropped the leading zero, unless no place has the code it gives.
-        4 if territory::is_postal_code(&format!("0{digits}")) => Ok(format!("0{digits}")),
+        4 if territory::is_postal_code(&format!("0{digits}")) => Ok((format!("0{digits}"), town)),
         4 => Err(format!(
             "four digits, and 0{digits} is no French postal code either: kept as written, \
              without commune; check the code"
