@@ -456,7 +456,7 @@ impl<R: Read> ImportReader<R> {
             if !found {
                 return Err(first_error.unwrap_or_else(no_header));
             }
-            // No line break after this line: it is the file's only line.
+            // No line break after this line: nothing follows it in the file.
             let last_line =
                 header.position().map_or(1, csv::Position::line) == csv.position().line();
             let error = match headers.iter().all(String::is_empty) {
@@ -469,7 +469,7 @@ impl<R: Read> ImportReader<R> {
                     Err(error) => error,
                 },
             };
-            // A header that fails on the file's only line, with values in it.
+            // A header that fails on the file's last line, with values in it.
             if let Some(error) = joined(&headers, last_line).filter(|_| last_line) {
                 return Err(error);
             }
