@@ -267,6 +267,29 @@ async fn a_title_above_the_header_is_named_on_the_header_line() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn a_file_with_a_header_and_no_rows_says_so() -> anyhow::Result<()> {
+    let service = Service::start("header_only").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let file = "sep=;\nPrénom;Nom;E-mail\n";
+
+    let job = support::upload(&mut client, header, file).await?;
+
+    assert_eq!(job.state, pb::ImportState::Succeeded as i32, "{job:?}");
+    assert_eq!(job.counts.unwrap_or_default().rows_read, 0);
+    let issues = issues_of(&mut client, &job).await?;
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let (line, field, reason) = &issues[0];
+    assert_eq!((*line, field.as_str()), (2, "header"), "{issues:?}");
+    assert!(reason.contains("no line below its header"), "{reason}");
+    service.stop().await
+}
+
+#[tokio::test]
 async fn a_postal_code_several_communes_share_without_a_town_places_no_commune()
 -> anyhow::Result<()> {
     let service = Service::start("shared_postal_code").await?;

@@ -217,6 +217,11 @@ async fn execute(
     if read.without_commune > 0 {
         note_without_commune(pool, task, read.without_commune).await?;
     }
+    if read.lines == 0 {
+        let reason = "the file has no line below its header, so nobody was imported: check that \
+                      the export held its rows (a filter or a selection may have left it empty)";
+        header_warning(pool, task, header_line, "", reason).await?;
+    }
     // Fresh statistics before anything plans a query over what was written:
     // without them, an organization's first import leaves the planner
     // thinking its tables empty, and a segment that reads consents under a
@@ -562,7 +567,9 @@ fn read_file(
 
     let mut batches: Vec<Batch> = writers.iter().map(|_| new_batch()).collect();
     let mut without_commune = 0;
+    let mut lines = 0;
     while let Some(outcome) = reader.next_row() {
+        lines += 1;
         if let RowOutcome::Row(row) = &outcome {
             without_commune += u64::from(row.place.is_some_and(|p| p.commune.is_none()));
         }
@@ -595,6 +602,7 @@ fn read_file(
         None => Ok(Read {
             unnamed: reader.unnamed_values(),
             without_commune,
+            lines,
         }),
     }
 }
@@ -606,6 +614,8 @@ struct Read {
     /// Rows placed in a département only: a postal code several communes
     /// share, and no town.
     without_commune: u64,
+    /// The lines below the header, empty ones included.
+    lines: u64,
 }
 
 /// One warning of the whole file (line 0) counting the rows placed in a
