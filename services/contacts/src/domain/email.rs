@@ -69,7 +69,11 @@ pub fn unwrap_address(cell: &str) -> &str {
         _ => cell,
     };
     match inner.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => &inner[7..],
+        Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => {
+            let link = &inner[7..];
+            link.split_once('?')
+                .map_or(link, |(address, _query)| address)
+        }
         _ => inner,
     }
 }
@@ -178,6 +182,8 @@ mod tests {
             "mailto:marie@example.org",
             "MAILTO:marie@example.org",
             "<mailto:marie@example.org>",
+            "MAILTO:marie@example.org?subject=Adh%C3%A9sion",
+            "<mailto:marie@example.org?cc=paul@example.org&body=Bonjour>",
             " marie@example.org ",
         ] {
             assert_eq!(unwrap_address(cell), "marie@example.org", "{cell:?}");
