@@ -358,6 +358,12 @@ fn push_leaf(query: &mut QueryBuilder<Postgres>, leaf: &Leaf, tenant: TenantId) 
         Leaf::HasPhone(false) => {
             query.push("phone IS NULL");
         }
+        Leaf::HasCommune(true) => {
+            query.push("commune_insee IS NOT NULL");
+        }
+        Leaf::HasCommune(false) => {
+            query.push("commune_insee IS NULL");
+        }
         // Containment, so that the GIN index on custom_fields serves it.
         Leaf::Field(test) if test.operator == FieldOp::Equal => {
             let mut pair = serde_json::Map::new();

@@ -126,6 +126,7 @@ fn matches(person: &Person, expr: &pb::SegmentExpr) -> bool {
         }
         Node::HasEmail(has) => person.email == *has,
         Node::HasPhone(has) => person.phone == *has,
+        Node::HasCommune(has) => person.commune.is_some() == *has,
         Node::Field(_)
         | Node::HasField(_)
         | Node::Contacted(_)
@@ -181,6 +182,8 @@ fn leaves() -> Vec<Node> {
         Node::HasEmail(false),
         Node::HasPhone(true),
         Node::HasPhone(false),
+        Node::HasCommune(true),
+        Node::HasCommune(false),
     ]
 }
 

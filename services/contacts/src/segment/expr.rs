@@ -75,6 +75,8 @@ pub enum Leaf {
     },
     HasEmail(bool),
     HasPhone(bool),
+    /// Placed in a commune (true) or in none (false).
+    HasCommune(bool),
     /// A custom field compared with a value of its type.
     Field(FieldTest),
     /// Holds a value for the custom field of this key.
@@ -447,8 +449,8 @@ fn check(
     let Some(node) = &tree.node else {
         return Err(invalid(
             "an empty condition; set one of and, or, not, tag, consent, postal_code_prefix, \
-             departement, commune, region, created, has_email, has_phone, field, has_field, \
-             contacted, has_contacted, donation_total, last_donation, attended, \
+             departement, commune, region, created, has_email, has_phone, has_commune, field, \
+             has_field, contacted, has_contacted, donation_total, last_donation, attended, \
              attended_count_at_least"
                 .into(),
         ));
@@ -555,6 +557,7 @@ fn check(
         Node::Created(range) => created(range).map_err(invalid)?,
         Node::HasEmail(has) => Expr::Leaf(Leaf::HasEmail(*has)),
         Node::HasPhone(has) => Expr::Leaf(Leaf::HasPhone(*has)),
+        Node::HasCommune(has) => Expr::Leaf(Leaf::HasCommune(*has)),
         Node::Field(condition) => {
             Expr::Leaf(Leaf::Field(field_condition(condition, fields).map_err(
                 |(part, message)| ApiError::invalid(format!("{path}.field.{part}"), message),

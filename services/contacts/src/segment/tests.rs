@@ -152,6 +152,8 @@ fn every_leaf_becomes_its_own_indexed_predicate() {
         (Node::HasEmail(false), "email_key IS NULL"),
         (Node::HasPhone(true), "phone IS NOT NULL"),
         (Node::HasPhone(false), "phone IS NULL"),
+        (Node::HasCommune(true), "commune_insee IS NOT NULL"),
+        (Node::HasCommune(false), "commune_insee IS NULL"),
     ];
     for (leaf, expected) in cases {
         assert_eq!(expr_sql(node(leaf.clone())), expected, "{leaf:?}");

@@ -381,6 +381,7 @@ fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseEr
             match value.to_lowercase().as_str() {
                 "email" | "e-mail" => Node::HasEmail(true),
                 "phone" => Node::HasPhone(true),
+                "commune" => Node::HasCommune(true),
                 "contacted" => Node::HasContacted(true),
                 other if other.starts_with("field.") => {
                     let key = &value["field.".len()..];
@@ -393,7 +394,8 @@ fn leaf(text: &str, column: usize, fields: &Definitions) -> Result<Node, ParseEr
                 other => {
                     let other = clip(other);
                     return Err(error(format!(
-                        "has:{other}: use has:email, has:phone, has:contacted or has:field.KEY"
+                        "has:{other}: use has:email, has:phone, has:commune, has:contacted or \
+                         has:field.KEY"
                     )));
                 }
             }
@@ -717,6 +719,7 @@ mod tests {
             ("commune:69123", Node::Commune("69123".into())),
             ("region:84", Node::Region("84".into())),
             ("has:phone", Node::HasPhone(true)),
+            ("has:commune", Node::HasCommune(true)),
             ("has:email", Node::HasEmail(true)),
         ];
         for (query, node) in cases {

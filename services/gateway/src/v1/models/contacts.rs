@@ -383,6 +383,7 @@ pub enum SegmentExpr {
     Created(TimeRange),
     HasEmail(bool),
     HasPhone(bool),
+    HasCommune(bool),
     /// `{"field": {"key": "membership_year", "operator": "greater_or_equal", "value": "2020"}}`.
     Field(FieldCondition),
     /// People holding a value for the custom field of this key.
@@ -519,6 +520,7 @@ impl From<SegmentExpr> for proto::SegmentExpr {
             }),
             SegmentExpr::HasEmail(has) => Node::HasEmail(has),
             SegmentExpr::HasPhone(has) => Node::HasPhone(has),
+            SegmentExpr::HasCommune(has) => Node::HasCommune(has),
             SegmentExpr::Field(field) => Node::Field(proto::FieldCondition {
                 key: field.key,
                 operator: field.operator.to_proto() as i32,
@@ -576,6 +578,7 @@ impl SegmentExpr {
             }),
             Node::HasEmail(has) => Self::HasEmail(has),
             Node::HasPhone(has) => Self::HasPhone(has),
+            Node::HasCommune(has) => Self::HasCommune(has),
             Node::Field(field) => Self::Field(FieldCondition {
                 operator: FieldOperator::from_proto(field.operator)?,
                 key: field.key,
