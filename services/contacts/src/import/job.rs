@@ -629,8 +629,8 @@ async fn note_without_commune(pool: &PgPool, task: &ImportTask, rows: u64) -> an
     .bind(format!(
         "{rows} row(s) have a postal code that several communes share and no town: they are \
          placed in their département and région, not in a commune (segments by commune leave \
-         them out); add the town (a Ville or city column) and import the file again to place \
-         them"
+         them out; the segment NOT has:commune finds them); add the town (a Ville or city \
+         column) and import the file again to place them"
     ))
     .execute(pool)
     .await
