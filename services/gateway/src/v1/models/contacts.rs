@@ -675,7 +675,8 @@ mod tests {
                 { "or": [{ "departement": "75" }, { "departement": "93" }] },
                 { "not": { "consent": { "channel": "email", "state": "withdrawn" } } },
                 { "created": { "start": "2024-01-01T00:00:00Z" } },
-                { "has_email": true }
+                { "has_email": true },
+                { "not": { "has_commune": true } }
             ] }
         });
         let filter: SegmentFilter = serde_json::from_value(json.clone()).unwrap();
@@ -684,7 +685,11 @@ mod tests {
         let Some(proto::segment_expr::Node::And(and)) = wire.expr.clone().unwrap().node else {
             panic!("{wire:?}")
         };
-        assert_eq!(and.items.len(), 4);
+        assert_eq!(and.items.len(), 5);
+        let Some(proto::segment_expr::Node::Not(not)) = &and.items[4].node else {
+            panic!("{and:?}")
+        };
+        assert_eq!(not.node, Some(proto::segment_expr::Node::HasCommune(true)));
         let Some(proto::segment_expr::Node::Created(range)) = &and.items[2].node else {
             panic!("{and:?}")
         };
