@@ -245,15 +245,22 @@ fn without_cut_sequence(sample: &[u8]) -> &[u8] {
 }
 
 /// The delimiter of the header line: whichever of `;`, `,` and TAB occurs most outside
-/// quotes (`,` when none does).
+/// quotes (`,` when none does). Lines above it that hold none of them (titles such as
+/// `Adhérents au 1er décembre`, up to the five the reader skips) are passed over.
 fn guess_delimiter(text: &str) -> u8 {
-    let header = text.trim_start_matches(['\r', '\n', '\u{FEFF}']);
+    let text = text.trim_start_matches(['\r', '\n', '\u{FEFF}']);
     let mut counts = [0_usize; 3];
     let mut quoted = false;
-    for byte in header.bytes() {
+    let mut titles = 0;
+    for byte in text.bytes() {
         match byte {
             b'"' => quoted = !quoted,
-            b'\r' | b'\n' if !quoted => break,
+            b'\r' | b'\n' if !quoted => {
+                if counts != [0; 3] || titles == super::MAX_TITLE_LINES {
+                    break;
+                }
+                titles += usize::from(byte == b'\n');
+            }
             b';' if !quoted => counts[0] += 1,
             b',' if !quoted => counts[1] += 1,
             b'\t' if !quoted => counts[2] += 1,
@@ -366,5 +373,21 @@ mod tests {
         assert_eq!(guess_delimiter("a\tb\tc,d\n"), b'\t');
         assert_eq!(guess_delimiter("\r\n\"x\ny;z\";w\n"), b';');
         assert_eq!(guess_delimiter("email\n"), b',');
+    }
+
+    #[test]
+    fn title_lines_without_a_delimiter_are_passed_over() {
+        assert_eq!(
+            guess_delimiter("Titre\nPrénom;Nom;E-mail\nA;B;a@b.fr\n"),
+            b';'
+        );
+        assert_eq!(
+            guess_delimiter("Adhérents\r\n\r\nGénéré le 03/12/2026\r\nNom\tE-mail\r\n"),
+            b'\t'
+        );
+        // A title with a delimiter of its own is the header as far as this can tell.
+        assert_eq!(guess_delimiter("Titre;;\nPrénom;Nom\n"), b';');
+        // Six lines without one: a one-column file.
+        assert_eq!(guess_delimiter("a\nb\nc\nd\ne\nf\ng;h\n"), b',');
     }
 }

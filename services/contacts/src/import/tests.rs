@@ -847,6 +847,29 @@ fn a_title_above_the_header_is_skipped_and_lines_keep_their_numbers() {
 }
 
 #[test]
+fn a_title_without_separators_is_skipped_too() {
+    let input = b"Export des adh\xe9rents - F\xe9d\xe9ration du Rh\xf4ne\r\n\
+                  G\xe9n\xe9r\xe9 le 03/12/2026\r\n\
+                  Pr\xe9nom;Nom;E-mail\r\n\
+                  Marie;Dupont;marie@example.org\r\n";
+
+    let mut reader = ImportReader::open(&input[..], Preset::FrExcel, "a.csv").unwrap();
+
+    assert_eq!(reader.delimiter(), b';');
+    assert_eq!(
+        reader.titles(),
+        [
+            "Export des adhérents - Fédération du Rhône",
+            "Généré le 03/12/2026"
+        ]
+    );
+    assert_eq!(reader.header_line(), 3);
+    let outcomes = read_all(&mut reader);
+    assert_eq!(row(&outcomes[0]).line, 4);
+    assert_eq!(row(&outcomes[0]).last_name.as_deref(), Some("Dupont"));
+}
+
+#[test]
 fn a_header_after_a_separator_line_is_on_line_two() {
     let reader = ImportReader::open(
         "sep=;\nNom;Prénom;E-mail\n".as_bytes(),
