@@ -356,6 +356,32 @@ fn a_nationbuilder_export_with_email_and_email1_reads_email_then_email1() {
 }
 
 #[test]
+fn short_french_address_headers_are_read_as_the_address() {
+    for (postal, town) in [
+        ("CP", "Commune"),
+        ("C.P.", "Localité"),
+        ("Code postal", "Ville"),
+    ] {
+        let input = format!(
+            "Prénom;Nom;E-mail;Adresse postale;{postal};{town}\n\
+             Marie;Dupont;marie@example.org;3 rue Lafayette;56120;Josselin\n"
+        );
+
+        let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+
+        let marie = row(&outcomes[0]);
+        assert_eq!(
+            marie.address_line1.as_deref(),
+            Some("3 rue Lafayette"),
+            "{postal}"
+        );
+        assert_eq!(marie.postal_code.as_deref(), Some("56120"), "{postal}");
+        assert_eq!(marie.city.as_deref(), Some("Josselin"), "{town}");
+        assert_eq!(marie.place.and_then(|p| p.commune), Some("56091"), "{town}");
+    }
+}
+
+#[test]
 fn a_french_phone_bank_list_without_addresses_is_read_by_its_numbers() {
     let input = "Prénom;Nom;Téléphone portable;Code postal\nMarie;Dupont;06 12 34 56 78;33000\n";
 
