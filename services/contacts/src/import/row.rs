@@ -361,8 +361,10 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
 
 /// The row's address: the e-mail column's, else the fallback column's
 /// (NationBuilder's `email`, then `email1`) when the first is empty,
-/// invalid or flagged bad. A second, different valid address is named on
-/// the row, not dropped in silence.
+/// invalid or flagged bad. A cell may hold several addresses
+/// (`lina@example.org; lina.b@example.org`): the first valid one is the
+/// row's. A second, different valid address is named on the row, not
+/// dropped in silence.
 fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
     let flagged_bad = fields
         .get(columns.email_is_bad, "email_is_bad")
@@ -372,40 +374,55 @@ fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
         let Some(value) = fields.get(column, "email") else {
             continue;
         };
-        let email = match EmailAddress::parse(unwrap_address(value.text)) {
-            Ok(email) => email,
-            Err(error) => {
-                fields.issue("email", value.raw, error.reason);
+        for address in addresses_in(value.text) {
+            let email = match EmailAddress::parse(address) {
+                Ok(email) => email,
+                Err(error) => {
+                    fields.issue("email", value.raw, error.reason);
+                    continue;
+                }
+            };
+            if flagged_bad && column == columns.email_flagged {
+                let reason = "marked as bad in the source file (email1_is_bad)";
+                fields.issue("email", value.raw, reason);
                 continue;
             }
-        };
-        if flagged_bad && column == columns.email_flagged {
-            let reason = "marked as bad in the source file (email1_is_bad)";
-            fields.issue("email", value.raw, reason);
-            continue;
-        }
-        match &chosen {
-            None => {
-                if let Some(common) = email.likely_misspelt_domain() {
+            match &chosen {
+                None => {
+                    if let Some(common) = email.likely_misspelt_domain() {
+                        let reason = format!(
+                            "imported as written, but the domain looks like a misspelling of \
+                             {common}: mail to it would bounce; correct the address if so"
+                        );
+                        fields.issue("email", value.raw, reason);
+                    }
+                    chosen = Some(email);
+                }
+                Some(first) if first.key() != email.key() => {
                     let reason = format!(
-                        "imported as written, but the domain looks like a misspelling of \
-                         {common}: mail to it would bounce; correct the address if so"
+                        "a second address, {email}, not imported: a row brings one address, \
+                         and this one has {first}; add the other to the person if it is theirs"
                     );
                     fields.issue("email", value.raw, reason);
                 }
-                chosen = Some(email);
+                Some(_) => {}
             }
-            Some(first) if first.key() != email.key() => {
-                let reason = format!(
-                    "a second address, not imported: a row brings one address, and this one \
-                     has {first}; add the other to the person if it is theirs"
-                );
-                fields.issue("email", value.raw, reason);
-            }
-            Some(_) => {}
         }
     }
     chosen
+}
+
+/// The addresses a cell holds: one, unwrapped as mail programs copy it, or
+/// several separated by `;`, `,`, `/` or spaces when it has more than one `@`
+/// (a name with a comma, `"Dupont, Marie" <marie@example.org>`, has one).
+fn addresses_in(cell: &str) -> Vec<&str> {
+    if cell.matches('@').count() < 2 {
+        return vec![unwrap_address(cell)];
+    }
+    cell.split([';', ',', '/', ' ', '\t', '\n', '\u{a0}'])
+        .map(unwrap_address)
+        .filter(|part| !part.is_empty())
+        .collect()
 }
 
 /// The country code in `column`, "FR" when the file does not say.

@@ -297,6 +297,37 @@ fn nationbuilder_rows_after_a_multi_line_note_start_on_the_right_line() {
 }
 
 #[test]
+fn a_cell_of_two_addresses_gives_the_first_and_names_the_second() {
+    let input = "Prénom;Nom;E-mail\n\
+                 Lina;Aubert;\"lina.a@example.org; lina.b@example.org\"\n\
+                 Max;Aubert;max.a@example.org, max.b@example.org\n\
+                 Léo;Aubert;leo@@example.org / leo@example.org\n\
+                 Eva;Aubert;\"Aubert, Eva\" <eva@example.org>\n";
+
+    let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+
+    let address = |n: usize| {
+        let row = row(&outcomes[n]);
+        let reasons: Vec<String> = row.issues.iter().map(|i| i.reason.clone()).collect();
+        (row.email.as_ref().unwrap().as_str().to_owned(), reasons)
+    };
+    let (lina, reasons) = address(0);
+    assert_eq!(lina, "lina.a@example.org");
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("a second address, lina.b@example.org,"),
+        "{reasons:?}"
+    );
+    assert_eq!(address(1).0, "max.a@example.org");
+    let (leo, reasons) = address(2);
+    assert_eq!(leo, "leo@example.org", "the first valid one");
+    assert_eq!(reasons.len(), 1, "the invalid one is named: {reasons:?}");
+    let (eva, reasons) = address(3);
+    assert_eq!(eva, "eva@example.org");
+    assert!(reasons.is_empty(), "{reasons:?}");
+}
+
+#[test]
 fn a_nationbuilder_export_with_email_and_email1_reads_email_then_email1() {
     let input = "nationbuilder_id,first_name,email,email1,email1_is_bad,email_opt_in,is_deceased,\
                  created_at\n\
@@ -323,7 +354,7 @@ fn a_nationbuilder_export_with_email_and_email1_reads_email_then_email1() {
         "email, the primary, first"
     );
     assert!(
-        reasons[0].starts_with("a second address, not imported"),
+        reasons[0].starts_with("a second address, ana@example.net, not imported"),
         "{reasons:?}"
     );
     assert_eq!(address(3).0.as_deref(), Some("yann@example.org"));
