@@ -192,6 +192,46 @@ async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_asi
 }
 
 #[tokio::test]
+async fn a_row_merged_by_address_into_someone_of_another_name_is_named() -> anyhow::Result<()> {
+    let service = Service::start("another_name").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = || pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let columns = "Prénom;Nom;E-mail\n";
+    let first = format!(
+        "{columns}Marie;Dupont;famille.dupont@example.org\n\
+         Paul;Dupont;famille.dupont@example.org\n\
+         MARIE;dupont;FAMILLE.DUPONT@example.org\n\
+         Léa;Roux;lea@example.org\n"
+    );
+    let job = support::upload(&mut client, header(), &first).await?;
+    assert_eq!(job.counts.unwrap_or_default().warnings, 1);
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(3, "email")], "Paul's row only: {issues:?}");
+    assert!(
+        issues[0].2.contains("into a person of another name"),
+        "{issues:?}"
+    );
+
+    // Against the person already known, in a later file; a name they lacked is no contradiction.
+    let again = format!(
+        "{columns}Marc;Henry;famille.dupont@example.org\n\
+         Lea;;lea@example.org\n"
+    );
+    let job = support::upload(&mut client, header(), &again).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.merged, counts.warnings), (2, 1), "{counts:?}");
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(2, "email")], "Marc's row only: {issues:?}");
+    service.stop().await
+}
+
+#[tokio::test]
 async fn a_grant_to_someone_who_withdrew_is_named_on_its_row() -> anyhow::Result<()> {
     let service = Service::start("regrant").await?;
     let mut client = service.client(TenantId::new()).await?;

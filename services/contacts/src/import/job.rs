@@ -14,6 +14,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::shared_phone;
 use super::{
     ConsentStatement, ImportReader, ImportRow, Preset, RowIssue, RowOutcome, ShadowedField,
     UnreadColumn,
@@ -776,6 +777,7 @@ async fn write_batch(
     let candidates = merge_rows(&batch.rows);
     let mut ids: HashMap<Key, Uuid> = HashMap::with_capacity(candidates.len());
     let (mut created, mut updated) = (Vec::new(), Vec::new());
+    let mut written = Vec::with_capacity(candidates.len());
     for by_email in [true, false] {
         let group: Vec<&Candidate> = candidates
             .iter()
@@ -785,14 +787,16 @@ async fn write_batch(
         if group.is_empty() {
             continue;
         }
-        for (key, id, inserted) in upsert(tx, task.tenant_id, terms, by_email, &group).await? {
-            match inserted {
-                true => created.push(id),
-                false => updated.push(id),
-            }
-            ids.insert(key, id);
-        }
+        written.extend(upsert(tx, task.tenant_id, terms, by_email, &group).await?);
     }
+    for person in &written {
+        match person.inserted {
+            true => created.push(person.id),
+            false => updated.push(person.id),
+        }
+        ids.insert(person.key.clone(), person.id);
+    }
+    let renamed = merged_under_another_name(&batch.rows, &candidates, &written);
     counts.created = created.len() as i64;
     counts.merged = batch.rows.len() as i64 - counts.created;
     for (key, people) in [
@@ -806,8 +810,9 @@ async fn write_batch(
     }
 
     phases.lap(clock, Phase::People);
-    let (granted, suppressed, refused) =
+    let (granted, suppressed, mut refused) =
         apply_consent(tx, task.tenant_id, terms, &candidates, &ids).await?;
+    refused.extend(renamed);
     let warned: HashSet<u64> = batch
         .rows
         .iter()
@@ -959,7 +964,7 @@ const UPSERT_BY_EMAIL: &str = "
         external_ids = EXCLUDED.external_ids || p.external_ids,
         custom_fields = EXCLUDED.custom_fields || p.custom_fields,
         updated_at = now()
-    RETURNING p.id, p.email_key, p.phone, (p.xmax = 0) AS inserted";
+    RETURNING p.id, p.email_key, p.phone, (p.xmax = 0) AS inserted, p.first_name, p.last_name";
 
 fn upsert_sql(by_email: bool) -> String {
     let target = if by_email {
@@ -983,7 +988,7 @@ async fn upsert(
     terms: &ConsentTerms,
     by_email: bool,
     group: &[&Candidate<'_>],
-) -> anyhow::Result<Vec<(Key, Uuid, bool)>> {
+) -> anyhow::Result<Vec<Written>> {
     let column = |f: fn(&ImportRow) -> Option<&str>| -> Vec<Option<&str>> {
         group.iter().map(|c| f(c.row)).collect()
     };
@@ -1014,45 +1019,123 @@ async fn upsert(
         consent_evidence.push(first.map(|(.., evidence)| evidence.to_string()));
     }
 
-    let rows: Vec<(Uuid, Option<String>, Option<String>, bool)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(upsert_sql(by_email)))
-            .bind(tenant)
-            .bind(&ids)
-            .bind(column(|r| r.first_name.as_deref()))
-            .bind(column(|r| r.last_name.as_deref()))
-            .bind(column(|r| r.email.as_ref().map(|e| e.as_str())))
-            .bind(column(|r| r.email.as_ref().map(|e| e.key())))
-            .bind(column(|r| r.phone.as_ref().map(|p| p.as_str())))
-            .bind(column(|r| r.address_line1.as_deref()))
-            .bind(column(|r| r.postal_code.as_deref()))
-            .bind(column(|r| r.city.as_deref()))
-            .bind(column(|r| r.country.as_deref()))
-            .bind(territory(|t| t.departement.as_deref()))
-            .bind(&birth_dates)
-            .bind(&tags)
-            .bind(&external_ids)
-            .bind(territory(|t| t.place.and_then(|p| p.commune)))
-            .bind(territory(|t| t.place.map(|p| p.region)))
-            .bind(territory(|t| t.time_zone))
-            .bind(&custom_fields)
-            .bind(&terms.source)
-            .bind(&consents)
-            .bind(&consent_times)
-            .bind(&consent_evidence)
-            .fetch_all(&mut *tx)
-            .await
-            .context("writing people")?;
+    type Row = (
+        Uuid,
+        Option<String>,
+        Option<String>,
+        bool,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(upsert_sql(by_email)))
+        .bind(tenant)
+        .bind(&ids)
+        .bind(column(|r| r.first_name.as_deref()))
+        .bind(column(|r| r.last_name.as_deref()))
+        .bind(column(|r| r.email.as_ref().map(|e| e.as_str())))
+        .bind(column(|r| r.email.as_ref().map(|e| e.key())))
+        .bind(column(|r| r.phone.as_ref().map(|p| p.as_str())))
+        .bind(column(|r| r.address_line1.as_deref()))
+        .bind(column(|r| r.postal_code.as_deref()))
+        .bind(column(|r| r.city.as_deref()))
+        .bind(column(|r| r.country.as_deref()))
+        .bind(territory(|t| t.departement.as_deref()))
+        .bind(&birth_dates)
+        .bind(&tags)
+        .bind(&external_ids)
+        .bind(territory(|t| t.place.and_then(|p| p.commune)))
+        .bind(territory(|t| t.place.map(|p| p.region)))
+        .bind(territory(|t| t.time_zone))
+        .bind(&custom_fields)
+        .bind(&terms.source)
+        .bind(&consents)
+        .bind(&consent_times)
+        .bind(&consent_evidence)
+        .fetch_all(&mut *tx)
+        .await
+        .context("writing people")?;
 
     Ok(rows
         .into_iter()
-        .map(|(id, email_key, phone, inserted)| {
+        .map(|(id, email_key, phone, inserted, first_name, last_name)| {
             let key = match (by_email, email_key, phone) {
                 (true, Some(email), _) => Key::Email(email),
                 (_, _, phone) => Key::Phone(phone.unwrap_or_default()),
             };
-            (key, id, inserted)
+            Written {
+                key,
+                id,
+                inserted,
+                names: (first_name, last_name),
+            }
         })
         .collect())
+}
+
+/// A person as one upsert left them.
+struct Written {
+    key: Key,
+    id: Uuid,
+    inserted: bool,
+    /// First and last name, as kept: the person's own when they had them.
+    names: (Option<String>, Option<String>),
+}
+
+/// Why a row matched by its address is flagged: its name is another's.
+const ANOTHER_NAME: &str = "merged, by this address, into a person of another name, whose name \
+    was kept: if they are two people sharing one address, give this one an address of their \
+    own and import the row again";
+
+/// The rows merged by their address into a person whose name differs from
+/// theirs: one already known (`written`), or one earlier in the batch.
+fn merged_under_another_name(
+    rows: &[ImportRow],
+    candidates: &[(Key, Candidate<'_>)],
+    written: &[Written],
+) -> Vec<RowIssue> {
+    fn names(row: &ImportRow) -> (Option<&str>, Option<&str>) {
+        (row.first_name.as_deref(), row.last_name.as_deref())
+    }
+    let issue = |row: &ImportRow| RowIssue {
+        line: row.line,
+        field: "email",
+        value: row
+            .email
+            .as_ref()
+            .map(|e| e.as_str().to_owned())
+            .unwrap_or_default(),
+        reason: ANOTHER_NAME.to_owned(),
+    };
+    let firsts: HashMap<&str, &ImportRow> = candidates
+        .iter()
+        .filter_map(|(key, candidate)| match key {
+            Key::Email(email) => Some((email.as_str(), candidate.row)),
+            Key::Phone(_) => None,
+        })
+        .collect();
+    let mut issues = Vec::new();
+    for person in written.iter().filter(|person| !person.inserted) {
+        let Key::Email(email) = &person.key else {
+            continue;
+        };
+        let Some(row) = firsts.get(email.as_str()) else {
+            continue;
+        };
+        let known = (person.names.0.as_deref(), person.names.1.as_deref());
+        if shared_phone::names_differ(known, names(row)) {
+            issues.push(issue(row));
+        }
+    }
+    for row in rows {
+        let Some(email) = &row.email else { continue };
+        let Some(first) = firsts.get(email.key()) else {
+            continue;
+        };
+        if first.line != row.line && shared_phone::names_differ(names(first), names(row)) {
+            issues.push(issue(row));
+        }
+    }
+    issues
 }
 
 /// Applies the batch's consent statements to the general e-mail consent

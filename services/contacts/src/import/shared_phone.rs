@@ -38,11 +38,10 @@ impl Holder {
     /// name both give that differs (ignoring case, accents and punctuation),
     /// or another id in the same outside system.
     fn contradicted_by(&self, row: &ImportRow) -> Option<&'static str> {
-        let differs = |known: &Option<String>, given: &Option<String>| match (known, given) {
-            (Some(known), Some(given)) => name_key(known) != name_key(given),
-            _ => false,
-        };
-        if differs(&self.first_name, &row.first_name) || differs(&self.last_name, &row.last_name) {
+        if names_differ(
+            (self.first_name.as_deref(), self.last_name.as_deref()),
+            (row.first_name.as_deref(), row.last_name.as_deref()),
+        ) {
             return Some("another name");
         }
         let (system, id) = row.external_id.as_ref()?;
@@ -64,6 +63,19 @@ impl Holder {
                 .or_insert_with(|| id.clone());
         }
     }
+}
+
+/// Whether two (first, last) names are of different people: a first or
+/// last name both give that differs, ignoring case, accents and punctuation.
+pub(super) fn names_differ(
+    known: (Option<&str>, Option<&str>),
+    given: (Option<&str>, Option<&str>),
+) -> bool {
+    let differs = |known: Option<&str>, given: Option<&str>| match (known, given) {
+        (Some(known), Some(given)) => name_key(known) != name_key(given),
+        _ => false,
+    };
+    differs(known.0, given.0) || differs(known.1, given.1)
 }
 
 /// A name as compared here: folded like a header, punctuation as spaces.
