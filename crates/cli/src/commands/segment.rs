@@ -84,6 +84,8 @@ enum Consent {
     Granted,
     None,
     Withdrawn,
+    /// Subscribed from a form, waiting for the person to confirm.
+    Pending,
 }
 
 /// The JSON segment filter of the gateway's API.

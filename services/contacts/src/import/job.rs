@@ -422,7 +422,7 @@ async fn note_unread_columns(
             listed.push_str(&format!(" and {} more", columns.len() - UNREAD_SHOWN));
         }
         let headers: Vec<&str> = columns.iter().map(|c| c.header.as_str()).collect();
-        (listed, super::row::shown(&headers.join(";")))
+        (listed, super::row::shown(&headers.join(", ")))
     };
     let mut warnings = Vec::new();
     if !unknown.is_empty() {

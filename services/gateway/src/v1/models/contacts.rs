@@ -211,6 +211,8 @@ pub struct Imports {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentState {
+    /// Only ever written (a state the proto leaves unset), never read.
+    #[serde(skip_deserializing)]
     Unspecified,
     None,
     Granted,
@@ -709,6 +711,21 @@ mod tests {
     fn a_misspelt_tree_node_is_refused_rather_than_ignored() {
         let json = serde_json::json!({ "expr": { "tags": "adhérent" } });
         assert!(serde_json::from_value::<SegmentFilter>(json).is_err());
+    }
+
+    #[test]
+    fn a_consent_state_is_one_a_person_can_be_in() {
+        let json = serde_json::json!({ "email_consent": "unspecified" });
+        let error = serde_json::from_value::<SegmentFilter>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("expected one of `none`, `granted`, `withdrawn`, `pending`"),
+            "{error}"
+        );
+        let json = serde_json::json!({ "email_consent": "pending" });
+        let filter: SegmentFilter = serde_json::from_value(json).unwrap();
+        assert_eq!(filter.email_consent, Some(ConsentState::Pending));
     }
 
     #[test]
