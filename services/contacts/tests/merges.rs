@@ -277,6 +277,102 @@ async fn a_merge_unites_addresses_phones_tags_and_ids_and_fills_what_the_survivo
 }
 
 #[tokio::test]
+async fn a_bare_postal_code_gives_way_to_the_same_place_told_fully() -> anyhow::Result<()> {
+    let mut service = start("merge_address").await?;
+    let bare = |email| New {
+        first: Some("Ann"),
+        email: Some(email),
+        postal_code: Some("56120"),
+        ..New::default()
+    };
+    let full = |email, postal_code| New {
+        first: Some("Ann"),
+        email: Some(email),
+        line1: Some("3 rue Lafayette"),
+        postal_code: Some(postal_code),
+        ..New::default()
+    };
+    let survivor = insert(&service, bare("ann@example.org")).await?;
+    let merged = insert(&service, full("ann@old.example", "56120")).await?;
+    let elsewhere = insert(&service, full("ann@other.example", "75002")).await?;
+    // Placed as an import places them: Guégon, and Paris 2e.
+    for (id, city, commune, departement, region) in [
+        (merged, "Guégon", "56070", "56", "53"),
+        (elsewhere, "Paris", "75102", "75", "11"),
+    ] {
+        sqlx::query(
+            "UPDATE people SET city = $2, commune_insee = $3, departement = $4, region = $5
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(city)
+        .bind(commune)
+        .bind(departement)
+        .bind(region)
+        .execute(&service.pool)
+        .await?;
+    }
+
+    let done = merge(&mut service.client, survivor, merged).await?;
+    let address = done
+        .survivor
+        .unwrap_or_default()
+        .address
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            address.line1.as_str(),
+            address.postal_code.as_str(),
+            address.city.as_str(),
+            address.commune_insee.as_str()
+        ),
+        ("3 rue Lafayette", "56120", "Guégon", "56070")
+    );
+
+    // Another postal code is another place: the survivor's stays.
+    let bare_again = insert(&service, bare("ann@third.example")).await?;
+    let done = merge(&mut service.client, bare_again, elsewhere).await?;
+    let address = done
+        .survivor
+        .unwrap_or_default()
+        .address
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            address.line1.as_str(),
+            address.postal_code.as_str(),
+            address.commune_insee.as_str()
+        ),
+        ("", "56120", "")
+    );
+
+    // An import fills it the same way.
+    let pending = insert(&service, bare("bea@example.org")).await?;
+    let mapping = pb::ColumnMapping {
+        email: "email".into(),
+        address_line1: "line1".into(),
+        postal_code: "cp".into(),
+        city: "city".into(),
+        ..Default::default()
+    };
+    let csv = "email,line1,cp,city\r\nbea@example.org,3 rue Lafayette,56120,Guégon\r\n";
+    upload_with(&mut service.client, csv, mapping).await?;
+    let address = get(&mut service.client, pending)
+        .await?
+        .address
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            address.line1.as_str(),
+            address.city.as_str(),
+            address.commune_insee.as_str()
+        ),
+        ("3 rue Lafayette", "Guégon", "56070")
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_withdrawal_on_either_side_survives_the_merge() -> anyhow::Result<()> {
     let mut service = start("merge_consent").await?;
     let granted = insert(

@@ -951,14 +951,14 @@ const UPSERT_BY_EMAIL: &str = "
         first_name = COALESCE(p.first_name, EXCLUDED.first_name),
         last_name = COALESCE(p.last_name, EXCLUDED.last_name),
         phone = COALESCE(p.phone, EXCLUDED.phone),
-        address_line1 = CASE WHEN {no_address} THEN EXCLUDED.address_line1 ELSE p.address_line1 END,
-        postal_code = CASE WHEN {no_address} THEN EXCLUDED.postal_code ELSE p.postal_code END,
-        city = CASE WHEN {no_address} THEN EXCLUDED.city ELSE p.city END,
-        country = CASE WHEN {no_address} THEN EXCLUDED.country ELSE p.country END,
-        departement = CASE WHEN {no_address} THEN EXCLUDED.departement ELSE p.departement END,
-        commune_insee = CASE WHEN {no_address} THEN EXCLUDED.commune_insee ELSE p.commune_insee END,
-        region = CASE WHEN {no_address} THEN EXCLUDED.region ELSE p.region END,
-        time_zone = CASE WHEN {no_address} THEN EXCLUDED.time_zone ELSE p.time_zone END,
+        address_line1 = CASE WHEN {replaced} THEN EXCLUDED.address_line1 ELSE p.address_line1 END,
+        postal_code = CASE WHEN {replaced} THEN EXCLUDED.postal_code ELSE p.postal_code END,
+        city = CASE WHEN {replaced} THEN EXCLUDED.city ELSE p.city END,
+        country = CASE WHEN {replaced} THEN EXCLUDED.country ELSE p.country END,
+        departement = CASE WHEN {replaced} THEN EXCLUDED.departement ELSE p.departement END,
+        commune_insee = CASE WHEN {replaced} THEN EXCLUDED.commune_insee ELSE p.commune_insee END,
+        region = CASE WHEN {replaced} THEN EXCLUDED.region ELSE p.region END,
+        time_zone = CASE WHEN {replaced} THEN EXCLUDED.time_zone ELSE p.time_zone END,
         birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
         tags = p.tags || ARRAY(SELECT t FROM unnest(EXCLUDED.tags) AS t WHERE t <> ALL(p.tags)),
         external_ids = EXCLUDED.external_ids || p.external_ids,
@@ -972,10 +972,10 @@ fn upsert_sql(by_email: bool) -> String {
     } else {
         "(tenant_id, phone) WHERE email_key IS NULL"
     };
-    let no_address = "p.address_line1 IS NULL AND p.postal_code IS NULL AND p.city IS NULL";
+    let replaced = merge::address_replaced("p", "EXCLUDED");
     UPSERT_BY_EMAIL
         .replace("{target}", target)
-        .replace("{no_address}", no_address)
+        .replace("{replaced}", &replaced)
 }
 
 /// Writes a group of candidates, all matched by e-mail or all by phone. A

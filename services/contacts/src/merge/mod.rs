@@ -267,17 +267,32 @@ async fn move_addresses(
     Ok(())
 }
 
+/// The SQL condition under which the address of the record aliased `kept`
+/// gives way, as a whole, to the one of `other`: it has none, or it is the
+/// same place told less fully — no street and no commune, where `other`
+/// places the person in a commune of the same postal code (a bare `56120`
+/// against `3 rue Lafayette, 56120 Guégon`).
+pub(crate) fn address_replaced(kept: &str, other: &str) -> String {
+    format!(
+        "(({kept}.address_line1 IS NULL AND {kept}.postal_code IS NULL AND {kept}.city IS NULL) \
+         OR ({kept}.address_line1 IS NULL AND {kept}.commune_insee IS NULL \
+             AND {other}.commune_insee IS NOT NULL \
+             AND ({kept}.postal_code IS NULL OR {kept}.postal_code = {other}.postal_code)))"
+    )
+}
+
 /// The one place where the values of two records become one: the
 /// survivor's values stay, its empty ones are filled from the merged record
-/// (`snapshot`, a `people` row as JSON), the address as a whole; tags and
-/// external ids are united (the survivor's id wins within one system).
+/// (`snapshot`, a `people` row as JSON), the address as a whole (see
+/// [`address_replaced`]); tags and external ids are united (the survivor's
+/// id wins within one system).
 async fn merge_fields(
     tx: &mut PgConnection,
     tenant: TenantId,
     survivor: Uuid,
     snapshot: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    let no_address = "s.address_line1 IS NULL AND s.postal_code IS NULL AND s.city IS NULL";
+    let replaced = address_replaced("s", "m");
     let address = [
         "address_line1",
         "postal_code",
@@ -288,7 +303,7 @@ async fn merge_fields(
         "region",
         "time_zone",
     ]
-    .map(|c| format!("{c} = CASE WHEN {no_address} THEN m.{c} ELSE s.{c} END"))
+    .map(|c| format!("{c} = CASE WHEN {replaced} THEN m.{c} ELSE s.{c} END"))
     .join(",\n            ");
     let sql = format!(
         "UPDATE people s SET
