@@ -68,6 +68,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     13 => "0013_import_duplicates.sql",
     14 => "0014_import_issues_by_line.sql",
     15 => "0015_last_contacts.sql",
+    16 => "0016_shared_phone_numbers.sql",
 ];
 
 /// Everything contacts is configured with.

@@ -123,7 +123,7 @@ fn email_and_phone() -> pb::ImportHeader {
 }
 
 #[tokio::test]
-async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_aside()
+async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
 -> anyhow::Result<()> {
     let service = Service::start("shared_phone").await?;
     let mut client = service.client(TenantId::new()).await?;
@@ -135,8 +135,9 @@ async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_asi
     let first = "Prénom;Nom;E-mail;Téléphone\nJean;Famille;;01 44 55 66 77\n";
     support::upload(&mut client, header(), first).await?;
 
-    // The same number: Jean again (any case or accent), a row without a name,
-    // then Marie, twice, and Paul, who are other people.
+    // The same number: Jean again (any case or accent), a row without a name
+    // (Jean is the only one on the number yet), then Marie and Paul, who are
+    // other people, and Marie with an e-mail address.
     let second = "Prénom;Nom;E-mail;Téléphone\n\
                   JEAN;FAMILLE;;01 44 55 66 77\n\
                   ;;;+33144556677\n\
@@ -148,33 +149,44 @@ async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_asi
     let counts = job.counts.unwrap_or_default();
     assert_eq!(
         (counts.created, counts.merged, counts.rejected),
-        (1, 2, 2),
-        "Jean and the nameless row are Jean; Marie with her e-mail is new"
-    );
-    let issues = issues_of(&mut client, &job).await?;
-    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
-    assert_eq!(lines, [(4, "phone"), (5, "phone")], "{issues:?}");
-    assert!(
-        issues[0].2.starts_with(
-            "no e-mail address, and this phone number is already the one of another person \
-             without e-mail (another name)"
-        ),
-        "{issues:?}"
+        (3, 2, 0),
+        "Jean and the nameless row are Jean; Marie, Paul and Marie with her e-mail are new"
     );
     let names: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT first_name, email FROM people WHERE phone = '+33144556677' ORDER BY created_at",
+        "SELECT first_name, email FROM people WHERE phone = '+33144556677' ORDER BY id",
     )
     .fetch_all(&service.pool)
     .await?;
+    let first_names: Vec<Option<&str>> = names.iter().map(|(n, _)| n.as_deref()).collect();
     assert_eq!(
-        names,
-        [
-            (Some("Jean".into()), None),
-            (Some("Marie".into()), Some("marie@example.org".into()))
-        ]
+        first_names,
+        [Some("Jean"), Some("Marie"), Some("Paul"), Some("Marie")]
     );
 
-    // Two outside records on one number, in one file: the second is set aside.
+    // Now three people share the number: a row must say which one it is.
+    let third = "Prénom;Nom;E-mail;Téléphone\n\
+                 ;;;01 44 55 66 77\n\
+                 ;Famille;;01 44 55 66 77\n\
+                 marie;famille;;01 44 55 66 77\n";
+    let job = support::upload(&mut client, header(), third).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!(
+        (counts.created, counts.merged, counts.rejected),
+        (0, 1, 2),
+        "{counts:?}"
+    );
+    let issues = issues_of(&mut client, &job).await?;
+    let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
+    assert_eq!(lines, [(2, "phone"), (3, "phone")], "{issues:?}");
+    assert!(
+        issues[0].2.starts_with(
+            "no e-mail address, and 3 people without e-mail share this phone number: nothing \
+             on the row tells which one it is"
+        ),
+        "{issues:?}"
+    );
+
+    // Two outside records on one number, in one file: two people.
     let nation = pb::ImportHeader {
         file_name: "nb.csv".into(),
         preset: pb::ImportPreset::Nationbuilder as i32,
@@ -182,12 +194,15 @@ async fn a_row_without_e_mail_naming_another_person_on_a_known_number_is_set_asi
     };
     let rows = "nationbuilder_id,first_name,last_name,email1,mobile_number\n\
                 101,Lou,Roy,,06 12 34 56 78\n\
-                102,Lou,Roy,,06 12 34 56 78\n";
+                102,Lou,Roy,,06 12 34 56 78\n\
+                101,Lou,Roy,,06 12 34 56 78\n";
     let job = support::upload(&mut client, nation, rows).await?;
     let counts = job.counts.unwrap_or_default();
-    assert_eq!((counts.created, counts.rejected), (1, 1));
-    let issues = issues_of(&mut client, &job).await?;
-    assert!(issues[0].2.contains("(another outside id)"), "{issues:?}");
+    assert_eq!(
+        (counts.created, counts.merged, counts.rejected),
+        (2, 1, 0),
+        "{counts:?}"
+    );
     service.stop().await
 }
 

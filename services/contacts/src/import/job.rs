@@ -117,6 +117,8 @@ struct Batch {
     empty: u64,
     rejected: Vec<(u64, Vec<RowIssue>)>,
     bytes_read: u64,
+    /// The person each row without e-mail is, by line (see `shared_phone`).
+    holders: HashMap<u64, Uuid>,
 }
 
 /// Counters added by one batch.
@@ -286,7 +288,7 @@ async fn write_one(
         .await?;
     set_aside_erased(&mut tx, task, batch).await?;
     merge::addresses::match_secondaries(&mut tx, task.tenant_id, &mut batch.rows).await?;
-    super::shared_phone::set_aside_other_people(
+    batch.holders = shared_phone::assign_holders(
         &mut tx,
         task.tenant_id,
         &mut batch.rows,
@@ -658,6 +660,7 @@ fn new_batch() -> Batch {
         empty: 0,
         rejected: Vec::new(),
         bytes_read: 0,
+        holders: HashMap::new(),
     }
 }
 
@@ -737,7 +740,8 @@ async fn set_aside_erased(
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
     Email(String),
-    Phone(String),
+    /// A person without e-mail, matched by number and name (see `shared_phone`).
+    Holder(Uuid),
 }
 
 /// What one row says of consent: (granted?, time, evidence, line).
@@ -774,7 +778,7 @@ async fn write_batch(
         ..Counts::default()
     };
 
-    let candidates = merge_rows(&batch.rows);
+    let candidates = merge_rows(&batch.rows, &batch.holders);
     let mut ids: HashMap<Key, Uuid> = HashMap::with_capacity(candidates.len());
     let (mut created, mut updated) = (Vec::new(), Vec::new());
     let mut written = Vec::with_capacity(candidates.len());
@@ -832,13 +836,19 @@ async fn write_batch(
 }
 
 /// Groups the rows of a batch by person, in order of first appearance.
-fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
+fn merge_rows<'a>(
+    rows: &'a [ImportRow],
+    holders: &HashMap<u64, Uuid>,
+) -> Vec<(Key, Candidate<'a>)> {
     let mut order: Vec<(Key, Candidate)> = Vec::with_capacity(rows.len());
     let mut index: HashMap<Key, usize> = HashMap::with_capacity(rows.len());
     for row in rows {
         let key = match (&row.email, &row.phone) {
             (Some(email), _) => Key::Email(email.key().to_owned()),
-            (None, Some(phone)) => Key::Phone(phone.as_str().to_owned()),
+            (None, Some(_)) => match holders.get(&row.line) {
+                Some(holder) => Key::Holder(*holder),
+                None => continue,
+            },
             (None, None) => continue,
         };
         let consent = match &row.consent {
@@ -881,11 +891,15 @@ fn merge_rows(rows: &[ImportRow]) -> Vec<(Key, Candidate<'_>)> {
                     external_ids.insert(system.clone(), id.clone().into());
                 }
                 let tags = row.tags.iter().map(String::as_str).collect();
+                let id = match &key {
+                    Key::Holder(holder) => *holder,
+                    Key::Email(_) => Uuid::now_v7(),
+                };
                 index.insert(key.clone(), order.len());
                 order.push((
                     key,
                     Candidate {
-                        id: Uuid::now_v7(),
+                        id,
                         row,
                         tags,
                         external_ids,
@@ -964,13 +978,14 @@ const UPSERT_BY_EMAIL: &str = "
         external_ids = EXCLUDED.external_ids || p.external_ids,
         custom_fields = EXCLUDED.custom_fields || p.custom_fields,
         updated_at = now()
-    RETURNING p.id, p.email_key, p.phone, (p.xmax = 0) AS inserted, p.first_name, p.last_name";
+    RETURNING p.id, p.email_key, (p.xmax = 0) AS inserted, p.first_name, p.last_name";
 
 fn upsert_sql(by_email: bool) -> String {
+    // People without e-mail were matched to their id beforehand (`shared_phone`).
     let target = if by_email {
         "(tenant_id, email_key)"
     } else {
-        "(tenant_id, phone) WHERE email_key IS NULL"
+        "(id)"
     };
     let replaced = merge::address_replaced("p", "EXCLUDED");
     UPSERT_BY_EMAIL
@@ -1019,14 +1034,7 @@ async fn upsert(
         consent_evidence.push(first.map(|(.., evidence)| evidence.to_string()));
     }
 
-    type Row = (
-        Uuid,
-        Option<String>,
-        Option<String>,
-        bool,
-        Option<String>,
-        Option<String>,
-    );
+    type Row = (Uuid, Option<String>, bool, Option<String>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(upsert_sql(by_email)))
         .bind(tenant)
         .bind(&ids)
@@ -1057,10 +1065,10 @@ async fn upsert(
 
     Ok(rows
         .into_iter()
-        .map(|(id, email_key, phone, inserted, first_name, last_name)| {
-            let key = match (by_email, email_key, phone) {
-                (true, Some(email), _) => Key::Email(email),
-                (_, _, phone) => Key::Phone(phone.unwrap_or_default()),
+        .map(|(id, email_key, inserted, first_name, last_name)| {
+            let key = match (by_email, email_key) {
+                (true, Some(email)) => Key::Email(email),
+                _ => Key::Holder(id),
             };
             Written {
                 key,
@@ -1110,7 +1118,7 @@ fn merged_under_another_name(
         .iter()
         .filter_map(|(key, candidate)| match key {
             Key::Email(email) => Some((email.as_str(), candidate.row)),
-            Key::Phone(_) => None,
+            Key::Holder(_) => None,
         })
         .collect();
     let mut issues = Vec::new();

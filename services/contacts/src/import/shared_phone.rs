@@ -1,8 +1,10 @@
 //! Rows without an e-mail address are matched to a person by their phone
-//! number alone. A number is often shared — a couple, a family, an office
-//! switchboard — so a row whose name or outside id says it is someone else
-//! than the person already on that number is set aside with a reason,
-//! rather than silently merged into them.
+//! number. A number is often shared — a couple, a family, an office
+//! switchboard — so among the people without e-mail on a row's number, the
+//! row goes to the one its name and outside id agree with; a row that
+//! contradicts each of them is a person of their own on the same number,
+//! and a row that could be several of them (a last name alone, no name) is
+//! set aside with a reason.
 
 use std::collections::HashMap;
 
@@ -11,22 +13,26 @@ use muster_runtime::TenantId;
 use serde_json::Value;
 use sqlx::PgConnection;
 use sqlx::types::Json;
+use uuid::Uuid;
 
 use super::{ImportRow, RowIssue};
 use crate::domain::header_key;
 
-/// Why a row is set aside: it names another person than the number's.
-fn other_person(what: &str) -> String {
+/// Why a row is set aside: several people share its number and nothing on
+/// it tells which one it is.
+fn ambiguous(holders: usize) -> String {
     format!(
-        "no e-mail address, and this phone number is already the one of another person \
-         without e-mail ({what}); a row without e-mail is matched by its number, so it would \
-         have been merged into them: add this person's e-mail address and import the row again"
+        "no e-mail address, and {holders} people without e-mail share this phone number: \
+         nothing on the row tells which one it is; add their first and last name (or their \
+         e-mail address) and import the row again"
     )
 }
 
-/// Who holds a phone number, as far as rows and records tell.
-#[derive(Debug, Default, Clone)]
+/// A person without e-mail on a number, as far as rows and records tell.
+#[derive(Debug, Clone)]
 struct Holder {
+    /// Theirs when known; a new person's otherwise.
+    id: Uuid,
     first_name: Option<String>,
     last_name: Option<String>,
     /// Outside ids by system ("nationbuilder" → "42").
@@ -34,19 +40,31 @@ struct Holder {
 }
 
 impl Holder {
-    /// What of `row` contradicts this holder, if anything: a first or last
-    /// name both give that differs (ignoring case, accents and punctuation),
-    /// or another id in the same outside system.
-    fn contradicted_by(&self, row: &ImportRow) -> Option<&'static str> {
+    /// Whether `row` is someone else: a first or last name both give that
+    /// differs (ignoring case, accents and punctuation), or another id in
+    /// the same outside system.
+    fn contradicted_by(&self, row: &ImportRow) -> bool {
         if names_differ(
             (self.first_name.as_deref(), self.last_name.as_deref()),
             (row.first_name.as_deref(), row.last_name.as_deref()),
         ) {
-            return Some("another name");
+            return true;
         }
-        let (system, id) = row.external_id.as_ref()?;
-        let known = self.external_ids.get(system)?;
-        (known != id).then_some("another outside id")
+        let Some((system, id)) = &row.external_id else {
+            return false;
+        };
+        self.external_ids
+            .get(system)
+            .is_some_and(|known| known != id)
+    }
+
+    /// Whether `row` gives this holder's first and last name.
+    fn named_by(&self, row: &ImportRow) -> bool {
+        let same = |known: &Option<String>, given: &Option<String>| match (known, given) {
+            (Some(known), Some(given)) => name_key(known) == name_key(given),
+            _ => false,
+        };
+        same(&self.first_name, &row.first_name) && same(&self.last_name, &row.last_name)
     }
 
     /// Fills what this holder lacked from `row`, as the import will.
@@ -87,56 +105,57 @@ fn name_key(name: &str) -> String {
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Moves to `rejected` the rows without e-mail whose name or outside id
-/// contradicts the person already on their number, in the organization or
-/// earlier in the batch (a batch holds every row of a number: rows are dealt
-/// to writers by it).
-pub(super) async fn set_aside_other_people(
+/// The person each row without e-mail is (by line): one already on its
+/// number in the organization or earlier in the batch (a batch holds every
+/// row of a number: rows are dealt to writers by it), or a new one. Rows
+/// that could be several of them move to `rejected`.
+pub(super) async fn assign_holders(
     tx: &mut PgConnection,
     tenant: TenantId,
     rows: &mut Vec<ImportRow>,
     rejected: &mut Vec<(u64, Vec<RowIssue>)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<HashMap<u64, Uuid>> {
     let numbers: Vec<&str> = rows
         .iter()
         .filter(|row| row.email.is_none())
         .filter_map(|row| row.phone.as_ref().map(|phone| phone.as_str()))
         .collect();
     if numbers.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
     type Known = (
+        Uuid,
         String,
         Option<String>,
         Option<String>,
         Json<HashMap<String, Value>>,
     );
     let known: Vec<Known> = sqlx::query_as(
-        "SELECT phone, first_name, last_name, external_ids FROM people
-             WHERE tenant_id = $1 AND email_key IS NULL AND phone = ANY($2)",
+        "SELECT id, phone, first_name, last_name, external_ids FROM people
+             WHERE tenant_id = $1 AND email_key IS NULL AND phone = ANY($2)
+             ORDER BY id",
     )
     .bind(tenant)
     .bind(&numbers)
     .fetch_all(&mut *tx)
     .await
     .context("reading the people on the rows' phone numbers")?;
-    let mut holders: HashMap<String, Holder> = known
-        .into_iter()
-        .map(|(phone, first_name, last_name, ids)| {
-            let external_ids = ids
-                .0
-                .into_iter()
-                .filter_map(|(system, id)| Some((system, id.as_str()?.to_owned())))
-                .collect();
-            let holder = Holder {
-                first_name,
-                last_name,
-                external_ids,
-            };
-            (phone, holder)
-        })
-        .collect();
+    let mut holders: HashMap<String, Vec<Holder>> = HashMap::new();
+    for (id, phone, first_name, last_name, ids) in known {
+        let external_ids = ids
+            .0
+            .into_iter()
+            .filter_map(|(system, id)| Some((system, id.as_str()?.to_owned())))
+            .collect();
+        holders.entry(phone).or_default().push(Holder {
+            id,
+            first_name,
+            last_name,
+            external_ids,
+        });
+    }
 
+    let mut assigned = HashMap::new();
     let all = std::mem::take(rows);
     for row in all {
         let phone = match (&row.email, &row.phone) {
@@ -146,9 +165,27 @@ pub(super) async fn set_aside_other_people(
                 continue;
             }
         };
-        let holder = holders.entry(phone).or_default();
-        match holder.contradicted_by(&row) {
-            Some(what) => {
+        let on_number = holders.entry(phone).or_default();
+        let fitting: Vec<usize> = (0..on_number.len())
+            .filter(|&n| !on_number[n].contradicted_by(&row))
+            .collect();
+        let named: Vec<usize> = fitting
+            .iter()
+            .copied()
+            .filter(|&n| on_number[n].named_by(&row))
+            .collect();
+        let chosen = match (fitting.as_slice(), named.as_slice()) {
+            ([], _) => {
+                on_number.push(Holder {
+                    id: Uuid::now_v7(),
+                    first_name: None,
+                    last_name: None,
+                    external_ids: HashMap::new(),
+                });
+                on_number.len() - 1
+            }
+            ([one], _) | (_, [one]) => *one,
+            _ => {
                 let issue = RowIssue {
                     line: row.line,
                     field: "phone",
@@ -157,15 +194,16 @@ pub(super) async fn set_aside_other_people(
                         .as_ref()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_default(),
-                    reason: other_person(what),
+                    reason: ambiguous(on_number.len()),
                 };
                 rejected.push((row.line, vec![issue]));
+                continue;
             }
-            None => {
-                holder.learn(&row);
-                rows.push(row);
-            }
-        }
+        };
+        let holder = &mut on_number[chosen];
+        holder.learn(&row);
+        assigned.insert(row.line, holder.id);
+        rows.push(row);
     }
-    Ok(())
+    Ok(assigned)
 }
