@@ -335,14 +335,26 @@ fn print_issues(id: &str, page: &IssuePage) {
     println!("Issues:");
     for issue in page.issues.iter().take(ISSUES_SHOWN) {
         println!(
-            "  line {:<7} {:<12} {} ({:?}, {})",
-            issue.line, issue.field, issue.reason, issue.value, issue.severity
+            "  {:<12} {:<12} {} ({:?}, {})",
+            place(issue.line),
+            issue.field,
+            issue.reason,
+            issue.value,
+            issue.severity
         );
     }
     if page.next_page_token.is_some() || page.issues.len() > ISSUES_SHOWN {
         println!("  …");
     }
     println!("List them all with `muster import issues {id}`.");
+}
+
+/// Where an issue is: its line, or the whole file (line 0).
+fn place(line: u64) -> String {
+    match line {
+        0 => "whole file".to_owned(),
+        line => format!("line {line}"),
+    }
 }
 
 /// Prints every issue, page after page.
@@ -388,9 +400,9 @@ async fn issues(gateway: &Gateway, output: &Output, id: &str) -> anyhow::Result<
         let page: IssuePage = decode(&raw)?;
         if !output.is_json() {
             for issue in &page.issues {
-                let (line, field, reason) = (issue.line, &issue.field, &issue.reason);
+                let (place, field, reason) = (place(issue.line), &issue.field, &issue.reason);
                 println!(
-                    "line {line:<7} {field:<12} {reason} ({:?}, {})",
+                    "{place:<12} {field:<12} {reason} ({:?}, {})",
                     issue.value, issue.severity
                 );
             }
@@ -417,6 +429,12 @@ async fn issues(gateway: &Gateway, output: &Output, id: &str) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_issue_of_the_whole_file_is_not_on_a_line() {
+        assert_eq!(place(0), "whole file");
+        assert_eq!(place(12), "line 12");
+    }
 
     #[test]
     fn a_mapping_is_field_equals_header() {
