@@ -13,6 +13,7 @@ mod time;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -25,6 +26,11 @@ use decode::Decoding;
 
 /// A record spanning more physical lines than this is a quote left open.
 const MAX_RECORD_LINES: u64 = 200;
+
+/// The records read ahead of the first row, to tell whether the file's rows
+/// have as many fields as its header or one more (see `shifted`) before the
+/// first of them is judged.
+const LOOK_AHEAD: usize = 64;
 
 /// The layout of a file: a known export format, or columns named by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +348,41 @@ pub struct ImportReader<R: Read> {
     /// of them empty: which kind is the file's own, to tell a shifted row.
     rows_of_width: u64,
     rows_longer: u64,
+    /// The first records, read ahead with the line each ends on, and the
+    /// error that stopped reading them, if any.
+    ahead: VecDeque<(ByteRecord, u64)>,
+    ahead_error: Option<csv::Error>,
+    read_ahead: bool,
+    /// How many of those records have the header's width, and how many one
+    /// more, empty, field: counted with the rows read so far.
+    ahead_of_width: u64,
+    ahead_longer: u64,
+}
+
+/// How a record's width compares with the header's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Width {
+    /// As many fields as the header.
+    Header,
+    /// More fields, all of those beyond the header's empty.
+    OneEmptyMore,
+    Other,
+}
+
+fn width_of(record: &ByteRecord, width: usize) -> Width {
+    let length = record.len();
+    if length == width {
+        Width::Header
+    } else if length > width
+        && record
+            .iter()
+            .skip(width)
+            .all(|field| field.trim_ascii().is_empty())
+    {
+        Width::OneEmptyMore
+    } else {
+        Width::Other
+    }
 }
 
 /// Whether a header cell is an e-mail address: something before an `@`, a
@@ -524,6 +565,11 @@ impl<R: Read> ImportReader<R> {
             unnamed,
             rows_of_width: 0,
             rows_longer: 0,
+            ahead: VecDeque::new(),
+            ahead_error: None,
+            read_ahead: false,
+            ahead_of_width: 0,
+            ahead_longer: 0,
         })
     }
 
@@ -617,23 +663,29 @@ impl<R: Read> ImportReader<R> {
     /// The next record, or `None` at the end of the file or on a read error (see
     /// [`ImportReader::take_error`]).
     pub fn next_row(&mut self) -> Option<RowOutcome> {
-        match self.csv.read_byte_record(&mut self.record) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(error) => {
-                let cause = match error.into_kind() {
-                    csv::ErrorKind::Io(cause) => cause,
-                    other => {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other:?}"))
-                    }
-                };
-                self.failure = Some(ImportError::Unreadable {
-                    file: self.file.clone(),
-                    cause,
-                });
-                return None;
-            }
+        if !self.read_ahead {
+            self.read_ahead();
         }
+        let end_line = match self.ahead.pop_front() {
+            Some((record, end_line)) => {
+                self.record = record;
+                end_line
+            }
+            None => {
+                if let Some(error) = self.ahead_error.take() {
+                    self.fail(error);
+                    return None;
+                }
+                match self.csv.read_byte_record(&mut self.record) {
+                    Ok(true) => self.csv.position().line(),
+                    Ok(false) => return None,
+                    Err(error) => {
+                        self.fail(error);
+                        return None;
+                    }
+                }
+            }
+        };
         for (index, rows) in &mut self.unnamed {
             let held = self.record.get(*index).is_some_and(|field| {
                 std::str::from_utf8(field)
@@ -642,7 +694,7 @@ impl<R: Read> ImportReader<R> {
             *rows += u64::from(held);
         }
         let line = self.record.position().map_or(0, csv::Position::line);
-        let spanned = self.csv.position().line().saturating_sub(line);
+        let spanned = end_line.saturating_sub(line);
         if spanned > MAX_RECORD_LINES {
             // Far more line breaks than any real field holds: a quote was
             // opened and never closed, and swallowed the rows after it.
@@ -674,34 +726,69 @@ impl<R: Read> ImportReader<R> {
         ))
     }
 
+    /// Reads the first records ahead, counting their widths.
+    fn read_ahead(&mut self) {
+        self.read_ahead = true;
+        while self.ahead.len() < LOOK_AHEAD {
+            let mut record = ByteRecord::new();
+            match self.csv.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) => {
+                    self.ahead_error = Some(error);
+                    break;
+                }
+            }
+            if !row::is_blank(&record) {
+                match width_of(&record, self.columns.width) {
+                    Width::Header => self.ahead_of_width += 1,
+                    Width::OneEmptyMore => self.ahead_longer += 1,
+                    Width::Other => {}
+                }
+            }
+            self.ahead.push_back((record, self.csv.position().line()));
+        }
+    }
+
+    /// Ends the reading on a read error, kept for [`ImportReader::take_error`].
+    fn fail(&mut self, error: csv::Error) {
+        let cause = match error.into_kind() {
+            csv::ErrorKind::Io(cause) => cause,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{other:?}")),
+        };
+        self.failure = Some(ImportError::Unreadable {
+            file: self.file.clone(),
+            cause,
+        });
+    }
+
     /// The rejection of the current record when it has one field more than
-    /// the header, empty, while the rows before mostly had as many fields as
-    /// the header: a separator inside an unquoted field (an address with a
-    /// ';') shifted its values by one, and the empty last column spilled
-    /// over. A file whose rows all end with an extra separator is read as is.
+    /// the header, empty, while the file's rows (those before it, and the
+    /// first ones read ahead) mostly have as many fields as the header: a
+    /// separator inside an unquoted field (an address with a ';') shifted its
+    /// values by one, and the empty last column spilled over. A file whose
+    /// rows all end with an extra separator is read as is.
     fn shifted(&mut self, line: u64) -> Option<RowOutcome> {
         if row::is_blank(&self.record) {
             return None;
         }
         let width = self.columns.width;
         let length = self.record.len();
-        let empty_beyond = length > width
-            && self
-                .record
-                .iter()
-                .skip(width)
-                .all(|field| field.trim_ascii().is_empty());
-        let shifted = empty_beyond && self.rows_of_width > self.rows_longer;
-        match length {
-            n if n == width => self.rows_of_width += 1,
-            _ if empty_beyond => self.rows_longer += 1,
-            _ => {}
+        let kind = width_of(&self.record, width);
+        // The rows read ahead count from the first row on, so that the first
+        // rows are judged as the others are.
+        let shifted = kind == Width::OneEmptyMore
+            && self.rows_of_width + self.ahead_of_width > self.rows_longer + self.ahead_longer;
+        match kind {
+            Width::Header => self.rows_of_width += 1,
+            Width::OneEmptyMore => self.rows_longer += 1,
+            Width::Other => {}
         }
         if !shifted {
             return None;
         }
         let reason = format!(
-            "{} field(s) more than the header, where the rows before have as many as it: a \
+            "{} field(s) more than the header, where the file's rows have as many as it: a \
              separator inside a field (an address with a ';') shifted the row's values, so the \
              row is not imported: quote that field and import the file again",
             length - width

@@ -1547,4 +1547,22 @@ fn a_row_shifted_over_an_empty_last_column_is_rejected_unless_every_row_is_longe
         outcomes.iter().all(|o| matches!(o, RowOutcome::Row(_))),
         "{outcomes:?}"
     );
+    // The first row is judged by the rows read after it too.
+    let first = "Prénom;Nom;E-mail;Adresse;Code postal;Don\n\
+        Bob;M;bob@example.org;12; rue B;75002;\n\
+        Ada;L;ada@example.org;1 rue A;75001;\n\
+        Cy;N;cy@example.org;2 rue C;75003;10\n"
+        .as_bytes();
+    let outcomes = read_str(first, Preset::FrExcel);
+    assert!(
+        matches!(&outcomes[0], RowOutcome::Rejected { line: 2, .. }),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, RowOutcome::Row(_))),
+        "{outcomes:?}"
+    );
 }
