@@ -359,6 +359,17 @@ pub struct ImportReader<R: Read> {
     ahead_longer: u64,
 }
 
+/// The line a record starts on, given the line the reader is on after it.
+/// The record's own position is where reading began, before the blank
+/// lines the reader skips; counting back from its end, by its line breaks
+/// and the one that ended it, finds its first line. (A last record with no
+/// line break after it, right after blank lines, is placed one line early.)
+fn start_line(record: &ByteRecord, end_line: u64) -> u64 {
+    let began = record.position().map_or(0, csv::Position::line);
+    let breaks = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+    began.max(end_line.saturating_sub(1 + breaks))
+}
+
 /// How a record's width compares with the header's.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Width {
@@ -529,7 +540,7 @@ impl<R: Read> ImportReader<R> {
             skipped += 1;
             found = read_header(&mut csv, &mut header)?;
         };
-        let header_line = header.position().map_or(1, csv::Position::line);
+        let header_line = start_line(&header, csv.position().line()).max(1);
         let custom_mapping = match preset {
             Preset::Custom(mapping) => mapping.custom_fields,
             _ => Vec::new(),
@@ -693,7 +704,7 @@ impl<R: Read> ImportReader<R> {
             });
             *rows += u64::from(held);
         }
-        let line = self.record.position().map_or(0, csv::Position::line);
+        let line = start_line(&self.record, end_line);
         let spanned = end_line.saturating_sub(line);
         if spanned > MAX_RECORD_LINES {
             // Far more line breaks than any real field holds: a quote was

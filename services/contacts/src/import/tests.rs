@@ -1566,3 +1566,15 @@ fn a_row_shifted_over_an_empty_last_column_is_rejected_unless_every_row_is_longe
         "{outcomes:?}"
     );
 }
+
+#[test]
+fn blank_lines_keep_every_line_number_true() {
+    let input = "Export des adhérents\n\n\nPrénom;Nom;E-mail\nA;B;a@b.fr\n\n\n\
+                 C;D;\"c@d.fr\"\n\"E\nE\";F;e@f.fr\n\nG;H;g@h.fr\n";
+
+    let mut reader = ImportReader::open(input.as_bytes(), Preset::FrExcel, "a.csv").unwrap();
+
+    assert_eq!(reader.header_line(), 4);
+    let lines: Vec<u64> = read_all(&mut reader).iter().map(|o| row(o).line).collect();
+    assert_eq!(lines, [5, 8, 9, 12]);
+}
