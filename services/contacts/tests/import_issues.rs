@@ -166,7 +166,7 @@ async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
     // Now three people share the number: a row must say which one it is.
     let third = "Prénom;Nom;E-mail;Téléphone\n\
                  ;;;01 44 55 66 77\n\
-                 ;Famille;;01 44 55 66 77\n\
+                 ;Famille;pas-une-adresse;01 44 55 66 77\n\
                  marie;famille;;01 44 55 66 77\n";
     let job = support::upload(&mut client, header(), third).await?;
     let counts = job.counts.unwrap_or_default();
@@ -177,11 +177,19 @@ async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
     );
     let issues = issues_of(&mut client, &job).await?;
     let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
-    assert_eq!(lines, [(2, "phone"), (3, "phone")], "{issues:?}");
+    assert_eq!(
+        lines,
+        [(2, "phone"), (3, "email"), (3, "phone")],
+        "the row's own issues stay with it: {issues:?}"
+    );
+    assert!(
+        issues[2].2.contains(" 2 people "),
+        "two are Famille: {issues:?}"
+    );
     assert!(
         issues[0].2.starts_with(
-            "no e-mail address, and 3 people without e-mail share this phone number: nothing \
-             on the row tells which one it is"
+            "no e-mail address, and 3 people without e-mail on this phone number could be \
+             this row: nothing on it tells which one"
         ),
         "{issues:?}"
     );
@@ -220,7 +228,9 @@ async fn a_row_merged_by_address_into_someone_of_another_name_is_named() -> anyh
         "{columns}Marie;Dupont;famille.dupont@example.org\n\
          Paul;Dupont;famille.dupont@example.org\n\
          MARIE;dupont;FAMILLE.DUPONT@example.org\n\
-         Léa;Roux;lea@example.org\n"
+         Léa;Roux;lea@example.org\n\
+         Yann;Le Bihan;yann@example.org\n\
+         Yann;LE-BIHAN;yann@example.org\n"
     );
     let job = support::upload(&mut client, header(), &first).await?;
     assert_eq!(job.counts.unwrap_or_default().warnings, 1);

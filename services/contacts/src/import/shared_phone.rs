@@ -18,12 +18,12 @@ use uuid::Uuid;
 use super::{ImportRow, RowIssue};
 use crate::domain::header_key;
 
-/// Why a row is set aside: several people share its number and nothing on
-/// it tells which one it is.
-fn ambiguous(holders: usize) -> String {
+/// Why a row is set aside: several of the people on its number could be
+/// the row, and nothing on it tells which one.
+fn ambiguous(fitting: usize) -> String {
     format!(
-        "no e-mail address, and {holders} people without e-mail share this phone number: \
-         nothing on the row tells which one it is; add their first and last name (or their \
+        "no e-mail address, and {fitting} people without e-mail on this phone number could be \
+         this row: nothing on it tells which one; add their first and last name (or their \
          e-mail address) and import the row again"
     )
 }
@@ -96,13 +96,13 @@ pub(super) fn names_differ(
     differs(known.0, given.0) || differs(known.1, given.1)
 }
 
-/// A name as compared here: folded like a header, punctuation as spaces.
+/// A name as compared here: folded like a header, letters and digits only,
+/// as duplicate detection folds names (`Le-Bihan`, `Le Bihan`, `LEBIHAN`).
 fn name_key(name: &str) -> String {
-    let folded: String = header_key(name)
+    header_key(name)
         .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
-    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+        .filter(|c| c.is_alphanumeric())
+        .collect()
 }
 
 /// The person each row without e-mail is (by line): one already on its
@@ -194,9 +194,11 @@ pub(super) async fn assign_holders(
                         .as_ref()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_default(),
-                    reason: ambiguous(on_number.len()),
+                    reason: ambiguous(fitting.len()),
                 };
-                rejected.push((row.line, vec![issue]));
+                let mut issues = row.issues;
+                issues.push(issue);
+                rejected.push((row.line, issues));
                 continue;
             }
         };
