@@ -137,7 +137,7 @@ async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
 
     // The same number: Jean again (any case or accent), a row without a name
     // (Jean is the only one on the number yet), then Marie and Paul, who are
-    // other people, and Marie with an e-mail address.
+    // other people, and Marie's e-mail address, which joins her.
     let second = "Prénom;Nom;E-mail;Téléphone\n\
                   JEAN;FAMILLE;;01 44 55 66 77\n\
                   ;;;+33144556677\n\
@@ -149,8 +149,8 @@ async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
     let counts = job.counts.unwrap_or_default();
     assert_eq!(
         (counts.created, counts.merged, counts.rejected),
-        (3, 2, 0),
-        "Jean and the nameless row are Jean; Marie, Paul and Marie with her e-mail are new"
+        (2, 3, 0),
+        "Jean and the nameless row are Jean; Marie and Paul are new, and Marie's address hers"
     );
     let names: Vec<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT first_name, email FROM people WHERE phone = '+33144556677' ORDER BY id",
@@ -158,10 +158,8 @@ async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
     .fetch_all(&service.pool)
     .await?;
     let first_names: Vec<Option<&str>> = names.iter().map(|(n, _)| n.as_deref()).collect();
-    assert_eq!(
-        first_names,
-        [Some("Jean"), Some("Marie"), Some("Paul"), Some("Marie")]
-    );
+    assert_eq!(first_names, [Some("Jean"), Some("Marie"), Some("Paul")]);
+    assert_eq!(names[1].1.as_deref(), Some("marie@example.org"));
 
     // Now three people share the number: a row must say which one it is.
     let third = "Prénom;Nom;E-mail;Téléphone\n\
@@ -210,6 +208,104 @@ async fn people_without_e_mail_share_a_number_and_rows_go_to_the_one_they_name()
         (counts.created, counts.merged, counts.rejected),
         (2, 1, 0),
         "{counts:?}"
+    );
+    service.stop().await
+}
+
+#[tokio::test]
+async fn a_row_with_e_mail_and_one_without_are_one_person_when_number_and_name_agree()
+-> anyhow::Result<()> {
+    let service = Service::start("phone_and_email").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = || pb::ImportHeader {
+        file_name: "famille.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let first = "Prénom;Nom;E-mail;Téléphone\n\
+                 Jean;Martin;;02 97 22 11 00\n\
+                 Claire;Quéré;claire@example.org;02 99 44 55 66\n\
+                 Anne;Martin;;02 97 22 11 00\n";
+    let job = support::upload(&mut client, header(), first).await?;
+    assert_eq!(job.counts.unwrap_or_default().created, 3);
+
+    // Jean's address joins Jean; Claire without e-mail is Claire; Paul, a
+    // new address on the Martins' number, is someone else; so is Anne with
+    // an address, since a second Anne Martin could not be told apart.
+    let second = "Prénom;Nom;E-mail;Téléphone\n\
+                  JEAN;MARTIN;jean.martin@example.org;02 97 22 11 00\n\
+                  Claire;Quere;;02 99 44 55 66\n\
+                  Paul;Martin;paul@example.org;02 97 22 11 00\n";
+    let job = support::upload(&mut client, header(), second).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!(
+        (counts.created, counts.merged, counts.rejected),
+        (1, 2, 0),
+        "{counts:?}"
+    );
+    let people: Vec<(String, Option<String>, String)> =
+        sqlx::query_as("SELECT first_name, email, phone FROM people ORDER BY first_name")
+            .fetch_all(&service.pool)
+            .await?;
+    let people: Vec<(&str, Option<&str>, &str)> = people
+        .iter()
+        .map(|(name, email, phone)| (name.as_str(), email.as_deref(), phone.as_str()))
+        .collect();
+    let (martins, quere) = ("+33297221100", "+33299445566");
+    assert_eq!(
+        people,
+        [
+            ("Anne", None, martins),
+            ("Claire", Some("claire@example.org"), quere),
+            ("Jean", Some("jean.martin@example.org"), martins),
+            ("Paul", Some("paul@example.org"), martins),
+        ]
+    );
+
+    // Jean's address again, now his: by address, as any other.
+    let third = "Prénom;Nom;E-mail;Téléphone\n\
+                 Jean;Martin;jean.martin@example.org;02 97 22 11 00\n";
+    let job = support::upload(&mut client, header(), third).await?;
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.created, counts.merged), (0, 1), "{counts:?}");
+    service.stop().await
+}
+
+#[tokio::test]
+async fn a_later_row_of_a_person_fills_what_the_earlier_ones_left_empty() -> anyhow::Result<()> {
+    let service = Service::start("later_rows").await?;
+    let mut client = service.client(TenantId::new()).await?;
+    let header = pb::ImportHeader {
+        file_name: "adherents.csv".into(),
+        preset: pb::ImportPreset::FrExcel as i32,
+        ..Default::default()
+    };
+    let file = "Prénom;Nom;E-mail;Téléphone;Adresse;Code postal;Ville\n\
+                Alain;Kerjean;a.kerjean@example.org;;;56120;\n\
+                Alain;Kerjean;a.kerjean@example.org;06 55 44 33 22;9 rue Gare;56120;Josselin\n\
+                ;;a.kerjean@example.org;;1 place du Marché;56000;Vannes\n";
+
+    let job = support::upload(&mut client, header, file).await?;
+
+    let counts = job.counts.unwrap_or_default();
+    assert_eq!((counts.created, counts.merged), (1, 2), "{counts:?}");
+    let person: (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = sqlx::query_as("SELECT phone, address_line1, city, commune_insee FROM people")
+        .fetch_one(&service.pool)
+        .await?;
+    assert_eq!(
+        person,
+        (
+            Some("+33655443322".into()),
+            Some("9 rue Gare".into()),
+            Some("Josselin".into()),
+            Some("56091".into())
+        ),
+        "the phone from the second row, and its fuller address of the same postal code"
     );
     service.stop().await
 }

@@ -740,7 +740,8 @@ async fn set_aside_erased(
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
     Email(String),
-    /// A person without e-mail, matched by number and name (see `shared_phone`).
+    /// A person matched by number and name (see `shared_phone`): a row
+    /// without e-mail, or one bringing a person without e-mail their address.
     Holder(Uuid),
 }
 
@@ -750,12 +751,44 @@ type RowConsent<'a> = (bool, DateTime<Utc>, &'a [(String, String)], u64);
 /// One person's worth of rows of a batch, merged.
 struct Candidate<'a> {
     id: Uuid,
+    /// The person's first row in the batch.
     row: &'a ImportRow,
+    /// All of them, in the file's order: a later row fills what the earlier
+    /// ones left empty.
+    rows: Vec<&'a ImportRow>,
     tags: Vec<&'a str>,
     external_ids: serde_json::Map<String, serde_json::Value>,
     custom_fields: serde_json::Map<String, serde_json::Value>,
     /// The rows' consent statements in the file's order.
     consent: Vec<RowConsent<'a>>,
+}
+
+impl<'a> Candidate<'a> {
+    /// The row whose address the person gets: the first with one, unless a
+    /// later row tells the same place more fully (as `merge::address_replaced`
+    /// has it for a person already known).
+    fn address_row(&self) -> &'a ImportRow {
+        let has_address = |r: &ImportRow| {
+            r.address_line1.is_some() || r.postal_code.is_some() || r.city.is_some()
+        };
+        let commune = |r: &ImportRow| r.place.and_then(|p| p.commune);
+        let mut chosen = self
+            .rows
+            .iter()
+            .copied()
+            .find(|r| has_address(r))
+            .unwrap_or(self.row);
+        for &later in &self.rows {
+            let vaguer = chosen.address_line1.is_none()
+                && commune(chosen).is_none()
+                && commune(later).is_some()
+                && (chosen.postal_code.is_none() || chosen.postal_code == later.postal_code);
+            if vaguer {
+                chosen = later;
+            }
+        }
+        chosen
+    }
 }
 
 async fn write_batch(
@@ -843,12 +876,9 @@ fn merge_rows<'a>(
     let mut order: Vec<(Key, Candidate)> = Vec::with_capacity(rows.len());
     let mut index: HashMap<Key, usize> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let key = match (&row.email, &row.phone) {
-            (Some(email), _) => Key::Email(email.key().to_owned()),
-            (None, Some(_)) => match holders.get(&row.line) {
-                Some(holder) => Key::Holder(*holder),
-                None => continue,
-            },
+        let key = match (holders.get(&row.line), &row.email) {
+            (Some(holder), _) => Key::Holder(*holder),
+            (None, Some(email)) => Key::Email(email.key().to_owned()),
             (None, None) => continue,
         };
         let consent = match &row.consent {
@@ -866,6 +896,7 @@ fn merge_rows<'a>(
         match index.get(&key) {
             Some(&at) => {
                 let candidate = &mut order[at].1;
+                candidate.rows.push(row);
                 for tag in &row.tags {
                     if !candidate.tags.contains(&tag.as_str()) {
                         candidate.tags.push(tag);
@@ -901,6 +932,7 @@ fn merge_rows<'a>(
                     Candidate {
                         id,
                         row,
+                        rows: vec![row],
                         tags,
                         external_ids,
                         custom_fields: row.custom_fields.clone(),
@@ -962,6 +994,8 @@ const UPSERT_BY_EMAIL: &str = "
              city, country, departement, birth_date, tags, external_ids, commune_insee, region,
              time_zone, custom_fields, consent, consent_at, consent_evidence)
     ON CONFLICT {target} DO UPDATE SET
+        email = CASE WHEN p.email_key IS NULL THEN EXCLUDED.email ELSE p.email END,
+        email_key = COALESCE(p.email_key, EXCLUDED.email_key),
         first_name = COALESCE(p.first_name, EXCLUDED.first_name),
         last_name = COALESCE(p.last_name, EXCLUDED.last_name),
         phone = COALESCE(p.phone, EXCLUDED.phone),
@@ -1005,10 +1039,17 @@ async fn upsert(
     group: &[&Candidate<'_>],
 ) -> anyhow::Result<Vec<Written>> {
     let column = |f: fn(&ImportRow) -> Option<&str>| -> Vec<Option<&str>> {
-        group.iter().map(|c| f(c.row)).collect()
+        group
+            .iter()
+            .map(|c| c.rows.iter().find_map(|r| f(r)))
+            .collect()
+    };
+    let addresses: Vec<&ImportRow> = group.iter().map(|c| c.address_row()).collect();
+    let address = |f: fn(&ImportRow) -> Option<&str>| -> Vec<Option<&str>> {
+        addresses.iter().map(|r| f(r)).collect()
     };
     let ids: Vec<Uuid> = group.iter().map(|c| c.id).collect();
-    let places: Vec<Territory> = group.iter().map(|c| Territory::of(c.row)).collect();
+    let places: Vec<Territory> = addresses.iter().map(|r| Territory::of(r)).collect();
     let territory =
         |f: fn(&Territory) -> Option<&str>| -> Vec<Option<&str>> { places.iter().map(f).collect() };
     let tags: Vec<String> = group.iter().map(|c| c.tags.join("\u{1f}")).collect();
@@ -1020,8 +1061,10 @@ async fn upsert(
         .iter()
         .map(|c| serde_json::Value::Object(c.custom_fields.clone()).to_string())
         .collect();
-    let birth_dates: Vec<Option<chrono::NaiveDate>> =
-        group.iter().map(|c| c.row.birth_date).collect();
+    let birth_dates: Vec<Option<chrono::NaiveDate>> = group
+        .iter()
+        .map(|c| c.rows.iter().find_map(|r| r.birth_date))
+        .collect();
     let (mut consents, mut consent_times, mut consent_evidence) = (
         Vec::with_capacity(group.len()),
         Vec::with_capacity(group.len()),
@@ -1043,10 +1086,10 @@ async fn upsert(
         .bind(column(|r| r.email.as_ref().map(|e| e.as_str())))
         .bind(column(|r| r.email.as_ref().map(|e| e.key())))
         .bind(column(|r| r.phone.as_ref().map(|p| p.as_str())))
-        .bind(column(|r| r.address_line1.as_deref()))
-        .bind(column(|r| r.postal_code.as_deref()))
-        .bind(column(|r| r.city.as_deref()))
-        .bind(column(|r| r.country.as_deref()))
+        .bind(address(|r| r.address_line1.as_deref()))
+        .bind(address(|r| r.postal_code.as_deref()))
+        .bind(address(|r| r.city.as_deref()))
+        .bind(address(|r| r.country.as_deref()))
         .bind(territory(|t| t.departement.as_deref()))
         .bind(&birth_dates)
         .bind(&tags)

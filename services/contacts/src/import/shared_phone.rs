@@ -6,7 +6,7 @@
 //! and a row that could be several of them (a last name alone, no name) is
 //! set aside with a reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use muster_runtime::TenantId;
@@ -33,6 +33,9 @@ fn ambiguous(fitting: usize) -> String {
 struct Holder {
     /// Theirs when known; a new person's otherwise.
     id: Uuid,
+    /// Whether they have an e-mail address (then only rows without one, or
+    /// with theirs, are theirs by this number).
+    has_email: bool,
     first_name: Option<String>,
     last_name: Option<String>,
     /// Outside ids by system ("nationbuilder" → "42").
@@ -105,10 +108,13 @@ fn name_key(name: &str) -> String {
         .collect()
 }
 
-/// The person each row without e-mail is (by line): one already on its
-/// number in the organization or earlier in the batch (a batch holds every
-/// row of a number: rows are dealt to writers by it), or a new one. Rows
-/// that could be several of them move to `rejected`.
+/// The person each row without e-mail is, by line: one already on its
+/// number in the organization (with or without e-mail) or earlier in the
+/// batch (a batch holds every row of a number: rows are dealt to writers by
+/// it), or a new one. Rows that could be several of them move to
+/// `rejected`. A row with a new e-mail address is the person without e-mail
+/// on its number who has its first and last name, when exactly one has:
+/// they gain the address instead of being written twice.
 pub(super) async fn assign_holders(
     tx: &mut PgConnection,
     tenant: TenantId,
@@ -117,7 +123,6 @@ pub(super) async fn assign_holders(
 ) -> anyhow::Result<HashMap<u64, Uuid>> {
     let numbers: Vec<&str> = rows
         .iter()
-        .filter(|row| row.email.is_none())
         .filter_map(|row| row.phone.as_ref().map(|phone| phone.as_str()))
         .collect();
     if numbers.is_empty() {
@@ -126,13 +131,14 @@ pub(super) async fn assign_holders(
     type Known = (
         Uuid,
         String,
+        bool,
         Option<String>,
         Option<String>,
         Json<HashMap<String, Value>>,
     );
     let known: Vec<Known> = sqlx::query_as(
-        "SELECT id, phone, first_name, last_name, external_ids FROM people
-             WHERE tenant_id = $1 AND email_key IS NULL AND phone = ANY($2)
+        "SELECT id, phone, email_key IS NOT NULL, first_name, last_name, external_ids
+             FROM people WHERE tenant_id = $1 AND phone = ANY($2)
              ORDER BY id",
     )
     .bind(tenant)
@@ -140,8 +146,11 @@ pub(super) async fn assign_holders(
     .fetch_all(&mut *tx)
     .await
     .context("reading the people on the rows' phone numbers")?;
+    if known.is_empty() && rows.iter().all(|row| row.email.is_some()) {
+        return Ok(HashMap::new());
+    }
     let mut holders: HashMap<String, Vec<Holder>> = HashMap::new();
-    for (id, phone, first_name, last_name, ids) in known {
+    for (id, phone, has_email, first_name, last_name, ids) in known {
         let external_ids = ids
             .0
             .into_iter()
@@ -149,23 +158,44 @@ pub(super) async fn assign_holders(
             .collect();
         holders.entry(phone).or_default().push(Holder {
             id,
+            has_email,
             first_name,
             last_name,
             external_ids,
         });
     }
+    let known_emails = known_addresses(tx, tenant, rows, &holders).await?;
 
     let mut assigned = HashMap::new();
+    let mut gained: HashMap<String, Uuid> = HashMap::new();
     let all = std::mem::take(rows);
     for row in all {
-        let phone = match (&row.email, &row.phone) {
-            (None, Some(phone)) => phone.as_str().to_owned(),
-            _ => {
-                rows.push(row);
-                continue;
-            }
+        let Some(phone) = row.phone.as_ref().map(|phone| phone.as_str().to_owned()) else {
+            rows.push(row);
+            continue;
         };
         let on_number = holders.entry(phone).or_default();
+        if let Some(email) = &row.email {
+            let key = email.key();
+            if let Some(holder) = gained.get(key) {
+                assigned.insert(row.line, *holder);
+            } else if !known_emails.contains(key) {
+                let named: Vec<usize> = (0..on_number.len())
+                    .filter(|&n| {
+                        let holder = &on_number[n];
+                        !holder.has_email && holder.named_by(&row) && !holder.contradicted_by(&row)
+                    })
+                    .collect();
+                if let [one] = named[..] {
+                    let holder = &mut on_number[one];
+                    holder.has_email = true;
+                    gained.insert(key.to_owned(), holder.id);
+                    assigned.insert(row.line, holder.id);
+                }
+            }
+            rows.push(row);
+            continue;
+        }
         let fitting: Vec<usize> = (0..on_number.len())
             .filter(|&n| !on_number[n].contradicted_by(&row))
             .collect();
@@ -178,6 +208,7 @@ pub(super) async fn assign_holders(
             ([], _) => {
                 on_number.push(Holder {
                     id: Uuid::now_v7(),
+                    has_email: false,
                     first_name: None,
                     last_name: None,
                     external_ids: HashMap::new(),
@@ -208,4 +239,47 @@ pub(super) async fn assign_holders(
         rows.push(row);
     }
     Ok(assigned)
+}
+
+/// Which of the addresses of rows that could join a person without e-mail
+/// on their number (one known, or one a row of the batch brings) someone
+/// already has: those rows stay theirs.
+async fn known_addresses(
+    tx: &mut PgConnection,
+    tenant: TenantId,
+    rows: &[ImportRow],
+    holders: &HashMap<String, Vec<Holder>>,
+) -> anyhow::Result<HashSet<String>> {
+    fn phone(row: &ImportRow) -> Option<&str> {
+        row.phone.as_ref().map(|p| p.as_str())
+    }
+    let brought: HashSet<&str> = rows
+        .iter()
+        .filter(|row| row.email.is_none())
+        .filter_map(phone)
+        .collect();
+    let keys: Vec<&str> = rows
+        .iter()
+        .filter(|row| {
+            phone(row).is_some_and(|number| {
+                brought.contains(number)
+                    || holders
+                        .get(number)
+                        .is_some_and(|on| on.iter().any(|h| !h.has_email && h.named_by(row)))
+            })
+        })
+        .filter_map(|row| row.email.as_ref().map(|e| e.key()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let known: Vec<String> = sqlx::query_scalar(
+        "SELECT email_key FROM people WHERE tenant_id = $1 AND email_key = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading which of the rows' addresses are known")?;
+    Ok(known.into_iter().collect())
 }
