@@ -30,7 +30,7 @@ pub(crate) fn read(
         issues: Vec::new(),
     };
 
-    let first_name = fields.words(columns.first_name, "first_name");
+    let first_name = first_name(&mut fields, columns.first_name);
     let last_name = fields.words(columns.last_name, "last_name");
     let email = email(&mut fields, columns);
     let country = country(&mut fields, columns.country, default_country);
@@ -357,6 +357,62 @@ pub(super) fn is_blank(record: &ByteRecord) -> bool {
         field.iter().all(|b| matches!(b, b' ' | b'\t'))
             || std::str::from_utf8(field).is_ok_and(|text| trim_blank(text).is_empty())
     })
+}
+
+/// Courtesy titles phone-bank lists write where the first name goes.
+const CIVILITIES: [&str; 14] = [
+    "m",
+    "mr",
+    "mme",
+    "mlle",
+    "mrs",
+    "ms",
+    "miss",
+    "monsieur",
+    "madame",
+    "mademoiselle",
+    "dr",
+    "docteur",
+    "me",
+    "maitre",
+];
+
+/// The row's first name, without a courtesy title written before it
+/// (`Mme`, `M. et Mme`: named on the row, since it is no one's name); a
+/// cell naming two people (`Jean et Marie`) is kept as written and named.
+fn first_name(fields: &mut Fields<'_>, column: Option<usize>) -> Option<String> {
+    let written = fields.words(column, "first_name")?;
+    let words: Vec<&str> = written.split(' ').collect();
+    let civility = |word: &str| {
+        let word = crate::domain::header_key(word.trim_end_matches('.'));
+        CIVILITIES.contains(&word.as_str())
+    };
+    let joins = |word: &str| matches!(word.to_lowercase().as_str(), "et" | "&" | "ou" | "/");
+    // Titles, and the words joining them: `M. et Mme`.
+    let titles = words
+        .iter()
+        .take_while(|word| civility(word) || joins(word))
+        .count();
+    let titles = (0..=titles)
+        .rev()
+        .find(|&n| n == 0 || civility(words[n - 1]))
+        .unwrap_or(0);
+    let name = words[titles..].join(" ");
+    if titles > 0 {
+        let reason = match name.is_empty() {
+            true => "a courtesy title, not a first name: the row has no first name".to_owned(),
+            false => format!("a courtesy title before the first name, left out: {name:?}"),
+        };
+        fields.issue("first_name", &written, reason);
+    }
+    if words[titles..].iter().skip(1).any(|word| joins(word)) {
+        fields.issue(
+            "first_name",
+            &written,
+            "names two people: imported as one person; give each a row of their own",
+        );
+    }
+    (!name.is_empty()).then_some(name)
 }
 
 /// The row's address: the e-mail column's, else the fallback column's

@@ -1578,3 +1578,40 @@ fn blank_lines_keep_every_line_number_true() {
     let lines: Vec<u64> = read_all(&mut reader).iter().map(|o| row(o).line).collect();
     assert_eq!(lines, [5, 8, 9, 12]);
 }
+
+#[test]
+fn a_courtesy_title_is_no_first_name_and_two_people_in_one_cell_are_named() {
+    let input = "Prénom;Nom;Téléphone\n\
+                 Mme;Martin;02 97 22 11 00\n\
+                 M. et Mme;Martin;02 97 22 11 00\n\
+                 Mme Marie;Martin;02 97 22 11 00\n\
+                 Jean et Marie;Martin;02 97 22 11 00\n\
+                 Maxime;Martin;02 97 22 11 00\n\
+                 Marie Me;Martin;02 97 22 11 00\n";
+
+    let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
+
+    let first = |n: usize| {
+        let row = row(&outcomes[n]);
+        let reasons: Vec<&str> = row.issues.iter().map(|i| i.reason.as_str()).collect();
+        (row.first_name.as_deref(), reasons)
+    };
+    let no_first_name = "a courtesy title, not a first name: the row has no first name";
+    assert_eq!(first(0), (None, vec![no_first_name]));
+    assert_eq!(first(1), (None, vec![no_first_name]));
+    let (marie, reasons) = first(2);
+    assert_eq!(marie, Some("Marie"));
+    assert!(
+        reasons[0].starts_with("a courtesy title before"),
+        "{reasons:?}"
+    );
+    let (couple, reasons) = first(3);
+    assert_eq!(couple, Some("Jean et Marie"));
+    assert!(reasons[0].starts_with("names two people"), "{reasons:?}");
+    assert_eq!(first(4), (Some("Maxime"), vec![]));
+    assert_eq!(
+        first(5),
+        (Some("Marie Me"), vec![]),
+        "only titles before the name"
+    );
+}
