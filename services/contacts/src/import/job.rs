@@ -291,6 +291,7 @@ async fn write_one(
     batch.holders = shared_phone::assign_holders(
         &mut tx,
         task.tenant_id,
+        task.id,
         &mut batch.rows,
         &mut batch.rejected,
     )
@@ -833,7 +834,8 @@ async fn write_batch(
         }
         ids.insert(person.key.clone(), person.id);
     }
-    let renamed = merged_under_another_name(&batch.rows, &candidates, &written);
+    let mut renamed = merged_under_another_name(&batch.rows, &candidates, &written);
+    renamed.extend(kept_another_address(&candidates, &written));
     counts.created = created.len() as i64;
     counts.merged = batch.rows.len() as i64 - counts.created;
     for (key, people) in [
@@ -1012,7 +1014,8 @@ const UPSERT_BY_EMAIL: &str = "
         external_ids = EXCLUDED.external_ids || p.external_ids,
         custom_fields = EXCLUDED.custom_fields || p.custom_fields,
         updated_at = now()
-    RETURNING p.id, p.email_key, (p.xmax = 0) AS inserted, p.first_name, p.last_name";
+    RETURNING p.id, p.email_key, (p.xmax = 0) AS inserted, p.first_name, p.last_name,
+        p.address_line1, p.postal_code";
 
 fn upsert_sql(by_email: bool) -> String {
     // People without e-mail were matched to their id beforehand (`shared_phone`).
@@ -1077,7 +1080,15 @@ async fn upsert(
         consent_evidence.push(first.map(|(.., evidence)| evidence.to_string()));
     }
 
-    type Row = (Uuid, Option<String>, bool, Option<String>, Option<String>);
+    type Row = (
+        Uuid,
+        Option<String>,
+        bool,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(upsert_sql(by_email)))
         .bind(tenant)
         .bind(&ids)
@@ -1108,18 +1119,21 @@ async fn upsert(
 
     Ok(rows
         .into_iter()
-        .map(|(id, email_key, inserted, first_name, last_name)| {
-            let key = match (by_email, email_key) {
-                (true, Some(email)) => Key::Email(email),
-                _ => Key::Holder(id),
-            };
-            Written {
-                key,
-                id,
-                inserted,
-                names: (first_name, last_name),
-            }
-        })
+        .map(
+            |(id, email_key, inserted, first_name, last_name, line1, postal_code)| {
+                let key = match (by_email, email_key) {
+                    (true, Some(email)) => Key::Email(email),
+                    _ => Key::Holder(id),
+                };
+                Written {
+                    key,
+                    id,
+                    inserted,
+                    names: (first_name, last_name),
+                    address: (line1, postal_code),
+                }
+            },
+        )
         .collect())
 }
 
@@ -1130,6 +1144,55 @@ struct Written {
     inserted: bool,
     /// First and last name, as kept: the person's own when they had them.
     names: (Option<String>, Option<String>),
+    /// Street and postal code, as kept.
+    address: (Option<String>, Option<String>),
+}
+
+/// Why a row's address is named: the person kept theirs.
+const ANOTHER_ADDRESS: &str = "the person has another address, which was kept (an import \
+    fills an address only where there is none, or a postal code alone): if they moved, change it \
+    on the person";
+
+/// The rows whose address differs from the one their person kept (theirs
+/// already, or that of an earlier row of the file): an import never
+/// overwrites an address, and says so.
+fn kept_another_address(candidates: &[(Key, Candidate<'_>)], written: &[Written]) -> Vec<RowIssue> {
+    let kept: HashMap<&Key, &Written> = written.iter().map(|w| (&w.key, w)).collect();
+    let fold = |text: Option<&str>| text.map(crate::domain::header_key);
+    let mut issues = Vec::new();
+    for (key, candidate) in candidates {
+        let (line1, postal_code) = match kept.get(key) {
+            Some(person) if !person.inserted => {
+                (person.address.0.as_deref(), person.address.1.as_deref())
+            }
+            _ => {
+                let row = candidate.address_row();
+                (row.address_line1.as_deref(), row.postal_code.as_deref())
+            }
+        };
+        for row in &candidate.rows {
+            let moved = row.postal_code.is_some() && row.postal_code.as_deref() != postal_code
+                || row.address_line1.is_some()
+                    && line1.is_some()
+                    && fold(row.address_line1.as_deref()) != fold(line1);
+            if !moved {
+                continue;
+            }
+            let written = [&row.address_line1, &row.postal_code, &row.city]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            issues.push(RowIssue {
+                line: row.line,
+                field: "address",
+                value: written,
+                reason: ANOTHER_ADDRESS.to_owned(),
+            });
+        }
+    }
+    issues
 }
 
 /// Why a row matched by its address is flagged: its name is another's.

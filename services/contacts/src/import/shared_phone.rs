@@ -22,9 +22,9 @@ use crate::domain::header_key;
 /// the row, and nothing on it tells which one.
 fn ambiguous(fitting: usize) -> String {
     format!(
-        "no e-mail address, and {fitting} people without e-mail on this phone number could be \
-         this row: nothing on it tells which one; add their first and last name (or their \
-         e-mail address) and import the row again"
+        "no e-mail address, and {fitting} people on this phone number could be this row: \
+         nothing on it tells which one; add their first and last name (or their e-mail \
+         address) and import the row again"
     )
 }
 
@@ -36,6 +36,13 @@ struct Holder {
     /// Whether they have an e-mail address (then only rows without one, or
     /// with theirs, are theirs by this number).
     has_email: bool,
+    /// Known before this import began. Rows with and without an address go
+    /// to different writers, so whether a person one of them makes during
+    /// the import is seen by the other depends on timing and on the writer
+    /// a row is dealt to: across that line, rows are matched only to
+    /// settled people, so that an import gives the same people however its
+    /// writers run (duplicate detection lists the pairs it leaves).
+    settled: bool,
     first_name: Option<String>,
     last_name: Option<String>,
     /// Outside ids by system ("nationbuilder" → "42").
@@ -113,11 +120,13 @@ fn name_key(name: &str) -> String {
 /// batch (a batch holds every row of a number: rows are dealt to writers by
 /// it), or a new one. Rows that could be several of them move to
 /// `rejected`. A row with a new e-mail address is the person without e-mail
-/// on its number who has its first and last name, when exactly one has:
-/// they gain the address instead of being written twice.
+/// known on its number before the import who has its first and last name,
+/// when exactly one has: they gain the address instead of being written
+/// twice.
 pub(super) async fn assign_holders(
     tx: &mut PgConnection,
     tenant: TenantId,
+    import: Uuid,
     rows: &mut Vec<ImportRow>,
     rejected: &mut Vec<(u64, Vec<RowIssue>)>,
 ) -> anyhow::Result<HashMap<u64, Uuid>> {
@@ -132,17 +141,23 @@ pub(super) async fn assign_holders(
         Uuid,
         String,
         bool,
+        bool,
         Option<String>,
         Option<String>,
         Json<HashMap<String, Value>>,
     );
     let known: Vec<Known> = sqlx::query_as(
-        "SELECT id, phone, email_key IS NOT NULL, first_name, last_name, external_ids
-             FROM people WHERE tenant_id = $1 AND phone = ANY($2)
-             ORDER BY id",
+        "WITH import AS (SELECT created_at AS began FROM imports WHERE id = $3)
+         SELECT p.id, p.phone, p.email_key IS NOT NULL, p.created_at < import.began,
+                p.first_name, p.last_name, p.external_ids
+             FROM people p, import
+             WHERE p.tenant_id = $1 AND p.phone = ANY($2)
+               AND (p.email_key IS NULL OR p.created_at < import.began)
+             ORDER BY p.id",
     )
     .bind(tenant)
     .bind(&numbers)
+    .bind(import)
     .fetch_all(&mut *tx)
     .await
     .context("reading the people on the rows' phone numbers")?;
@@ -150,7 +165,7 @@ pub(super) async fn assign_holders(
         return Ok(HashMap::new());
     }
     let mut holders: HashMap<String, Vec<Holder>> = HashMap::new();
-    for (id, phone, has_email, first_name, last_name, ids) in known {
+    for (id, phone, has_email, before, first_name, last_name, ids) in known {
         let external_ids = ids
             .0
             .into_iter()
@@ -159,6 +174,7 @@ pub(super) async fn assign_holders(
         holders.entry(phone).or_default().push(Holder {
             id,
             has_email,
+            settled: before,
             first_name,
             last_name,
             external_ids,
@@ -183,7 +199,10 @@ pub(super) async fn assign_holders(
                 let named: Vec<usize> = (0..on_number.len())
                     .filter(|&n| {
                         let holder = &on_number[n];
-                        !holder.has_email && holder.named_by(&row) && !holder.contradicted_by(&row)
+                        holder.settled
+                            && !holder.has_email
+                            && holder.named_by(&row)
+                            && !holder.contradicted_by(&row)
                     })
                     .collect();
                 if let [one] = named[..] {
@@ -209,6 +228,7 @@ pub(super) async fn assign_holders(
                 on_number.push(Holder {
                     id: Uuid::now_v7(),
                     has_email: false,
+                    settled: false,
                     first_name: None,
                     last_name: None,
                     external_ids: HashMap::new(),
@@ -242,30 +262,20 @@ pub(super) async fn assign_holders(
 }
 
 /// Which of the addresses of rows that could join a person without e-mail
-/// on their number (one known, or one a row of the batch brings) someone
-/// already has: those rows stay theirs.
+/// known on their number someone already has: those rows stay theirs.
 async fn known_addresses(
     tx: &mut PgConnection,
     tenant: TenantId,
     rows: &[ImportRow],
     holders: &HashMap<String, Vec<Holder>>,
 ) -> anyhow::Result<HashSet<String>> {
-    fn phone(row: &ImportRow) -> Option<&str> {
-        row.phone.as_ref().map(|p| p.as_str())
-    }
-    let brought: HashSet<&str> = rows
-        .iter()
-        .filter(|row| row.email.is_none())
-        .filter_map(phone)
-        .collect();
     let keys: Vec<&str> = rows
         .iter()
         .filter(|row| {
-            phone(row).is_some_and(|number| {
-                brought.contains(number)
-                    || holders
-                        .get(number)
-                        .is_some_and(|on| on.iter().any(|h| !h.has_email && h.named_by(row)))
+            let on_number = row.phone.as_ref().and_then(|p| holders.get(p.as_str()));
+            on_number.is_some_and(|on| {
+                on.iter()
+                    .any(|h| h.settled && !h.has_email && h.named_by(row))
             })
         })
         .filter_map(|row| row.email.as_ref().map(|e| e.key()))
