@@ -430,14 +430,16 @@ fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
         let Some(value) = fields.get(column, "email") else {
             continue;
         };
+        let mut parsed = Vec::new();
         for address in addresses_in(value.text) {
-            let email = match EmailAddress::parse(address) {
-                Ok(email) => email,
-                Err(error) => {
-                    fields.issue("email", value.raw, error.reason);
-                    continue;
-                }
-            };
+            match EmailAddress::parse(address) {
+                Ok(email) => parsed.push(email),
+                Err(error) => fields.issue("email", value.raw, error.reason),
+            }
+        }
+        // Of several in a cell, one without a likely typo in its domain first.
+        parsed.sort_by_key(|email| email.likely_misspelt_domain().is_some());
+        for email in parsed {
             if flagged_bad && column == columns.email_flagged {
                 let reason = "marked as bad in the source file (email1_is_bad)";
                 fields.issue("email", value.raw, reason);
@@ -470,14 +472,22 @@ fn email(fields: &mut Fields<'_>, columns: &Columns) -> Option<EmailAddress> {
 
 /// The addresses a cell holds: one, unwrapped as mail programs copy it, or
 /// several separated by `;`, `,`, `/` or spaces when it has more than one `@`
-/// (a name with a comma, `"Dupont, Marie" <marie@example.org>`, has one).
+/// (a name with a comma, `"Dupont, Marie" <marie@example.org>`, has one),
+/// each maybe with its name (`Théo <theo@example.org>, Anne <anne@…>`): the
+/// words without an `@` around them are names, and left out.
 fn addresses_in(cell: &str) -> Vec<&str> {
     if cell.matches('@').count() < 2 {
         return vec![unwrap_address(cell)];
     }
-    cell.split([';', ',', '/', ' ', '\t', '\n', '\u{a0}'])
-        .map(unwrap_address)
-        .filter(|part| !part.is_empty())
+    cell.split([';', ',', '/', '\n'])
+        .flat_map(|part| match part.contains('<') {
+            true => vec![unwrap_address(part)],
+            false => part
+                .split([' ', '\t', '\u{a0}'])
+                .map(unwrap_address)
+                .collect(),
+        })
+        .filter(|part| part.contains('@'))
         .collect()
 }
 

@@ -302,7 +302,9 @@ fn a_cell_of_two_addresses_gives_the_first_and_names_the_second() {
                  Lina;Aubert;\"lina.a@example.org; lina.b@example.org\"\n\
                  Max;Aubert;max.a@example.org, max.b@example.org\n\
                  Léo;Aubert;leo@@example.org / leo@example.org\n\
-                 Eva;Aubert;\"Aubert, Eva\" <eva@example.org>\n";
+                 Eva;Aubert;\"Aubert, Eva\" <eva@example.org>\n\
+                 Théo;Hamon;\"Théo Hamon <theo@example.org>, Anne Hamon <anne@example.org>\"\n\
+                 Ugo;Inizan;\"ugo.inizan@gmail.con; ugo@example.org\"\n";
 
     let outcomes = read_str(input.as_bytes(), Preset::FrExcel);
 
@@ -325,6 +327,13 @@ fn a_cell_of_two_addresses_gives_the_first_and_names_the_second() {
     let (eva, reasons) = address(3);
     assert_eq!(eva, "eva@example.org");
     assert!(reasons.is_empty(), "{reasons:?}");
+    let (theo, reasons) = address(4);
+    assert_eq!(theo, "theo@example.org");
+    assert_eq!(reasons.len(), 1, "the names are no addresses: {reasons:?}");
+    assert!(reasons[0].contains("anne@example.org"), "{reasons:?}");
+    let (ugo, reasons) = address(5);
+    assert_eq!(ugo, "ugo@example.org", "the one without a likely typo");
+    assert!(reasons[0].contains("ugo.inizan@gmail.con"), "{reasons:?}");
 }
 
 #[test]
