@@ -69,6 +69,7 @@ const MIGRATIONS: &[db::Migration] = muster_runtime::migrations![
     14 => "0014_import_issues_by_line.sql",
     15 => "0015_last_contacts.sql",
     16 => "0016_shared_phone_numbers.sql",
+    17 => "0017_phone_without_email_lookup.sql",
 ];
 
 /// Everything contacts is configured with.

@@ -130,11 +130,14 @@ pub(super) async fn assign_holders(
     rows: &mut Vec<ImportRow>,
     rejected: &mut Vec<(u64, Vec<RowIssue>)>,
 ) -> anyhow::Result<HashMap<u64, Uuid>> {
-    let numbers: Vec<&str> = rows
-        .iter()
-        .filter_map(|row| row.phone.as_ref().map(|phone| phone.as_str()))
-        .collect();
-    if numbers.is_empty() {
+    let numbers = |with_email: bool| -> Vec<&str> {
+        rows.iter()
+            .filter(|row| row.email.is_some() == with_email)
+            .filter_map(|row| row.phone.as_ref().map(|phone| phone.as_str()))
+            .collect()
+    };
+    let (without_email, with_email) = (numbers(false), numbers(true));
+    if without_email.is_empty() && with_email.is_empty() {
         return Ok(HashMap::new());
     }
     type Known = (
@@ -147,17 +150,26 @@ pub(super) async fn assign_holders(
         Json<HashMap<String, Value>>,
     );
     let known: Vec<Known> = sqlx::query_as(
+        // Rows without e-mail may be anyone settled on their number; rows
+        // with one only someone without e-mail, which a narrow index finds
+        // (a number many people with e-mail share is read only for the first).
         "WITH import AS (SELECT created_at AS began FROM imports WHERE id = $3)
          SELECT p.id, p.phone, p.email_key IS NOT NULL, p.created_at < import.began,
                 p.first_name, p.last_name, p.external_ids
              FROM people p, import
              WHERE p.tenant_id = $1 AND p.phone = ANY($2)
                AND (p.email_key IS NULL OR p.created_at < import.began)
-             ORDER BY p.id",
+         UNION
+         SELECT p.id, p.phone, false, true, p.first_name, p.last_name, p.external_ids
+             FROM people p, import
+             WHERE p.tenant_id = $1 AND p.email_key IS NULL AND p.phone = ANY($4)
+               AND p.created_at < import.began
+         ORDER BY 1",
     )
     .bind(tenant)
-    .bind(&numbers)
+    .bind(&without_email)
     .bind(import)
+    .bind(&with_email)
     .fetch_all(&mut *tx)
     .await
     .context("reading the people on the rows' phone numbers")?;
