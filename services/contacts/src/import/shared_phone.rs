@@ -1,10 +1,11 @@
 //! Rows without an e-mail address are matched to a person by their phone
 //! number. A number is often shared — a couple, a family, an office
-//! switchboard — so among the people without e-mail on a row's number, the
-//! row goes to the one its name and outside id agree with; a row that
-//! contradicts each of them is a person of their own on the same number,
-//! and a row that could be several of them (a last name alone, no name) is
-//! set aside with a reason.
+//! switchboard — so among the people on a row's number, the row goes to the
+//! one its name and outside id agree with; a row that contradicts each of
+//! them is a person of their own on the same number, and a row that could
+//! be several of them (a last name alone, no name) is set aside with a
+//! reason. A row with a new e-mail address joins the one person without
+//! e-mail on its number who has its first and last name.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,7 +29,7 @@ fn ambiguous(fitting: usize) -> String {
     )
 }
 
-/// A person without e-mail on a number, as far as rows and records tell.
+/// A person on a number, as far as rows and records tell.
 #[derive(Debug, Clone)]
 struct Holder {
     /// Theirs when known; a new person's otherwise.
