@@ -1,11 +1,13 @@
 //! Rows without an e-mail address are matched to a person by their phone
 //! number. A number is often shared — a couple, a family, an office
-//! switchboard — so among the people on a row's number, the row goes to the
-//! one its name and outside id agree with; a row that contradicts each of
-//! them is a person of their own on the same number, and a row that could
-//! be several of them (a last name alone, no name) is set aside with a
-//! reason. A row with a new e-mail address joins the one person without
-//! e-mail on its number who has its first and last name.
+//! switchboard — so among the people without e-mail on a row's number, the
+//! row goes to the one its name and outside id agree with; a row that
+//! contradicts each of them is a person of their own on the same number,
+//! and a row that could be several of them (a last name alone, no name) is
+//! set aside with a reason. A row with a new e-mail address joins the one
+//! person without e-mail on its number who has its first and last name.
+//! (A row without e-mail is not matched to people with one: the pair waits
+//! in duplicate review.)
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,8 +36,8 @@ fn ambiguous(fitting: usize) -> String {
 struct Holder {
     /// Theirs when known; a new person's otherwise.
     id: Uuid,
-    /// Whether they have an e-mail address (then only rows without one, or
-    /// with theirs, are theirs by this number).
+    /// Whether a row of the batch has brought them an e-mail address (then
+    /// a row with another one is not theirs).
     has_email: bool,
     /// Known before this import began. Rows with and without an address go
     /// to different writers, so whether a person one of them makes during
@@ -116,8 +118,8 @@ fn name_key(name: &str) -> String {
         .collect()
 }
 
-/// The person each row without e-mail is, by line: one already on its
-/// number in the organization (with or without e-mail) or earlier in the
+/// The person each row without e-mail is, by line: one without e-mail
+/// already on its number in the organization or earlier in the
 /// batch (a batch holds every row of a number: rows are dealt to writers by
 /// it), or a new one. Rows that could be several of them move to
 /// `rejected`. A row with a new e-mail address is the person without e-mail
@@ -145,27 +147,22 @@ pub(super) async fn assign_holders(
         Uuid,
         String,
         bool,
-        bool,
         Option<String>,
         Option<String>,
         Json<HashMap<String, Value>>,
     );
     let known: Vec<Known> = sqlx::query_as(
-        // Rows without e-mail may be anyone settled on their number; rows
-        // with one only someone without e-mail, which a narrow index finds
-        // (a number many people with e-mail share is read only for the first).
+        // People without e-mail only, through their narrow index: a number
+        // that many people with e-mail share (a switchboard) is not read
+        // person by person for each row on it. Rows with an address look only
+        // at people known before the import.
         "WITH import AS (SELECT created_at AS began FROM imports WHERE id = $3)
-         SELECT p.id, p.phone, p.email_key IS NOT NULL, p.created_at < import.began,
+         SELECT p.id, p.phone, p.created_at < import.began,
                 p.first_name, p.last_name, p.external_ids
              FROM people p, import
-             WHERE p.tenant_id = $1 AND p.phone = ANY($2)
-               AND (p.email_key IS NULL OR p.created_at < import.began)
-         UNION
-         SELECT p.id, p.phone, false, true, p.first_name, p.last_name, p.external_ids
-             FROM people p, import
-             WHERE p.tenant_id = $1 AND p.email_key IS NULL AND p.phone = ANY($4)
-               AND p.created_at < import.began
-         ORDER BY 1",
+             WHERE p.tenant_id = $1 AND p.email_key IS NULL
+               AND (p.phone = ANY($2) OR p.phone = ANY($4) AND p.created_at < import.began)
+             ORDER BY p.id",
     )
     .bind(tenant)
     .bind(&without_email)
@@ -178,7 +175,7 @@ pub(super) async fn assign_holders(
         return Ok(HashMap::new());
     }
     let mut holders: HashMap<String, Vec<Holder>> = HashMap::new();
-    for (id, phone, has_email, before, first_name, last_name, ids) in known {
+    for (id, phone, before, first_name, last_name, ids) in known {
         let external_ids = ids
             .0
             .into_iter()
@@ -186,7 +183,7 @@ pub(super) async fn assign_holders(
             .collect();
         holders.entry(phone).or_default().push(Holder {
             id,
-            has_email,
+            has_email: false,
             settled: before,
             first_name,
             last_name,
