@@ -207,9 +207,18 @@ async fn execute(
     }
 
     let terms = consent_terms(pool, task).await?;
+    // Whether the organization has people without e-mail before this import
+    // writes any: only they may gain a row's address (see `shared_phone`).
+    let known_without_email: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM people WHERE tenant_id = $1 AND email_key IS NULL)",
+    )
+    .bind(task.tenant_id)
+    .fetch_one(pool)
+    .await
+    .context("reading whether people without e-mail are known")?;
     let writers = receivers
         .into_iter()
-        .map(|batches| write_all(pool, task, &terms, batches));
+        .map(|batches| write_all(pool, task, &terms, known_without_email, batches));
     let mut phases = Phases::default();
     for written in futures::future::try_join_all(writers).await? {
         phases.add(&written);
@@ -248,6 +257,7 @@ async fn write_all(
     pool: &PgPool,
     task: &ImportTask,
     terms: &ConsentTerms,
+    known_without_email: bool,
     mut batches: mpsc::Receiver<Batch>,
 ) -> anyhow::Result<Phases> {
     let mut phases = Phases::default();
@@ -255,7 +265,16 @@ async fn write_all(
     while let Some(mut batch) = batches.recv().await {
         phases.lap(&mut clock, Phase::Reading);
         for attempt in 1.. {
-            match write_one(pool, task, terms, &mut batch, &mut phases, &mut clock).await {
+            let written = write_one(
+                pool,
+                task,
+                terms,
+                known_without_email,
+                &mut batch,
+                &mut phases,
+                &mut clock,
+            );
+            match written.await {
                 Ok(()) => break,
                 // Two writers reached the same person (a row matched by a
                 // secondary address): the batch rolled back whole, so it
@@ -275,6 +294,7 @@ async fn write_one(
     pool: &PgPool,
     task: &ImportTask,
     terms: &ConsentTerms,
+    known_without_email: bool,
     batch: &mut Batch,
     phases: &mut Phases,
     clock: &mut std::time::Instant,
@@ -292,6 +312,7 @@ async fn write_one(
         &mut tx,
         task.tenant_id,
         task.id,
+        known_without_email,
         &mut batch.rows,
         &mut batch.rejected,
     )
@@ -1171,10 +1192,12 @@ fn kept_another_address(candidates: &[(Key, Candidate<'_>)], written: &[Written]
             }
         };
         for row in &candidate.rows {
+            let same_line1 = || {
+                row.address_line1.as_deref() == line1
+                    || fold(row.address_line1.as_deref()) == fold(line1)
+            };
             let moved = row.postal_code.is_some() && row.postal_code.as_deref() != postal_code
-                || row.address_line1.is_some()
-                    && line1.is_some()
-                    && fold(row.address_line1.as_deref()) != fold(line1);
+                || row.address_line1.is_some() && line1.is_some() && !same_line1();
             if !moved {
                 continue;
             }

@@ -383,11 +383,20 @@ const CIVILITIES: [&str; 14] = [
 fn first_name(fields: &mut Fields<'_>, column: Option<usize>) -> Option<String> {
     let written = fields.words(column, "first_name")?;
     let words: Vec<&str> = written.split(' ').collect();
+    // Every row's first word goes through this: folded only when it is
+    // short enough to be a title and not plain ASCII (`Maître`).
     let civility = |word: &str| {
-        let word = crate::domain::header_key(word.trim_end_matches('.'));
-        CIVILITIES.contains(&word.as_str())
+        let word = word.trim_end_matches('.');
+        let folded = match word.len() {
+            13.. => return false,
+            _ if word.is_ascii() => word.to_ascii_lowercase(),
+            _ => crate::domain::header_key(word),
+        };
+        CIVILITIES.contains(&folded.as_str())
     };
-    let joins = |word: &str| matches!(word.to_lowercase().as_str(), "et" | "&" | "ou" | "/");
+    let joins = |word: &str| {
+        word == "&" || word == "/" || ["et", "ou"].iter().any(|j| word.eq_ignore_ascii_case(j))
+    };
     // Titles, and the words joining them: `M. et Mme`.
     let titles = words
         .iter()

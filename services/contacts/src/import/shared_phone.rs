@@ -130,17 +130,21 @@ pub(super) async fn assign_holders(
     tx: &mut PgConnection,
     tenant: TenantId,
     import: Uuid,
+    known_without_email: bool,
     rows: &mut Vec<ImportRow>,
     rejected: &mut Vec<(u64, Vec<RowIssue>)>,
 ) -> anyhow::Result<HashMap<u64, Uuid>> {
-    let numbers = |with_email: bool| -> Vec<&str> {
-        rows.iter()
-            .filter(|row| row.email.is_some() == with_email)
-            .filter_map(|row| row.phone.as_ref().map(|phone| phone.as_str()))
-            .collect()
-    };
-    let (without_email, with_email) = (numbers(false), numbers(true));
-    if without_email.is_empty() && with_email.is_empty() {
+    // A row with an address can only join someone without one known before
+    // the import: when the organization had no such person, only the rows
+    // without an address need the people on their numbers.
+    let numbers: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.email.is_none() || known_without_email)
+        .filter_map(|row| row.phone.as_ref().map(|phone| phone.as_str()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if numbers.is_empty() {
         return Ok(HashMap::new());
     }
     type Known = (
@@ -154,20 +158,16 @@ pub(super) async fn assign_holders(
     let known: Vec<Known> = sqlx::query_as(
         // People without e-mail only, through their narrow index: a number
         // that many people with e-mail share (a switchboard) is not read
-        // person by person for each row on it. Rows with an address look only
-        // at people known before the import.
-        "WITH import AS (SELECT created_at AS began FROM imports WHERE id = $3)
-         SELECT p.id, p.phone, p.created_at < import.began,
-                p.first_name, p.last_name, p.external_ids
-             FROM people p, import
-             WHERE p.tenant_id = $1 AND p.email_key IS NULL
-               AND (p.phone = ANY($2) OR p.phone = ANY($4) AND p.created_at < import.began)
-             ORDER BY p.id",
+        // person by person for each row on it.
+        "SELECT id, phone, created_at < (SELECT created_at FROM imports WHERE id = $3),
+                first_name, last_name, external_ids
+             FROM people
+             WHERE tenant_id = $1 AND email_key IS NULL AND phone = ANY($2)
+             ORDER BY id",
     )
     .bind(tenant)
-    .bind(&without_email)
+    .bind(&numbers)
     .bind(import)
-    .bind(&with_email)
     .fetch_all(&mut *tx)
     .await
     .context("reading the people on the rows' phone numbers")?;
