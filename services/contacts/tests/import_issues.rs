@@ -287,12 +287,14 @@ async fn a_later_row_of_a_person_fills_what_the_earlier_ones_left_empty() -> any
     let file = "Prénom;Nom;E-mail;Téléphone;Adresse;Code postal;Ville\n\
                 Alain;Kerjean;a.kerjean@example.org;;;56120;\n\
                 Alain;Kerjean;a.kerjean@example.org;06 55 44 33 22;9 rue Gare;56120;Josselin\n\
-                ;;a.kerjean@example.org;;1 place du Marché;56000;Vannes\n";
+                ;;a.kerjean@example.org;;1 place du Marché;56000;Vannes\n\
+                Nina;Blanc;nina@example.org;;;69007;Lyon\n\
+                Nina;Blanc;nina@example.org;;4 rue Béchevelin;69007;Lyon\n";
 
     let job = support::upload(&mut client, header, file).await?;
 
     let counts = job.counts.unwrap_or_default();
-    assert_eq!((counts.created, counts.merged), (1, 2), "{counts:?}");
+    assert_eq!((counts.created, counts.merged), (2, 3), "{counts:?}");
     let issues = issues_of(&mut client, &job).await?;
     let lines: Vec<(u64, &str)> = issues.iter().map(|(l, f, _)| (*l, f.as_str())).collect();
     // (The file's count of rows without a commune is read row by row, before
@@ -307,9 +309,12 @@ async fn a_later_row_of_a_person_fills_what_the_earlier_ones_left_empty() -> any
         Option<String>,
         Option<String>,
         Option<String>,
-    ) = sqlx::query_as("SELECT phone, address_line1, city, commune_insee FROM people")
-        .fetch_one(&service.pool)
-        .await?;
+    ) = sqlx::query_as(
+        "SELECT phone, address_line1, city, commune_insee FROM people
+         WHERE email = 'a.kerjean@example.org'",
+    )
+    .fetch_one(&service.pool)
+    .await?;
     assert_eq!(
         person,
         (
@@ -320,6 +325,13 @@ async fn a_later_row_of_a_person_fills_what_the_earlier_ones_left_empty() -> any
         ),
         "the phone from the second row, and its fuller address of the same postal code"
     );
+
+    // A street in the same postal code and commune is taken too.
+    let street: Option<String> =
+        sqlx::query_scalar("SELECT address_line1 FROM people WHERE email = 'nina@example.org'")
+            .fetch_one(&service.pool)
+            .await?;
+    assert_eq!(street.as_deref(), Some("4 rue Béchevelin"));
 
     // A later file: the same address says nothing; another one is named.
     let header = || pb::ImportHeader {
@@ -338,6 +350,20 @@ async fn a_later_row_of_a_person_fills_what_the_earlier_ones_left_empty() -> any
     assert_eq!(issues.len(), 1, "{issues:?}");
     assert_eq!((issues[0].0, issues[0].1.as_str()), (2, "address"));
     assert!(issues[0].2.contains("if they moved"), "{issues:?}");
+
+    // Across files too, a street in the same postal code and commune fills it.
+    let bare = "Prénom;Nom;E-mail;Adresse;Code postal;Ville\n\
+                Léo;Roux;leo@example.org;;69007;Lyon\n";
+    support::upload(&mut client, header(), bare).await?;
+    let full = "Prénom;Nom;E-mail;Adresse;Code postal;Ville\n\
+                Léo;Roux;leo@example.org;6 rue Béchevelin;69007;Lyon\n";
+    let job = support::upload(&mut client, header(), full).await?;
+    assert_eq!(job.counts.unwrap_or_default().warnings, 0);
+    let street: Option<String> =
+        sqlx::query_scalar("SELECT address_line1 FROM people WHERE email = 'leo@example.org'")
+            .fetch_one(&service.pool)
+            .await?;
+    assert_eq!(street.as_deref(), Some("6 rue Béchevelin"));
     service.stop().await
 }
 

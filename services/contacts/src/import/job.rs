@@ -801,10 +801,14 @@ impl<'a> Candidate<'a> {
             .find(|r| has_address(r))
             .unwrap_or(self.row);
         for &later in &self.rows {
+            let same_code = chosen.postal_code.is_some() && chosen.postal_code == later.postal_code;
             let vaguer = chosen.address_line1.is_none()
-                && commune(chosen).is_none()
-                && commune(later).is_some()
-                && (chosen.postal_code.is_none() || chosen.postal_code == later.postal_code);
+                && (commune(chosen).is_none()
+                    && commune(later).is_some()
+                    && (chosen.postal_code.is_none() || same_code)
+                    || later.address_line1.is_some()
+                        && same_code
+                        && (commune(chosen).is_none() || commune(chosen) == commune(later)));
             if vaguer {
                 chosen = later;
             }

@@ -269,15 +269,20 @@ async fn move_addresses(
 
 /// The SQL condition under which the address of the record aliased `kept`
 /// gives way, as a whole, to the one of `other`: it has none, or it is the
-/// same place told less fully — no street and no commune, where `other`
-/// places the person in a commune of the same postal code (a bare `56120`
-/// against `3 rue Lafayette, 56120 Guégon`).
+/// same place told less fully — no street, where `other` has one in the same
+/// postal code and commune (`69007 Lyon` against `4 rue Béchevelin, 69007
+/// Lyon`), or no street and no commune, where `other` places the person in a
+/// commune of the same postal code (a bare `56120` against `56120 Guégon`).
 pub(crate) fn address_replaced(kept: &str, other: &str) -> String {
     format!(
         "(({kept}.address_line1 IS NULL AND {kept}.postal_code IS NULL AND {kept}.city IS NULL) \
          OR ({kept}.address_line1 IS NULL AND {kept}.commune_insee IS NULL \
              AND {other}.commune_insee IS NOT NULL \
-             AND ({kept}.postal_code IS NULL OR {kept}.postal_code = {other}.postal_code)))"
+             AND ({kept}.postal_code IS NULL OR {kept}.postal_code = {other}.postal_code)) \
+         OR ({kept}.address_line1 IS NULL AND {other}.address_line1 IS NOT NULL \
+             AND {kept}.postal_code = {other}.postal_code \
+             AND ({kept}.commune_insee IS NULL \
+                  OR {kept}.commune_insee = {other}.commune_insee)))"
     )
 }
 
