@@ -778,6 +778,8 @@ struct Candidate<'a> {
     /// All of them, in the file's order: a later row fills what the earlier
     /// ones left empty.
     rows: Vec<&'a ImportRow>,
+    /// The row whose address the person gets (see `address_row`).
+    address: &'a ImportRow,
     tags: Vec<&'a str>,
     external_ids: serde_json::Map<String, serde_json::Value>,
     custom_fields: serde_json::Map<String, serde_json::Value>,
@@ -960,6 +962,7 @@ fn merge_rows<'a>(
                         id,
                         row,
                         rows: vec![row],
+                        address: row,
                         tags,
                         external_ids,
                         custom_fields: row.custom_fields.clone(),
@@ -968,6 +971,9 @@ fn merge_rows<'a>(
                 ));
             }
         }
+    }
+    for (_, candidate) in &mut order {
+        candidate.address = candidate.address_row();
     }
     order
 }
@@ -1072,7 +1078,7 @@ async fn upsert(
             .map(|c| c.rows.iter().find_map(|r| f(r)))
             .collect()
     };
-    let addresses: Vec<&ImportRow> = group.iter().map(|c| c.address_row()).collect();
+    let addresses: Vec<&ImportRow> = group.iter().map(|c| c.address).collect();
     let address = |f: fn(&ImportRow) -> Option<&str>| -> Vec<Option<&str>> {
         addresses.iter().map(|r| f(r)).collect()
     };
@@ -1191,7 +1197,7 @@ fn kept_another_address(candidates: &[(Key, Candidate<'_>)], written: &[Written]
                 (person.address.0.as_deref(), person.address.1.as_deref())
             }
             _ => {
-                let row = candidate.address_row();
+                let row = candidate.address;
                 (row.address_line1.as_deref(), row.postal_code.as_deref())
             }
         };
